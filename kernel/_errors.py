@@ -1,0 +1,184 @@
+"""The error tree of interlock: one root, a stable ``kind``, structured fields.
+
+::
+
+    InterlockError                      .kind: ErrorClass
+    ├── ConfigError                     a config key path and what was expected
+    ├── RequestError                    a request field and what was wrong
+    ├── ActorStopped                    the actor is gone (stopped, crashed, shutting down)
+    ├── AskTimeout                      no reply within the ask's timeout
+    ├── SupervisorEscalation            restart intensity exceeded
+    ├── ProviderError                   provider, model, status, retry_after
+    │   └── MidStreamError              ...plus the partial output received so far
+    ├── AdmissionRejected               breaker open, cooling down, unhealthy, no slot
+    ├── BudgetExceeded                  a budget, its limit and its spend
+    └── ChainExhausted                  every candidate failed; holds each attempt's error
+
+Foreign exceptions are translated at one seam per adapter (``raise X(...) from exc``);
+nothing above the adapters ever sees an httpx2, aiohttp or OS error.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import final
+
+
+class ErrorClass(enum.StrEnum):
+    """The stable classification of every failure; the router's failover rules key on it."""
+
+    RATE_LIMIT = "rate_limit"
+    OVERLOADED = "overloaded"
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    CONNECT = "connect"
+    AUTH = "auth"
+    BAD_REQUEST = "bad_request"
+    CONTEXT_LENGTH = "context_length"
+    CONTENT_FILTER = "content_filter"  # output stopped by the provider's filter
+    CONTENT_POLICY = "content_policy"  # request refused on policy grounds
+    CANCELLED = "cancelled"
+    INTERNAL = "internal"
+
+
+class InterlockError(Exception):
+    """Root of every error interlock raises; ``kind`` is stable and machine-readable."""
+
+    kind: ErrorClass = ErrorClass.INTERNAL
+
+    def __init__(self, message: str, *, kind: ErrorClass | None = None) -> None:
+        super().__init__(message)
+        if kind is not None:
+            self.kind = kind
+
+
+@final
+class ConfigError(InterlockError):
+    """A configuration value is missing or malformed; ``key`` is its dotted path."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"config {key}: {problem}", kind=ErrorClass.BAD_REQUEST)
+        self.key = key
+        self.problem = problem
+
+
+@final
+class RequestError(InterlockError):
+    """A request is malformed; ``field`` names the offending request field."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"request field {field}: {problem}", kind=ErrorClass.BAD_REQUEST)
+        self.field = field
+        self.problem = problem
+
+
+@final
+class ActorStopped(InterlockError):
+    """The target actor is stopped, crashed or shutting down; ``reason`` says which."""
+
+    def __init__(self, actor: str, reason: str = "stopped") -> None:
+        super().__init__(f"actor {actor} is {reason}", kind=ErrorClass.INTERNAL)
+        self.actor = actor
+        self.reason = reason
+
+
+@final
+class AskTimeout(InterlockError):
+    """An ask got no reply within its timeout; a late reply is discarded."""
+
+    def __init__(self, actor: str, timeout: float) -> None:
+        super().__init__(f"ask to {actor} timed out after {timeout:g}s", kind=ErrorClass.TIMEOUT)
+        self.actor = actor
+        self.timeout = timeout
+
+
+@final
+class SupervisorEscalation(InterlockError):
+    """A supervisor exceeded its restart intensity and gave up; its parent decides next."""
+
+    def __init__(self, supervisor: str, restarts: int, period: float, last: BaseException | None) -> None:
+        super().__init__(
+            f"supervisor {supervisor}: more than {restarts} restarts in {period:g}s; escalating",
+            kind=ErrorClass.INTERNAL,
+        )
+        self.supervisor = supervisor
+        self.last = last
+
+
+class ProviderError(InterlockError):
+    """A provider call failed; ``kind`` is the class, with provider, model, status and retry hint."""
+
+    def __init__(
+        self,
+        kind: ErrorClass,
+        provider: str,
+        *,
+        model: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+        detail: str = "",
+    ) -> None:
+        where = f"{provider}/{model}" if model else provider
+        status_text = f" (status {status})" if status is not None else ""
+        tail = f": {detail}" if detail else ""
+        super().__init__(f"{where}: {kind}{status_text}{tail}", kind=kind)
+        self.provider = provider
+        self.model = model
+        self.status = status
+        self.retry_after = retry_after
+        self.detail = detail
+
+
+@final
+class MidStreamError(ProviderError):
+    """A stream broke after it started; ``partial`` holds the text received before the break."""
+
+    def __init__(
+        self,
+        kind: ErrorClass,
+        provider: str,
+        *,
+        partial: str,
+        model: str | None = None,
+        status: int | None = None,
+        detail: str = "",
+    ) -> None:
+        super().__init__(kind, provider, model=model, status=status, detail=detail)
+        self.partial = partial
+
+
+@final
+class AdmissionRejected(InterlockError):
+    """A provider refused a call at once; ``reason`` is breaker_open, cooling_down, unhealthy or no_slot."""
+
+    def __init__(self, provider: str, reason: str, *, retry_after: float | None = None) -> None:
+        super().__init__(f"{provider}: not admitted ({reason})", kind=ErrorClass.OVERLOADED)
+        self.provider = provider
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+@final
+class BudgetExceeded(InterlockError):
+    """A budget would be exceeded; names the budget, its limit and what is already spent."""
+
+    def __init__(self, budget: str, limit: float, spent: float, unit: str = "cents") -> None:
+        super().__init__(
+            f"budget {budget}: limit {limit:g} {unit}, spent {spent:g} {unit}", kind=ErrorClass.RATE_LIMIT
+        )
+        self.budget = budget
+        self.limit = limit
+        self.spent = spent
+        self.unit = unit
+
+
+@final
+class ChainExhausted(InterlockError):
+    """Every candidate of a chain failed; ``errors`` holds each attempt's error, in order."""
+
+    def __init__(self, task: str, errors: list[tuple[str, InterlockError]]) -> None:
+        lines = "; ".join(f"{name}: {err}" for name, err in errors) or "no admissible candidate"
+        last_kind = errors[-1][1].kind if errors else ErrorClass.OVERLOADED
+        super().__init__(f"task {task}: every candidate failed ({lines})", kind=last_kind)
+        self.task = task
+        self.errors = errors
