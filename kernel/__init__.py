@@ -10,6 +10,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS: dict[str, str] = {
+    # the microkernel
+    "Actor": "_actor",
+    "ActorRef": "_actor",
+    "MailboxStatistics": "_actor",
+    "Reply": "_streams",
+    "EventSink": "_streams",
+    "EventStream": "_streams",
+    "Supervisor": "_supervisor",
+    "ChildSpec": "_supervisor",
+    "ChildInfo": "_supervisor",
+    "Strategy": "_supervisor",
+    "Restart": "_supervisor",
+    "Runtime": "_runtime",
     # errors
     "ErrorClass": "_errors",
     "InterlockError": "_errors",
@@ -17,6 +30,8 @@ _EXPORTS: dict[str, str] = {
     "RequestError": "_errors",
     "ActorStopped": "_errors",
     "AskTimeout": "_errors",
+    "MailboxFull": "_errors",
+    "ConsumerGone": "_errors",
     "SupervisorEscalation": "_errors",
     "ProviderError": "_errors",
     "MidStreamError": "_errors",
@@ -65,6 +80,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:
+    from ._actor import Actor, ActorRef, MailboxStatistics
     from ._clock import Clock, FakeClock, RealClock
     from ._errors import (
         ActorStopped,
@@ -73,15 +89,20 @@ if TYPE_CHECKING:
         BudgetExceeded,
         ChainExhausted,
         ConfigError,
+        ConsumerGone,
         ErrorClass,
         InterlockError,
+        MailboxFull,
         MidStreamError,
         ProviderError,
         RequestError,
         SupervisorEscalation,
     )
     from ._records import AttemptRecord, LedgerRecord, RequestRecord
+    from ._runtime import Runtime
     from ._secret import Secret
+    from ._streams import EventSink, EventStream, Reply
+    from ._supervisor import ChildInfo, ChildSpec, Restart, Strategy, Supervisor
     from ._types import (
         AttemptSummary,
         ChatRequest,

@@ -7,6 +7,8 @@
     ├── RequestError                    a request field and what was wrong
     ├── ActorStopped                    the actor is gone (stopped, crashed, shutting down)
     ├── AskTimeout                      no reply within the ask's timeout
+    ├── MailboxFull                     tell_nowait found the mailbox full
+    ├── ConsumerGone                    the reader of a stream went away (client gone, hedge lost)
     ├── SupervisorEscalation            restart intensity exceeded
     ├── ProviderError                   provider, model, status, retry_after
     │   └── MidStreamError              ...plus the partial output received so far
@@ -90,6 +92,25 @@ class AskTimeout(InterlockError):
         super().__init__(f"ask to {actor} timed out after {timeout:g}s", kind=ErrorClass.TIMEOUT)
         self.actor = actor
         self.timeout = timeout
+
+
+@final
+class MailboxFull(InterlockError):
+    """``tell_nowait`` found the mailbox full; ``tell`` would have waited."""
+
+    def __init__(self, actor: str, capacity: float) -> None:
+        super().__init__(f"mailbox of {actor} is full ({capacity:g} messages)", kind=ErrorClass.OVERLOADED)
+        self.actor = actor
+        self.capacity = capacity
+
+
+@final
+class ConsumerGone(InterlockError):
+    """The reader of an event stream went away; the writer should stop and clean up."""
+
+    def __init__(self, reason: str = "consumer closed the stream") -> None:
+        super().__init__(reason, kind=ErrorClass.CANCELLED)
+        self.reason = reason
 
 
 @final

@@ -1,0 +1,315 @@
+"""Actors and their references.
+
+An ``Actor`` owns private state, one bounded mailbox and one task group for the work it spawns;
+its ``receive`` handles one message at a time. An ``ActorRef`` is the only way to reach it:
+``tell`` (waits while the mailbox is full, never drops), ``ask`` (a reply or ``AskTimeout``) and
+``ask_stream`` (events through one memory stream).
+
+The mailbox belongs to the supervised slot (``_Cell``), not to one actor instance: when a
+supervisor restarts a crashed actor, queued messages wait for the new instance and refs stay
+valid. Only when the slot is stopped for good does the mailbox close; every ask still queued is
+then answered with ``ActorStopped``, and so is every reply or stream the actor had detached.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar, Generic, TypeVar, final
+
+import anyio
+import msgspec
+from anyio.abc import TaskGroup, TaskStatus
+
+from ._clock import Clock, RealClock
+from ._errors import ActorStopped, AskTimeout, InterlockError, MailboxFull
+from ._streams import EventSink, EventStream, Reply, _Channel
+
+M = TypeVar("M")
+
+
+class _Ask:
+    __slots__ = ("msg", "reply")
+
+    def __init__(self, msg: object, reply: Reply[Any]) -> None:
+        self.msg = msg
+        self.reply = reply
+
+
+class _AskStream:
+    __slots__ = ("msg", "sink")
+
+    def __init__(self, msg: object, sink: EventSink[Any]) -> None:
+        self.msg = msg
+        self.sink = sink
+
+
+class _Stop:
+    """A stop request; only the newest one counts, so a stale one cannot stop a restarted actor."""
+
+    __slots__ = ()
+
+
+class MailboxStatistics(msgspec.Struct, frozen=True):
+    """A snapshot of a mailbox: queued messages, capacity, senders waiting for room."""
+
+    queued: int
+    capacity: float
+    senders_waiting: int
+
+
+class _Cell:
+    """One supervised actor slot: its name, its mailbox, and whether it still accepts messages."""
+
+    def __init__(self, name: str, capacity: int) -> None:
+        self.name = name
+        self.capacity = capacity
+        self.send, self.recv = anyio.create_memory_object_stream[object](capacity)
+        self.accepting = True
+        self.stop_token: _Stop | None = None
+
+    def request_stop(self) -> None:
+        """Refuse new messages; the loop drains what is queued, then stops."""
+        self.accepting = False
+        self.stop_token = token = _Stop()
+        try:
+            self.send.send_nowait(token)
+        except anyio.WouldBlock:
+            # No room for the sentinel: the loop sees ``accepting`` is off once it has drained
+            # the queue; the supervisor's shutdown deadline cancels it if it cannot keep up.
+            pass
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+
+    def drained(self) -> bool:
+        """True when no message is queued."""
+        return self.recv.statistics().current_buffer_used == 0
+
+    def close(self) -> None:
+        """Close for good: answer every queued ask and stream with ``ActorStopped``."""
+        self.accepting = False
+        while True:
+            try:
+                item = self.recv.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+            _refuse(item, self.name)
+        self.recv.close()
+        self.send.close()
+
+
+def _refuse(item: object, name: str) -> None:
+    if type(item) is _Ask:
+        item.reply.fail(ActorStopped(name))
+    elif type(item) is _AskStream:
+        item.sink.fail(ActorStopped(name))
+
+
+@final
+class ActorRef(Generic[M]):
+    """The handle to an actor; created by the runtime only, valid across restarts."""
+
+    __slots__ = ("_cell",)
+
+    def __init__(self, cell: _Cell) -> None:
+        self._cell = cell
+
+    @property
+    def name(self) -> str:
+        """The registered name of the actor."""
+        return self._cell.name
+
+    def __repr__(self) -> str:
+        return f"ActorRef({self._cell.name!r})"
+
+    async def tell(self, msg: M) -> None:
+        """Deliver ``msg``; waits while the mailbox is full. Raises ``ActorStopped`` if stopped."""
+        await self._put(msg)
+
+    def tell_nowait(self, msg: M) -> None:
+        """Deliver ``msg`` now or raise ``MailboxFull``; never waits."""
+        cell = self._cell
+        if not cell.accepting:
+            raise ActorStopped(cell.name)
+        try:
+            cell.send.send_nowait(msg)
+        except anyio.WouldBlock:
+            raise MailboxFull(cell.name, cell.capacity) from None
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            raise ActorStopped(cell.name) from None
+
+    async def ask(self, msg: M, *, timeout: float = 30.0) -> Any:
+        """Send ``msg`` and wait for the reply; ``AskTimeout`` after ``timeout`` seconds.
+
+        The actor's error while handling the message is raised here. A reply that arrives after
+        the timeout is discarded.
+        """
+        reply: Reply[Any] = Reply()
+        try:
+            with anyio.fail_after(timeout):
+                await self._put(_Ask(msg, reply))
+                return await reply.wait()
+        except TimeoutError:
+            raise AskTimeout(self._cell.name, timeout) from None
+
+    async def ask_stream(self, msg: M, *, buffer: int = 64) -> EventStream[Any]:
+        """Send ``msg`` and return the stream of events the actor writes for it."""
+        send, recv = anyio.create_memory_object_stream[Any](buffer)
+        channel = _Channel()
+        await self._put(_AskStream(msg, EventSink(send, channel)))
+        return EventStream(recv, channel)
+
+    def statistics(self) -> MailboxStatistics:
+        """The mailbox's queue length, capacity and waiting senders."""
+        stats = self._cell.send.statistics()
+        return MailboxStatistics(stats.current_buffer_used, stats.max_buffer_size, stats.tasks_waiting_send)
+
+    async def _put(self, item: object) -> None:
+        cell = self._cell
+        if not cell.accepting:
+            raise ActorStopped(cell.name)
+        try:
+            await cell.send.send(item)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            raise ActorStopped(cell.name) from None
+
+
+class Actor(abc.ABC, Generic[M]):
+    """Base class of every actor: override ``receive`` (and maybe ``on_start`` / ``on_stop``).
+
+    ``receive``'s return value answers an ``ask``; its exception goes to the asker. For a plain
+    ``tell`` an exception crashes the actor and its supervisor decides. Work that outlives one
+    message runs in ``self.tasks``; ``detach_reply`` / ``detach_stream`` hand it the answer slot.
+    """
+
+    mailbox_size: ClassVar[int] = 1024
+
+    def __init__(self) -> None:
+        self._cell: _Cell | None = None
+        self._tasks: TaskGroup | None = None
+        self._clock: Clock = RealClock()
+        self._current: object = None
+        self._detached = False
+        self._open_replies: set[Reply[Any]] = set()
+        self._open_sinks: set[EventSink[Any]] = set()
+
+    @property
+    def name(self) -> str:
+        """The actor's registered name."""
+        return self._cell.name if self._cell is not None else type(self).__name__
+
+    @property
+    def ref(self) -> ActorRef[M]:
+        """A reference to this actor, to hand to others."""
+        if self._cell is None:
+            raise ActorStopped(self.name, "not started")
+        return ActorRef(self._cell)
+
+    @property
+    def clock(self) -> Clock:
+        """The runtime's clock."""
+        return self._clock
+
+    @property
+    def tasks(self) -> TaskGroup:
+        """The actor's own task group: whatever runs here dies with the actor."""
+        if self._tasks is None:
+            raise ActorStopped(self.name, "not started")
+        return self._tasks
+
+    async def on_start(self) -> None:
+        """Called once before the first message; an error here fails the start."""
+
+    async def on_stop(self) -> None:
+        """Called once after the last message, on graceful stop."""
+
+    @abc.abstractmethod
+    async def receive(self, msg: M) -> Any:
+        """Handle one message; the return value answers an ask."""
+
+    def detach_reply(self) -> Reply[Any]:
+        """Take the current ask's reply slot to answer later (from a task in ``self.tasks``)."""
+        item = self._current
+        if type(item) is not _Ask:
+            raise InterlockError(f"{self.name}: the current message is not an ask")
+        self._detached = True
+        if len(self._open_replies) >= 256:
+            self._open_replies = {r for r in self._open_replies if not r.done}
+        self._open_replies.add(item.reply)
+        return item.reply
+
+    def detach_stream(self) -> EventSink[Any]:
+        """Take the current ``ask_stream``'s sink to write events later; ``async with`` it."""
+        item = self._current
+        if type(item) is not _AskStream:
+            raise InterlockError(f"{self.name}: the current message is not an ask_stream")
+        self._detached = True
+        item.sink._owner = self._open_sinks
+        self._open_sinks.add(item.sink)
+        return item.sink
+
+    async def _serve(self, cell: _Cell, clock: Clock, *, task_status: TaskStatus[None]) -> None:
+        self._cell, self._clock = cell, clock
+        graceful = False
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tasks = tg
+                await self.on_start()
+                task_status.started()
+                graceful = await self._loop(cell)
+                if graceful:
+                    await self.on_stop()
+        finally:
+            reason = "stopped" if graceful else "crashed"
+            for reply in list(self._open_replies):
+                reply.fail(ActorStopped(self.name, reason))
+            for sink in list(self._open_sinks):
+                sink.fail(ActorStopped(self.name, reason))
+            self._tasks = None
+
+    async def _loop(self, cell: _Cell) -> bool:
+        recv = cell.recv
+        while True:
+            try:
+                item = await recv.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                return True
+            if type(item) is _Stop:
+                if item is cell.stop_token:
+                    return True
+                continue
+            await self._dispatch(item)
+            if not cell.accepting and cell.drained():
+                return True
+
+    async def _dispatch(self, item: object) -> None:
+        kind = type(item)
+        if kind is _Ask:
+            await self._handle_ask(item)  # type: ignore[arg-type]
+        elif kind is _AskStream:
+            await self._handle_stream(item)  # type: ignore[arg-type]
+        else:
+            await self.receive(item)  # type: ignore[arg-type]  # tells carry the actor's M
+
+    async def _handle_ask(self, item: _Ask) -> None:
+        self._current, self._detached = item, False
+        try:
+            value = await self.receive(item.msg)  # type: ignore[arg-type]
+        except Exception as exc:
+            item.reply.fail(exc)
+            return
+        finally:
+            self._current = None
+        if not self._detached:
+            item.reply.set(value)
+
+    async def _handle_stream(self, item: _AskStream) -> None:
+        self._current, self._detached = item, False
+        try:
+            await self.receive(item.msg)  # type: ignore[arg-type]
+        except Exception as exc:
+            item.sink.fail(exc)
+            return
+        finally:
+            self._current = None
+        if not self._detached:
+            item.sink.close()

@@ -1,0 +1,114 @@
+"""Health policy: probe outcomes -> healthy/unhealthy with hysteresis, and rate-limit cooldowns.
+
+The provider actor runs the probe loop and owns the clock; these functions only decide. A
+provider turns unhealthy after ``unhealthy_after`` failed probes in a row and healthy again
+after ``healthy_after`` passed probes in a row, so one lost probe does not flap the router's
+chains. While unhealthy it is probed more often, to notice the recovery sooner.
+
+The cooldown is separate from health: a 429 says "not now" rather than "broken", so the actor
+pauses admissions until an instant computed here and then carries on.
+"""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+
+
+class ProbeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Probe settings; the defaults and their sources.
+
+    - ``unhealthy_after = 3``, ``healthy_after = 2``: HAProxy's ``fall`` and ``rise`` defaults.
+    - ``interval_s = 30``: a probe of an LLM provider is a real request (often billed), so it is
+      spaced far wider than HAProxy's 2 s; ``unhealthy_interval_s = 5`` is the faster pace while
+      down (HAProxy's ``downinter``, Envoy's ``unhealthy_interval``).
+    - ``timeout_s = 10``: a probe that takes longer counts as failed.
+    """
+
+    interval_s: float = 30.0
+    unhealthy_interval_s: float = 5.0
+    timeout_s: float = 10.0
+    unhealthy_after: int = 3
+    healthy_after: int = 2
+
+    def __post_init__(self) -> None:
+        if not (self.interval_s > 0 and self.unhealthy_interval_s > 0 and self.timeout_s > 0):
+            raise ValueError("interval_s, unhealthy_interval_s and timeout_s must be > 0")
+        if self.unhealthy_after < 1 or self.healthy_after < 1:
+            raise ValueError("unhealthy_after and healthy_after must be >= 1")
+
+
+class HealthState(msgspec.Struct, frozen=True, kw_only=True):
+    """Whether a provider is healthy, and the current run of equal probe results.
+
+    A fresh state is healthy: a provider is usable from the start, before its first probe.
+    ``changes`` counts flips, for metrics.
+    """
+
+    healthy: bool = True
+    failures_in_row: int = 0
+    successes_in_row: int = 0
+    changes: int = 0
+
+
+def record_probe(state: HealthState, ok: bool, cfg: ProbeConfig) -> HealthState:
+    """Fold one probe result in; flip only after enough equal results in a row."""
+    if ok:
+        successes = state.successes_in_row + 1
+        flip = not state.healthy and successes >= cfg.healthy_after
+        return HealthState(
+            healthy=state.healthy or flip,
+            successes_in_row=successes,
+            changes=state.changes + flip,
+        )
+    failures = state.failures_in_row + 1
+    flip = state.healthy and failures >= cfg.unhealthy_after
+    return HealthState(
+        healthy=state.healthy and not flip,
+        failures_in_row=failures,
+        changes=state.changes + flip,
+    )
+
+
+def probe_interval(state: HealthState, cfg: ProbeConfig) -> float:
+    """Seconds until the next probe: shorter while unhealthy."""
+    return cfg.interval_s if state.healthy else cfg.unhealthy_interval_s
+
+
+# -- rate-limit cooldown ---------------------------------------------------------------------
+
+
+class CooldownConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How long a provider pauses admissions after a 429.
+
+    - ``default_s = 1``: when the 429 carries no retry-after; about the first backoff step of
+      the official OpenAI and Anthropic SDKs (0.5 s, doubling).
+    - ``max_s = 60``: a longer retry-after is capped; the same SDKs only honour a retry-after of
+      at most 60 s, and past that the router is better served by a fallback than a stall.
+    """
+
+    default_s: float = 1.0
+    max_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.default_s <= self.max_s:
+            raise ValueError("need 0 <= default_s <= max_s")
+
+
+def cooldown_until(
+    now: float, retry_after: float | None, cfg: CooldownConfig, *, current: float | None = None
+) -> float:
+    """The instant until which admissions pause after a 429 at ``now``.
+
+    ``retry_after`` is the provider's hint in seconds (None: use ``default_s``), capped at
+    ``max_s``; a cooldown already running until ``current`` is never shortened.
+    """
+    wait = cfg.default_s if retry_after is None or math.isnan(retry_after) else retry_after
+    until = now + min(max(wait, 0.0), cfg.max_s)
+    return until if current is None else max(until, current)
+
+
+def cooling_down(until: float | None, now: float) -> bool:
+    """Whether a cooldown that ends at ``until`` is still running at ``now``."""
+    return until is not None and now < until

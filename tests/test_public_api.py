@@ -1,0 +1,58 @@
+"""The package face: every export is deliberate, resolves, and is documented."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import pytest
+
+import interlock
+
+INTENDED = {
+    # microkernel
+    "Actor", "ActorRef", "MailboxStatistics", "Reply", "EventSink", "EventStream",
+    "Supervisor", "ChildSpec", "ChildInfo", "Strategy", "Restart", "Runtime",
+    # errors
+    "ErrorClass", "InterlockError", "ConfigError", "RequestError", "ActorStopped", "AskTimeout",
+    "MailboxFull", "ConsumerGone", "SupervisorEscalation", "ProviderError", "MidStreamError",
+    "AdmissionRejected", "BudgetExceeded", "ChainExhausted",
+    # clock and secrets
+    "Clock", "RealClock", "FakeClock", "Secret",
+    # canonical types
+    "TextPart", "ImagePart", "ToolCallPart", "ToolResultPart", "Part", "Message", "ToolSpec",
+    "ToolChoice", "ToolChoiceMode", "ToolChoiceNamed", "ResponseFormat", "TextFormat",
+    "JsonObjectFormat", "JsonSchemaFormat", "ChatRequest", "Usage", "TextDelta", "ThinkingDelta",
+    "ToolCallDelta", "ToolCallDone", "UsageEvent", "Finish", "StreamEvent", "ToolCall",
+    "AttemptSummary", "Route", "RouteEvent", "ChatResponse",
+    "AttemptRecord", "RequestRecord", "LedgerRecord",
+}
+
+
+def test_all_is_exactly_the_intended_set() -> None:
+    """__all__ holds exactly the intended public names, so nothing leaks in by accident."""
+    assert set(interlock.__all__) == INTENDED
+    assert len(interlock.__all__) == len(set(interlock.__all__))
+
+
+def test_every_export_resolves_and_classes_have_docstrings() -> None:
+    """Each exported name imports lazily, and every exported class documents itself."""
+    for name in interlock.__all__:
+        value = getattr(interlock, name)
+        if isinstance(value, type):
+            assert value.__doc__, name
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    """A name that is not exported raises AttributeError, not a lazy-import crash."""
+    with pytest.raises(AttributeError, match="nothing_here"):
+        interlock.nothing_here  # noqa: B018
+
+
+def test_implementation_modules_are_private() -> None:
+    """Every module under interlock/ is private (leading underscore) except the public subpackages."""
+    public = {"actors", "adapters", "policies", "simulator", "testing"}
+    for info in pkgutil.walk_packages(interlock.__path__, "interlock."):
+        leaf = info.name.rsplit(".", 1)[-1]
+        assert leaf.startswith("_") or leaf in public, info.name
+        importlib.import_module(info.name)
