@@ -9,6 +9,8 @@ from collections.abc import Callable, Sequence
 
 # subcommand -> (module, function, help); each function takes the remaining argv and returns an exit code
 _COMMANDS: dict[str, tuple[str, str, str]] = {
+    "demo": ("interlock.actors._demo", "main", "run a mixed workload on the simulated fleet and print the report"),
+    "report": ("interlock.actors._report", "main", "print the rollup of a ledger"),
     "simulate": ("interlock.adapters.simulator", "main", "run the loopback provider simulator"),
     "version": ("interlock.actors._cli", "version", "print the installed version"),
 }

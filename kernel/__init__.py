@@ -23,6 +23,9 @@ _EXPORTS: dict[str, str] = {
     "Strategy": "_supervisor",
     "Restart": "_supervisor",
     "Runtime": "_runtime",
+    # the door
+    "open": "actors._door",
+    "Door": "actors._door",
     # errors
     "ErrorClass": "_errors",
     "InterlockError": "_errors",
@@ -133,6 +136,7 @@ if TYPE_CHECKING:
         Usage,
         UsageEvent,
     )
+    from .actors._door import Door, open
 
 
 def __getattr__(name: str) -> Any:

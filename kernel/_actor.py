@@ -220,7 +220,10 @@ class Actor(abc.ABC, Generic[M]):
         """Called once before the first message; an error here fails the start."""
 
     async def on_stop(self) -> None:
-        """Called once after the last message, on graceful stop."""
+        """Called once after the last message, on graceful stop; await in-flight work here.
+
+        When it returns, every task still running in ``self.tasks`` is cancelled.
+        """
 
     @abc.abstractmethod
     async def receive(self, msg: M) -> Any:
@@ -247,7 +250,7 @@ class Actor(abc.ABC, Generic[M]):
         self._open_sinks.add(item.sink)
         return item.sink
 
-    async def _serve(self, cell: _Cell, clock: Clock, *, task_status: TaskStatus[None]) -> None:
+    async def _actor_serve(self, cell: _Cell, clock: Clock, *, task_status: TaskStatus[None]) -> None:
         self._cell, self._clock = cell, clock
         graceful = False
         try:
@@ -255,9 +258,11 @@ class Actor(abc.ABC, Generic[M]):
                 self._tasks = tg
                 await self.on_start()
                 task_status.started()
-                graceful = await self._loop(cell)
+                graceful = await self._actor_loop(cell)
                 if graceful:
                     await self.on_stop()
+                # Whatever on_stop chose not to wait for (probe loops, timers) ends with the actor.
+                tg.cancel_scope.cancel()
         finally:
             reason = "stopped" if graceful else "crashed"
             for reply in list(self._open_replies):
@@ -266,7 +271,7 @@ class Actor(abc.ABC, Generic[M]):
                 sink.fail(ActorStopped(self.name, reason))
             self._tasks = None
 
-    async def _loop(self, cell: _Cell) -> bool:
+    async def _actor_loop(self, cell: _Cell) -> bool:
         recv = cell.recv
         while True:
             try:
@@ -277,20 +282,20 @@ class Actor(abc.ABC, Generic[M]):
                 if item is cell.stop_token:
                     return True
                 continue
-            await self._dispatch(item)
+            await self._actor_dispatch(item)
             if not cell.accepting and cell.drained():
                 return True
 
-    async def _dispatch(self, item: object) -> None:
+    async def _actor_dispatch(self, item: object) -> None:
         kind = type(item)
         if kind is _Ask:
-            await self._handle_ask(item)  # type: ignore[arg-type]
+            await self._actor_ask(item)  # type: ignore[arg-type]
         elif kind is _AskStream:
-            await self._handle_stream(item)  # type: ignore[arg-type]
+            await self._actor_stream(item)  # type: ignore[arg-type]
         else:
             await self.receive(item)  # type: ignore[arg-type]  # tells carry the actor's M
 
-    async def _handle_ask(self, item: _Ask) -> None:
+    async def _actor_ask(self, item: _Ask) -> None:
         self._current, self._detached = item, False
         try:
             value = await self.receive(item.msg)  # type: ignore[arg-type]
@@ -302,7 +307,7 @@ class Actor(abc.ABC, Generic[M]):
         if not self._detached:
             item.reply.set(value)
 
-    async def _handle_stream(self, item: _AskStream) -> None:
+    async def _actor_stream(self, item: _AskStream) -> None:
         self._current, self._detached = item, False
         try:
             await self.receive(item.msg)  # type: ignore[arg-type]

@@ -289,7 +289,7 @@ class Supervisor:
                     await instance._serve(self._clock, self._registry, task_status=status)
                 else:
                     assert child.cell is not None
-                    await instance._serve(child.cell, self._clock, task_status=status)
+                    await instance._actor_serve(child.cell, self._clock, task_status=status)
         except Exception as exc:
             if not status.started_ok:
                 raise _unwrap(exc) from None

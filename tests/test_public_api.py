@@ -13,6 +13,8 @@ INTENDED = {
     # microkernel
     "Actor", "ActorRef", "MailboxStatistics", "Reply", "EventSink", "EventStream",
     "Supervisor", "ChildSpec", "ChildInfo", "Strategy", "Restart", "Runtime",
+    # the door
+    "open", "Door",
     # errors
     "ErrorClass", "InterlockError", "ConfigError", "RequestError", "ActorStopped", "AskTimeout",
     "MailboxFull", "ConsumerGone", "SupervisorEscalation", "ProviderError", "MidStreamError",

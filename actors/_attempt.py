@@ -1,0 +1,165 @@
+"""One attempt at one candidate: its stream, its timings, what it produced, and its record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from interlock._errors import InterlockError, MidStreamError
+from interlock._records import AttemptRecord, Outcome
+from interlock._streams import EventStream
+from interlock._types import (
+    AttemptSummary,
+    ChatRequest,
+    Finish,
+    TextDelta,
+    ThinkingDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallDone,
+    Usage,
+    UsageEvent,
+)
+from interlock.policies._pricing import cost_cents
+from interlock.policies._routing import Candidate
+
+_CONTENT = (TextDelta, ThinkingDelta, ToolCallDelta, ToolCallDone)
+
+
+class Attempt:
+    """Mutable state of one attempt; the request run owns it, nothing else touches it."""
+
+    __slots__ = (
+        "call_id",
+        "cancel_reason",
+        "candidate",
+        "error",
+        "finish",
+        "hedge",
+        "last_event",
+        "number",
+        "started",
+        "stream",
+        "text",
+        "thinking",
+        "tool_calls",
+        "ttft",
+        "ttlt",
+        "usage",
+    )
+
+    def __init__(self, candidate: Candidate, number: int, call_id: int, started: float, *, hedge: bool) -> None:
+        self.candidate = candidate
+        self.number = number
+        self.call_id = call_id
+        self.started = started
+        self.hedge = hedge
+        self.stream: EventStream[Any] | None = None
+        self.ttft: float | None = None
+        self.ttlt: float | None = None
+        self.last_event = started
+        self.text: list[str] = []
+        self.thinking: list[str] = []
+        self.tool_calls: list[ToolCall] = []
+        self.usage = Usage()
+        self.finish: str | None = None
+        self.error: InterlockError | None = None
+        self.cancel_reason: str | None = None
+
+    def observe(self, event: Any, now: float) -> None:
+        """Fold one event into the attempt's output and timings."""
+        self.last_event = now
+        kind = type(event)
+        if self.ttft is None and kind in _CONTENT:
+            self.ttft = now - self.started
+        if kind is TextDelta:
+            self.text.append(event.text)
+        elif kind is ThinkingDelta:
+            self.thinking.append(event.text)
+        elif kind is ToolCallDone:
+            self.tool_calls.append(ToolCall(event.id, event.name, event.arguments))
+        elif kind is UsageEvent:
+            self.usage = event.usage
+        elif kind is Finish:
+            self.finish = event.reason
+            self.ttlt = now - self.started
+            if self.ttft is None:
+                self.ttft = self.ttlt
+
+    @property
+    def partial(self) -> str:
+        """The text produced so far (or carried by a mid-stream error)."""
+        if isinstance(self.error, MidStreamError) and self.error.partial and not self.text:
+            return self.error.partial
+        return "".join(self.text)
+
+    @property
+    def outcome(self) -> Outcome:
+        if self.cancel_reason is not None:
+            return "cancelled"
+        if self.error is not None:
+            return "skipped" if self.error.kind == "overloaded" and _not_admitted(self.error) else "error"
+        return "ok" if self.finish is not None else "cancelled"
+
+    def cost(self) -> float:
+        """Cents for this attempt's usage at the model's price (zero for subscription billing)."""
+        model = self.candidate.model
+        if model.price is None or model.billing == "subscription":
+            return 0.0
+        return cost_cents(self.usage, model.price)
+
+    def summary(self) -> AttemptSummary:
+        """How the caller sees this attempt in ``Route.attempts``."""
+        return AttemptSummary(
+            model=self.candidate.name,
+            provider=self.candidate.provider,
+            outcome=self.outcome,
+            error=self.cancel_reason or (str(self.error.kind) if self.error else None),
+            hedge=self.hedge,
+            ttft_ms=_ms(self.ttft),
+            ttlt_ms=_ms(self.ttlt),
+            cost_cents=self.cost(),
+        )
+
+    def record(self, request: ChatRequest, request_id: str, task: str, ts: float) -> AttemptRecord:
+        """The ledger row for this attempt."""
+        error = self.error
+        return AttemptRecord(
+            request_id=request_id,
+            attempt=self.number,
+            ts=ts,
+            tenant=request.tenant,
+            caller=request.caller,
+            task=task,
+            model_class=self.candidate.model.model_class,
+            model=self.candidate.name,
+            provider=self.candidate.provider,
+            outcome=self.outcome,
+            input_tokens=self.usage.input_tokens,
+            output_tokens=self.usage.output_tokens,
+            cache_read_tokens=self.usage.cache_read_tokens,
+            cache_write_tokens=self.usage.cache_write_tokens,
+            cost_cents=self.cost(),
+            ttft_ms=_ms(self.ttft),
+            ttlt_ms=_ms(self.ttlt),
+            error=str(error.kind) if error is not None else ("cancelled" if self.cancel_reason else None),
+            error_detail=_detail(error),
+            status=getattr(error, "status", None),
+            finish_reason=self.finish,
+            hedge=self.hedge,
+            cancel_reason=self.cancel_reason,
+        )
+
+
+def _not_admitted(error: InterlockError) -> bool:
+    return type(error).__name__ == "AdmissionRejected"
+
+
+def _detail(error: InterlockError | None) -> str:
+    if error is None:
+        return ""
+    reason = getattr(error, "reason", None)
+    return str(reason) if reason else str(error)[:300]
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000.0, 3)

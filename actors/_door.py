@@ -1,0 +1,257 @@
+"""The one door: ``interlock.open()`` starts the runtime tree; ``door.ask`` / ``door.stream`` call through it.
+
+::
+
+    async with interlock.open("interlock.toml") as door:   # or interlock.open() for the embedded default
+        reply = await door.ask("summarize this", task="cheap_bulk", tenant="acme")
+        async for event in door.stream(messages, model="planner"):   # pinned, still governed
+            ...
+
+The tree: the ledger starts first and stops last (it flushes every record), then the provider
+supervisor with one actor per enabled provider, then the router. With simulator providers in
+the config, a loopback simulator is started first and stopped after everything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, final
+
+import msgspec
+
+from interlock._actor import ActorRef
+from interlock._clock import Clock, RealClock
+from interlock._errors import ConfigError, InterlockError, RequestError
+from interlock._runtime import Runtime
+from interlock._supervisor import ChildSpec, Restart, Strategy
+from interlock._types import (
+    ChatRequest,
+    ChatResponse,
+    Finish,
+    FinishReason,
+    Message,
+    Route,
+    RouteEvent,
+    StreamEvent,
+    TextDelta,
+    ThinkingDelta,
+    ToolCall,
+    ToolCallDone,
+    ToolSpec,
+    Usage,
+    UsageEvent,
+)
+from interlock.actors._ledger_actor import Flush, LedgerActor, LedgerBuffer, LedgerStatistics
+from interlock.actors._provider_actor import GetHealth, ProviderActor, ProviderHealth, ProviderSettings
+from interlock.actors._router import CancelRequest, RouterActor, RouteRequest
+from interlock.actors._wiring import build_adapter, is_enabled
+from interlock.adapters._ledger_store import SqliteLedgerStore
+from interlock.adapters.simulator import SimConfig, Simulator
+from interlock.policies._config import Config, ProviderConfig, default_config, load_config
+
+Prompt = str | Message | Sequence[Message]
+
+
+@final
+class Door:
+    """The handle callers use; made by ``interlock.open``, valid inside its ``async with``."""
+
+    def __init__(self, config: Config, router: ActorRef[Any], providers: dict[str, ActorRef[Any]]) -> None:
+        self._config = config
+        self._router = router
+        self._providers = providers
+        self._ledger: ActorRef[Any] | None = None
+        self._buffer: LedgerBuffer | None = None
+        self._sim: Simulator | None = None
+
+    @property
+    def config(self) -> Config:
+        """The decoded configuration in force."""
+        return self._config
+
+    async def ask(self, prompt: Prompt, **options: Any) -> ChatResponse:
+        """Send one request and return the whole answer with its ``route``.
+
+        Options are ``ChatRequest`` fields: ``task``, ``model``, ``model_class``, ``tenant``,
+        ``caller``, ``sensitivity``, ``max_tokens``, ``tools``, ``temperature``, ...
+        """
+        text: list[str] = []
+        thinking: list[str] = []
+        calls: list[ToolCall] = []
+        usage = Usage()
+        route: Route | None = None
+        finish: FinishReason = "stop"
+        async for event in self.stream(prompt, **options):
+            if isinstance(event, TextDelta):
+                text.append(event.text)
+            elif isinstance(event, ThinkingDelta):
+                thinking.append(event.text)
+            elif isinstance(event, ToolCallDone):
+                calls.append(ToolCall(event.id, event.name, event.arguments))
+            elif isinstance(event, UsageEvent):
+                usage = usage + event.usage
+            elif isinstance(event, Finish):
+                finish = event.reason
+            elif isinstance(event, RouteEvent):
+                route = event.route
+        return ChatResponse(
+            content="".join(text), thinking="".join(thinking), tool_calls=tuple(calls),
+            finish_reason=finish, usage=usage, route=route,
+        )
+
+    def stream(self, prompt: Prompt, **options: Any) -> AsyncIterator[StreamEvent | RouteEvent]:
+        """Yield the answer's events as they arrive, then one ``RouteEvent``."""
+        return self.send(build_request(prompt, options))
+
+    async def send(self, request: ChatRequest) -> AsyncIterator[StreamEvent | RouteEvent]:
+        """Like ``stream``, for a ready-made ``ChatRequest``; leaving early cancels the upstream call."""
+        if not request.request_id:
+            request = msgspec.structs.replace(request, request_id=uuid.uuid4().hex)
+        events = await self._router.ask_stream(RouteRequest(request))
+        finished = False
+        try:
+            async with events:
+                async for event in events:
+                    if type(event) is RouteEvent:
+                        finished = True
+                    yield event
+            finished = True
+        except InterlockError:
+            finished = True  # the request ended with this error; the router has recorded it
+            raise
+        finally:
+            if not finished:
+                with contextlib.suppress(InterlockError):
+                    self._router.tell_nowait(CancelRequest(request.request_id))
+
+    async def health(self) -> dict[str, ProviderHealth]:
+        """Each enabled provider's breaker state, cooldown, health and free slots."""
+        return {name: await ref.ask(GetHealth(), timeout=5.0) for name, ref in self._providers.items()}
+
+    async def flush(self) -> int:
+        """Write every pending ledger record now; returns how many were written."""
+        assert self._ledger is not None
+        written: int = await self._ledger.ask(Flush(), timeout=60.0)
+        return written
+
+    def ledger_statistics(self) -> LedgerStatistics:
+        """Records accepted, written and pending."""
+        assert self._buffer is not None
+        return self._buffer.statistics()
+
+
+def build_request(prompt: Prompt, options: Mapping[str, Any]) -> ChatRequest:
+    """A ``ChatRequest`` from a prompt and keyword options; a bad option names its field."""
+    if isinstance(prompt, str):
+        messages: tuple[Message, ...] = (Message.text("user", prompt),)
+    elif isinstance(prompt, Message):
+        messages = (prompt,)
+    else:
+        messages = tuple(prompt)
+    if not messages:
+        raise RequestError("messages", "at least one message is required")
+    fields = dict(options)
+    if "tools" in fields:
+        fields["tools"] = tuple(t if isinstance(t, ToolSpec) else msgspec.convert(t, ToolSpec) for t in fields["tools"])
+    try:
+        return ChatRequest(messages=messages, **fields)
+    except TypeError as exc:
+        raise RequestError(str(exc).split("'")[1] if "'" in str(exc) else "options", str(exc)) from None
+
+
+class _Opened:
+    """The async context manager behind ``interlock.open``."""
+
+    def __init__(
+        self, config: Config | str | Path | None, clock: Clock | None, ledger_path: str | Path | None,
+        environ: Mapping[str, str] | None,
+    ) -> None:
+        self._config_arg = config
+        self._clock = clock or RealClock()
+        self._ledger_path = ledger_path
+        self._environ = os.environ if environ is None else environ
+        self._stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> Door:
+        try:
+            return await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+
+    async def _start(self) -> Door:
+        config = _load(self._config_arg)
+        clock, stack = self._clock, self._stack
+        sim = await self._maybe_simulator(config, stack)
+        sim_url = sim.url if sim is not None else None
+        store = await stack.enter_async_context(SqliteLedgerStore(self._ledger_path or config.ledger.path))
+        rt = await stack.enter_async_context(Runtime(clock=clock))
+        buffer = LedgerBuffer()
+        lcfg = config.ledger
+        ledger = await rt.spawn(
+            lambda: LedgerActor(
+                store, buffer, batch_size=lcfg.batch_size, flush_interval_s=lcfg.flush_interval_ms / 1000.0
+            ),
+            name="ledger", shutdown=30.0,
+        )
+        enabled = {n: p for n, p in config.providers.items() if is_enabled(n, p, self._environ)}
+        specs = [self._provider_spec(n, p, sim_url) for n, p in enabled.items()]
+        await rt.spawn_supervisor("providers", specs, strategy=Strategy.ONE_FOR_ONE, max_restarts=5, period=10.0)
+        providers = {n: rt.lookup(f"provider:{n}") for n in enabled}
+        router = await rt.spawn(lambda: RouterActor(config, providers.get, ledger), name="router", shutdown=30.0)
+        door = Door(config, router, providers)
+        door._ledger, door._buffer, door._sim = ledger, buffer, sim
+        return door
+
+    def _provider_spec(self, name: str, cfg: ProviderConfig, sim_url: str | None) -> ChildSpec:
+        settings = ProviderSettings(
+            max_concurrency=cfg.max_concurrency, slot_wait_s=cfg.slot_wait_ms / 1000.0,
+            breaker=cfg.breaker, probe=cfg.probe, cooldown=cfg.cooldown,
+        )
+        environ, clock = self._environ, self._clock
+
+        def start() -> ProviderActor:
+            def adapter() -> Any:
+                return build_adapter(name, cfg, environ=environ, clock=clock, simulator_url=sim_url)
+
+            return ProviderActor(name, adapter, settings)
+
+        return ChildSpec(f"provider:{name}", start, Restart.PERMANENT, shutdown=10.0)
+
+    async def _maybe_simulator(self, config: Config, stack: contextlib.AsyncExitStack) -> Simulator | None:
+        if not any(p.kind == "simulator" for p in config.providers.values()):
+            return None
+        try:
+            sim_config = msgspec.convert(config.simulator, SimConfig) if config.simulator else None
+        except msgspec.ValidationError as exc:
+            raise ConfigError("simulator", str(exc)) from None
+        return await stack.enter_async_context(Simulator(sim_config, clock=self._clock))
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stack.__aexit__(exc_type, exc, tb)
+
+
+def open(  # the door's name is part of the public contract: interlock.open()
+    config: Config | str | Path | None = None,
+    *,
+    clock: Clock | None = None,
+    ledger_path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> _Opened:
+    """Open the door: ``async with interlock.open(path) as door``; no path = the embedded default."""
+    return _Opened(config, clock, ledger_path, environ)
+
+
+def _load(config: Config | str | Path | None) -> Config:
+    if config is None:
+        return default_config()
+    if isinstance(config, Config):
+        return config
+    return load_config(config)

@@ -1,0 +1,251 @@
+"""The provider actor: one per provider, owning its breaker, slots, cooldown, probes and adapter.
+
+Admission answers at once — breaker open, cooling down, unhealthy, no slot — so the router
+moves on without paying a timeout. An admitted call runs in the actor's task group and writes
+its events straight into the caller's stream (one hop per event). The pure decisions (breaker,
+health, cooldown) live in ``interlock.policies``; this actor owns their state and the clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Literal
+
+import anyio
+import msgspec
+
+from interlock._actor import Actor
+from interlock._errors import AdmissionRejected, ErrorClass, InterlockError, ProviderError
+from interlock._streams import EventSink
+from interlock._types import ChatRequest, Finish, TextDelta, ThinkingDelta, ToolCallDelta, ToolCallDone
+from interlock.adapters._provider import ProviderAdapter
+from interlock.policies._breaker import BreakerConfig, BreakerState, CallOutcome, admit, advance, record
+from interlock.policies._health import (
+    CooldownConfig,
+    HealthState,
+    ProbeConfig,
+    cooldown_until,
+    probe_interval,
+    record_probe,
+)
+
+_CONTENT = (TextDelta, ThinkingDelta, ToolCallDelta, ToolCallDone)
+
+
+class Call(msgspec.Struct, frozen=True, tag=True):
+    """Run ``request`` on ``model_id``; sent with ``ask_stream``, answered with stream events.
+
+    ``call_id`` lets the caller ``Cancel`` the call (a lost hedge): the connection closes at once.
+    """
+
+    request: ChatRequest
+    model_id: str
+    call_id: int = 0
+    stream: bool = True
+
+
+class Cancel(msgspec.Struct, frozen=True, tag=True):
+    """Cancel the call with ``call_id`` if it is still running."""
+
+    call_id: int
+
+
+class ProbeNow(msgspec.Struct, frozen=True, tag=True):
+    """Run one health probe now (also what the probe loop does on its interval)."""
+
+
+class GetHealth(msgspec.Struct, frozen=True, tag=True):
+    """Ask for a ``ProviderHealth`` snapshot."""
+
+
+ProviderMsg = Call | Cancel | ProbeNow | GetHealth
+
+
+class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """What a provider actor enforces: slots, slot wait, breaker, probes, cooldown."""
+
+    max_concurrency: int = 16
+    slot_wait_s: float = 0.0
+    breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
+    probe: ProbeConfig = msgspec.field(default_factory=ProbeConfig)
+    cooldown: CooldownConfig = msgspec.field(default_factory=CooldownConfig)
+    probe_loop: bool = True
+
+
+class ProviderHealth(msgspec.Struct, frozen=True, kw_only=True):
+    """A provider as ``door.health()`` shows it."""
+
+    provider: str
+    breaker: Literal["closed", "open", "half_open"]
+    healthy: bool
+    cooling_down_s: float
+    free_slots: int
+    in_flight: int
+    max_concurrency: int
+    breaker_transitions: int
+
+
+class ProviderActor(Actor[ProviderMsg]):
+    """Governs every call to one provider."""
+
+    def __init__(self, name: str, adapter: Callable[[], ProviderAdapter], settings: ProviderSettings) -> None:
+        super().__init__()
+        self._provider = name
+        self._make_adapter = adapter
+        self._settings = settings
+        self._adapter: ProviderAdapter | None = None
+        self._breaker = BreakerState()
+        self._health = HealthState()
+        self._cooldown_until = -math.inf
+        self._slots = anyio.Semaphore(settings.max_concurrency)
+        self._in_flight = 0
+        self._calls: dict[int, anyio.CancelScope] = {}
+        self._calls_running = 0
+        self._idle = anyio.Event()
+
+    async def on_start(self) -> None:
+        self._adapter = self._make_adapter()
+        if self._settings.probe_loop:
+            self.tasks.start_soon(self._probe_loop)
+
+    async def on_stop(self) -> None:
+        # In-flight calls finish (the supervisor's shutdown deadline bounds this), then the client closes.
+        while self._calls_running:
+            await self._idle.wait()
+        if self._adapter is not None:
+            await self._adapter.aclose()
+
+    async def receive(self, msg: ProviderMsg) -> Any:
+        match msg:
+            case Call():
+                sink = self.detach_stream()
+                rejection = self._admission_error()
+                if rejection is not None:
+                    sink.fail(rejection)
+                    return None
+                self._breaker, admission = admit(self._breaker, self.clock.now(), self._settings.breaker)
+                if not admission.allowed:
+                    sink.fail(AdmissionRejected(self._provider, "breaker_open", retry_after=admission.retry_in_s))
+                    return None
+                self.tasks.start_soon(self._run_call, msg, sink, admission.epoch)
+            case Cancel(call_id=call_id):
+                scope = self._calls.get(call_id)
+                if scope is not None:
+                    scope.cancel()
+            case ProbeNow():
+                return await self._probe()
+            case GetHealth():
+                return self.health()
+        return None
+
+    def health(self) -> ProviderHealth:
+        """A snapshot of breaker, health, cooldown and slots."""
+        now = self.clock.now()
+        state = advance(self._breaker, now, self._settings.breaker)
+        return ProviderHealth(
+            provider=self._provider,
+            breaker=state.name,
+            healthy=self._health.healthy,
+            cooling_down_s=max(0.0, self._cooldown_until - now),
+            free_slots=int(self._slots.value),
+            in_flight=self._in_flight,
+            max_concurrency=self._settings.max_concurrency,
+            breaker_transitions=state.transitions,
+        )
+
+    def _admission_error(self) -> AdmissionRejected | None:
+        now = self.clock.now()
+        if now < self._cooldown_until:
+            return AdmissionRejected(self._provider, "cooling_down", retry_after=self._cooldown_until - now)
+        if not self._health.healthy:
+            return AdmissionRejected(self._provider, "unhealthy")
+        if self._slots.value == 0 and self._settings.slot_wait_s <= 0:
+            return AdmissionRejected(self._provider, "no_slot")
+        return None
+
+    async def _run_call(self, call: Call, sink: EventSink[Any], epoch: int) -> None:
+        self._calls_running += 1
+        with anyio.CancelScope() as scope:
+            if call.call_id:
+                self._calls[call.call_id] = scope
+            try:
+                await self._call(call, sink, epoch)
+            finally:
+                self._calls.pop(call.call_id, None)
+                self._calls_running -= 1
+                if not self._calls_running:
+                    self._idle.set()
+                    self._idle = anyio.Event()
+        if scope.cancelled_caught:
+            sink.fail(ProviderError(ErrorClass.CANCELLED, self._provider, model=call.model_id, detail="cancelled"))
+
+    async def _call(self, call: Call, sink: EventSink[Any], epoch: int) -> None:
+        start = self.clock.now()
+        ttft: float | None = None
+        error: ErrorClass | None = None
+        try:
+            async with sink:
+                await self._acquire_slot()
+                self._in_flight += 1
+                try:
+                    assert self._adapter is not None
+                    events = self._adapter.stream(call.request, call.model_id, stream=call.stream)
+                    try:
+                        async for event in events:
+                            if ttft is None and isinstance(event, _CONTENT):
+                                ttft = self.clock.now() - start
+                            if type(event) is Finish and ttft is None:
+                                ttft = self.clock.now() - start
+                            if not sink.send_nowait(event):
+                                await sink.send(event)
+                    finally:
+                        # Closing the generator releases the HTTP response or the process at once.
+                        close = getattr(events, "aclose", None)
+                        if close is not None:
+                            await close()
+                finally:
+                    self._in_flight -= 1
+                    self._slots.release()
+        except AdmissionRejected:
+            error = ErrorClass.CANCELLED  # never reached the provider: the breaker must not count it
+        except InterlockError as exc:
+            error = exc.kind
+            if isinstance(exc, ProviderError) and exc.kind is ErrorClass.RATE_LIMIT:
+                self._cooldown_until = cooldown_until(
+                    self.clock.now(), exc.retry_after, self._settings.cooldown, current=self._cooldown_until
+                )
+        except anyio.get_cancelled_exc_class():
+            error = ErrorClass.CANCELLED
+            raise
+        finally:
+            outcome = CallOutcome(error=error, ttft_s=ttft, epoch=epoch)
+            self._breaker = record(self._breaker, outcome, self.clock.now(), self._settings.breaker)
+
+    async def _acquire_slot(self) -> None:
+        try:
+            self._slots.acquire_nowait()
+            return
+        except anyio.WouldBlock:
+            pass
+        try:
+            with anyio.fail_after(self._settings.slot_wait_s):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise AdmissionRejected(self._provider, "no_slot") from None
+
+    async def _probe(self) -> bool:
+        assert self._adapter is not None
+        ok = True
+        try:
+            with anyio.fail_after(self._settings.probe.timeout_s):
+                await self._adapter.probe()
+        except (InterlockError, TimeoutError):
+            ok = False
+        self._health = record_probe(self._health, ok, self._settings.probe)
+        return ok
+
+    async def _probe_loop(self) -> None:
+        while True:
+            await self.clock.sleep(probe_interval(self._health, self._settings.probe))
+            await self._probe()

@@ -1,0 +1,317 @@
+"""One request's walk along its chain: fallback, hedging, stall deadlines, mid-stream resume.
+
+The run is a plain object driven by one task in the router's task group. The caller's stream is
+fed by that task: events cross one memory stream from the provider's call task to this task,
+and one more to the caller. Failover happens only before the first token, on the causes in
+``FAILOVER``; after it, the job's ``mid_stream`` policy resumes on the next candidate (with the
+partial answer as context) or fails with the partial answer attached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import msgspec
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
+
+from interlock._actor import ActorRef
+from interlock._clock import Clock
+from interlock._errors import (
+    ActorStopped,
+    AdmissionRejected,
+    ChainExhausted,
+    ConsumerGone,
+    ErrorClass,
+    InterlockError,
+    MidStreamError,
+    ProviderError,
+)
+from interlock._streams import EventSink
+from interlock._types import ChatRequest, Finish, Message, StreamEvent
+from interlock.actors._attempt import Attempt
+from interlock.actors._provider_actor import Call, Cancel
+from interlock.policies._routing import Candidate, Resolution
+
+# Causes that move a request to the next candidate before its first token.
+FAILOVER = frozenset(
+    {
+        ErrorClass.RATE_LIMIT,
+        ErrorClass.OVERLOADED,
+        ErrorClass.SERVER_ERROR,
+        ErrorClass.TIMEOUT,
+        ErrorClass.CONNECT,
+        ErrorClass.INTERNAL,  # a crashed provider actor
+        ErrorClass.CONTEXT_LENGTH,  # a longer-context candidate may still fit
+    }
+)
+
+_call_ids = itertools.count(1)
+
+
+class HedgePolicy:
+    """What the run may do about a late first token: the delay, and whether the budget allows a hedge."""
+
+    def __init__(self, delay_s: float | None, max_hedges: int, spend: Callable[[], bool]) -> None:
+        self.delay_s = delay_s
+        self.max_hedges = max_hedges
+        self.spend = spend
+
+
+class RequestRun:
+    """The walk of one request; ``attempts`` holds every attempt made, in order."""
+
+    def __init__(
+        self,
+        request: ChatRequest,
+        resolution: Resolution,
+        providers: Callable[[str], ActorRef[Any] | None],
+        clock: Clock,
+        hedge: HedgePolicy,
+    ) -> None:
+        self.request = request
+        self.resolution = resolution
+        self.policy = resolution.policy
+        self._providers = providers
+        self._clock = clock
+        self._hedge = hedge
+        self._pending = list(resolution.candidates)
+        self.attempts: list[Attempt] = []
+        self.errors: list[tuple[str, InterlockError]] = []
+        self.winner: Attempt | None = None
+        self.hedged = False
+        self.resumed = False
+
+    async def run(self, sink: EventSink[Any]) -> Attempt:
+        """Serve the request into ``sink``; returns the attempt that finished the answer."""
+        try:
+            return await self._walk(sink)
+        finally:
+            for attempt in self.attempts:
+                if attempt.stream is not None:
+                    await attempt.stream.aclose()
+
+    async def _walk(self, sink: EventSink[Any]) -> Attempt:
+        prefix = ""
+        while True:
+            winner, first = await self._first_token()
+            try:
+                await self._pump(winner, first, sink)
+                self.winner = winner
+                return winner
+            except ConsumerGone:
+                raise
+            except (InterlockError, _Stalled) as exc:
+                error = exc if isinstance(exc, InterlockError) else exc.as_error(winner)
+                winner.error = error
+                self.errors.append((winner.candidate.name, error))
+                prefix += winner.partial
+                if self.policy.mid_stream != "resume" or not self._pending:
+                    raise MidStreamError(
+                        error.kind, winner.candidate.provider, partial=prefix, model=winner.candidate.name,
+                        detail=f"mid-stream failure ({self.policy.mid_stream})",
+                    ) from exc
+                self.resumed = True
+                self.request = _resumed(self.request, winner.partial)
+
+    # -- before the first token: fallback and hedging ------------------------------------------
+
+    async def _first_token(self) -> tuple[Attempt, StreamEvent]:
+        send, recv = anyio.create_memory_object_stream[tuple[str, Attempt | None, Any]](16)
+        async with send, recv, anyio.create_task_group() as tg:
+            active: set[Attempt] = set()
+            hedges = 0
+            primary = await self._launch(tg, send, hedge=False)
+            if primary is not None:
+                active.add(primary)
+            timer = self._arm(tg, send, primary)
+            while active:
+                what, attempt, value = await recv.receive()
+                if what == "first":
+                    assert attempt is not None
+                    await self._cancel_losers(active - {attempt}, "hedge_lost")
+                    tg.cancel_scope.cancel()
+                    return attempt, value
+                if what == "fail":
+                    assert attempt is not None
+                    active.discard(attempt)
+                    self._fail(attempt, value)
+                    if not active:
+                        timer.cancel()
+                        nxt = await self._launch(tg, send, hedge=False)
+                        if nxt is not None:
+                            active.add(nxt)
+                            timer = self._arm(tg, send, nxt)
+                elif what == "hedge" and hedges < self._hedge.max_hedges and self._pending and self._hedge.spend():
+                    hedge = await self._launch(tg, send, hedge=True)
+                    if hedge is not None:
+                        hedges += 1
+                        self.hedged = True
+                        active.add(hedge)
+            tg.cancel_scope.cancel()
+        raise ChainExhausted(self.resolution.job or "(pinned)", self.errors)
+
+    async def _launch(
+        self, tg: TaskGroup, send: MemoryObjectSendStream[tuple[str, Attempt | None, Any]], *, hedge: bool
+    ) -> Attempt | None:
+        """Start the next candidate whose provider answers; admission refusals are recorded and skipped."""
+        while self._pending:
+            candidate = self._pending.pop(0)
+            attempt = Attempt(candidate, len(self.attempts) + 1, next(_call_ids), self._clock.now(), hedge=hedge)
+            self.attempts.append(attempt)
+            ref = self._providers(candidate.provider)
+            if ref is None:
+                self._fail(attempt, AdmissionRejected(candidate.provider, "disabled"))
+                continue
+            try:
+                call = Call(self.request, candidate.model.id, call_id=attempt.call_id)
+                attempt.stream = await ref.ask_stream(call)
+            except ActorStopped as exc:
+                self._fail(attempt, exc)
+                continue
+            tg.start_soon(self._read_first, attempt, send.clone())
+            return attempt
+        return None
+
+    async def _read_first(
+        self, attempt: Attempt, send: MemoryObjectSendStream[tuple[str, Attempt | None, Any]]
+    ) -> None:
+        assert attempt.stream is not None
+        async with send:
+            try:
+                event = await attempt.stream.__anext__()
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return  # this attempt lost the race and its stream was closed under it
+            except StopAsyncIteration:
+                await send.send(("fail", attempt, _empty(attempt)))
+            except InterlockError as exc:
+                await send.send(("fail", attempt, exc))
+            else:
+                await send.send(("first", attempt, event))
+
+    def _arm(
+        self, tg: TaskGroup, send: MemoryObjectSendStream[tuple[str, Attempt | None, Any]], primary: Attempt | None
+    ) -> anyio.CancelScope:
+        scope = anyio.CancelScope()
+        if primary is not None and self._hedge.delay_s is not None and self._hedge.max_hedges > 0:
+            tg.start_soon(self._hedge_timer, scope, send.clone(), self._hedge.delay_s)
+        return scope
+
+    async def _hedge_timer(
+        self, scope: anyio.CancelScope, send: MemoryObjectSendStream[tuple[str, Attempt | None, Any]], delay: float
+    ) -> None:
+        async with send:
+            with scope:
+                for _ in range(self._hedge.max_hedges):
+                    await self._clock.sleep(delay)
+                    await send.send(("hedge", None, None))
+
+    def _fail(self, attempt: Attempt, error: InterlockError) -> None:
+        attempt.error = error
+        self.errors.append((attempt.candidate.name, error))
+        if error.kind not in FAILOVER and not isinstance(error, (AdmissionRejected, ActorStopped)):
+            self._pending.clear()  # bad_request, auth, content policy: no other model will do better
+
+    async def _cancel_losers(self, losers: set[Attempt], reason: str) -> None:
+        for loser in losers:
+            loser.cancel_reason = reason
+            ref = self._providers(loser.candidate.provider)
+            if ref is not None:
+                with contextlib.suppress(InterlockError):
+                    ref.tell_nowait(Cancel(loser.call_id))
+            if loser.stream is not None:
+                await loser.stream.aclose()
+
+    # -- after the first token: pump, stall deadlines ------------------------------------------
+
+    async def _pump(self, attempt: Attempt, first: StreamEvent, sink: EventSink[Any]) -> None:
+        assert attempt.stream is not None
+        stalled: list[_Stalled] = []
+        failure: BaseException | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watchdog, attempt, tg.cancel_scope, stalled)
+            try:
+                await self._forward(attempt, first, sink)
+            except (ConsumerGone, InterlockError) as exc:
+                failure = exc
+            tg.cancel_scope.cancel()
+        if isinstance(failure, ConsumerGone):
+            await self._cancel_losers({attempt}, "client_gone")
+            raise failure
+        if failure is not None:
+            raise failure
+        if stalled:
+            await self._cancel_losers({attempt}, "stalled")
+            attempt.cancel_reason = None
+            raise stalled[0]
+
+    async def _forward(self, attempt: Attempt, event: Any, sink: EventSink[Any]) -> None:
+        assert attempt.stream is not None
+        clock, stream = self._clock, attempt.stream
+        while True:
+            attempt.observe(event, clock.now())
+            if not sink.send_nowait(event):
+                await sink.send(event)
+            if type(event) is Finish:
+                return
+            try:
+                event = await stream.__anext__()
+            except StopAsyncIteration:
+                raise MidStreamError(
+                    ErrorClass.SERVER_ERROR, attempt.candidate.provider, partial=attempt.partial,
+                    model=attempt.candidate.name, detail="stream ended without a finish",
+                ) from None
+
+    async def _watchdog(self, attempt: Attempt, scope: anyio.CancelScope, stalled: list[_Stalled]) -> None:
+        gap = self.policy.inter_token_timeout_ms / 1000.0
+        total_deadline = attempt.started + self.policy.total_timeout_ms / 1000.0
+        clock = self._clock
+        while True:
+            now = clock.now()
+            quiet_until = attempt.last_event + gap
+            if now >= quiet_until or now >= total_deadline:
+                stalled.append(_Stalled("inter_token" if now >= quiet_until else "total", gap))
+                scope.cancel()
+                return
+            await clock.sleep(min(quiet_until, total_deadline) - now)
+
+
+class _Stalled(Exception):
+    """The stream went quiet past its inter-token deadline, or ran past its total deadline."""
+
+    def __init__(self, which: str, gap: float) -> None:
+        super().__init__(which)
+        self.which = which
+        self.gap = gap
+
+    def as_error(self, attempt: Attempt) -> MidStreamError:
+        return MidStreamError(
+            ErrorClass.TIMEOUT, attempt.candidate.provider, partial=attempt.partial, model=attempt.candidate.name,
+            detail=f"{self.which} deadline passed",
+        )
+
+
+def _empty(attempt: Attempt) -> ProviderError:
+    return ProviderError(
+        ErrorClass.SERVER_ERROR, attempt.candidate.provider, model=attempt.candidate.name, detail="empty stream"
+    )
+
+
+def _resumed(request: ChatRequest, partial: str) -> ChatRequest:
+    """The request again, with the partial answer as context and an instruction to continue it."""
+    if not partial:
+        return request
+    extra = (
+        Message.text("assistant", partial),
+        Message.text("user", "Continue exactly where your previous answer stopped; do not repeat any of it."),
+    )
+    return msgspec.structs.replace(request, messages=request.messages + extra)
+
+
+def candidate_label(candidate: Candidate) -> str:
+    """``model@provider`` for logs and reasons."""
+    return f"{candidate.name}@{candidate.provider}"

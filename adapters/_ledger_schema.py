@@ -1,0 +1,176 @@
+"""The ledger's SQLite schema: ordered migrations, the version table, and the store's typed errors.
+
+A file's version is the highest ``version`` in its ``schema_version`` table (0 when the table is
+absent: a new, empty file). Opening applies every migration above that version in order, each in
+its own ``BEGIN IMMEDIATE`` transaction that re-reads the version first, so two processes opening
+the same file at once apply each step exactly once. A file whose version is above
+``SCHEMA_VERSION`` was written by a newer interlock and is refused with ``LedgerSchemaTooNew``:
+an older program must not write rows into columns it does not know.
+
+Migrations are history: never edit one that has shipped; append a new one instead. The columns
+of both tables mirror the fields of ``AttemptRecord`` / ``RequestRecord`` one to one (a test keeps
+them in step); the ledger holds no metadata blobs, so it can never hold a secret.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Final, final
+
+import msgspec
+
+from interlock._errors import ErrorClass, InterlockError
+
+
+class LedgerStoreError(InterlockError):
+    """The ledger file could not be opened, migrated, read or written; ``path`` and ``problem`` say why."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"ledger {path}: {problem}", kind=ErrorClass.INTERNAL)
+        self.path = path
+        self.problem = problem
+
+
+@final
+class LedgerSchemaTooNew(LedgerStoreError):
+    """The file's schema version is newer than this program knows; upgrade interlock to open it."""
+
+    def __init__(self, path: str, found: int, supported: int) -> None:
+        super().__init__(path, f"schema version {found} is newer than the supported {supported}")
+        self.found = found
+        self.supported = supported
+
+
+class Migration(msgspec.Struct, frozen=True):
+    """One step of the schema: the version it brings the file to, and its statements."""
+
+    version: int
+    summary: str
+    statements: tuple[str, ...]
+
+
+_REQUESTS_V1 = """
+CREATE TABLE requests (
+    request_id         TEXT    NOT NULL PRIMARY KEY,
+    ts                 REAL    NOT NULL,
+    tenant             TEXT    NOT NULL,
+    caller             TEXT    NOT NULL,
+    task               TEXT    NOT NULL,
+    model_class        TEXT    NOT NULL,
+    model              TEXT    NOT NULL,
+    provider           TEXT    NOT NULL,
+    outcome            TEXT    NOT NULL,
+    input_tokens       INTEGER NOT NULL,
+    output_tokens      INTEGER NOT NULL,
+    cache_read_tokens  INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    cost_cents         REAL    NOT NULL,
+    ttft_ms            REAL,
+    ttlt_ms            REAL,
+    error              TEXT,
+    error_detail       TEXT    NOT NULL,
+    degraded           INTEGER NOT NULL,
+    degraded_reason    TEXT,
+    hedged             INTEGER NOT NULL,
+    attempts           INTEGER NOT NULL,
+    cache_hit          INTEGER NOT NULL,
+    verdict            TEXT
+)
+"""
+
+_ATTEMPTS_V1 = """
+CREATE TABLE attempts (
+    request_id         TEXT    NOT NULL,
+    attempt            INTEGER NOT NULL,
+    ts                 REAL    NOT NULL,
+    tenant             TEXT    NOT NULL,
+    caller             TEXT    NOT NULL,
+    task               TEXT    NOT NULL,
+    model_class        TEXT    NOT NULL,
+    model              TEXT    NOT NULL,
+    provider           TEXT    NOT NULL,
+    outcome            TEXT    NOT NULL,
+    input_tokens       INTEGER NOT NULL,
+    output_tokens      INTEGER NOT NULL,
+    cache_read_tokens  INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    cost_cents         REAL    NOT NULL,
+    ttft_ms            REAL,
+    ttlt_ms            REAL,
+    error              TEXT,
+    error_detail       TEXT    NOT NULL,
+    status             INTEGER,
+    finish_reason      TEXT,
+    hedge              INTEGER NOT NULL,
+    cancel_reason      TEXT,
+    cache_hit          INTEGER NOT NULL,
+    verdict            TEXT,
+    PRIMARY KEY (request_id, attempt)
+)
+"""
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(
+        1,
+        "requests and attempts tables, one column per record field",
+        (
+            "CREATE TABLE schema_version (version INTEGER NOT NULL PRIMARY KEY, summary TEXT NOT NULL)",
+            _REQUESTS_V1,
+            _ATTEMPTS_V1,
+        ),
+    ),
+    Migration(
+        2,
+        "indexes for the report's filters: time, task, tenant",
+        (
+            "CREATE INDEX requests_ts ON requests (ts)",
+            "CREATE INDEX requests_task_ts ON requests (task, ts)",
+            "CREATE INDEX requests_tenant_ts ON requests (tenant, ts)",
+            "CREATE INDEX attempts_ts ON attempts (ts)",
+            "CREATE INDEX attempts_task_ts ON attempts (task, ts)",
+            "CREATE INDEX attempts_tenant_ts ON attempts (tenant, ts)",
+        ),
+    ),
+)
+
+SCHEMA_VERSION: Final[int] = MIGRATIONS[-1].version
+
+
+def read_version(conn: sqlite3.Connection) -> int:
+    """The file's schema version: the highest applied migration, 0 for a file without the table."""
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").fetchone()
+    if row is None:
+        return 0
+    (version,) = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
+    return int(version)
+
+
+def migrate(conn: sqlite3.Connection, path: str, *, upto: int = SCHEMA_VERSION) -> int:
+    """Apply every migration above the file's version up to ``upto``; return the version reached.
+
+    Runs on a connection in autocommit mode (``isolation_level=None``): each step is its own
+    ``BEGIN IMMEDIATE`` transaction, so a crash mid-way leaves the file at the last whole step.
+    """
+    found = read_version(conn)
+    if found > SCHEMA_VERSION:
+        raise LedgerSchemaTooNew(path, found, SCHEMA_VERSION)
+    for step in MIGRATIONS:
+        if step.version > upto:
+            break
+        if step.version <= found:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have applied this step since the read above: re-check under the lock.
+            if read_version(conn) < step.version:
+                for statement in step.statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_version (version, summary) VALUES (?, ?)", (step.version, step.summary)
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return read_version(conn)

@@ -1,0 +1,256 @@
+"""The ledger store: the narrow async ``LedgerStore`` protocol and its SQLite implementation.
+
+``SqliteLedgerStore`` keeps one aiosqlite connection (one worker thread) to a WAL-mode file.
+``write`` puts a whole batch in one ``BEGIN IMMEDIATE`` transaction with one ``executemany`` per
+table; rows go in with ``INSERT OR IGNORE`` on the natural keys (``request_id`` for requests,
+``(request_id, attempt)`` for attempts), so replaying a batch after a crash adds nothing.
+Records are final when written, so the first copy of a key wins and a replayed copy is dropped.
+
+sqlite3 errors are translated here, at this adapter's one seam, into ``LedgerStoreError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Final, Protocol, Self, TypeVar, final
+
+import aiosqlite
+import anyio
+import anyio.to_thread
+import msgspec
+
+from interlock._records import AttemptRecord, RequestRecord
+from interlock.adapters._ledger_schema import (
+    SCHEMA_VERSION,
+    LedgerSchemaTooNew,
+    LedgerStoreError,
+    migrate,
+    read_version,
+)
+
+_R = TypeVar("_R", AttemptRecord, RequestRecord)
+
+REQUEST_COLUMNS: Final[tuple[str, ...]] = tuple(f.name for f in msgspec.structs.fields(RequestRecord))
+ATTEMPT_COLUMNS: Final[tuple[str, ...]] = tuple(f.name for f in msgspec.structs.fields(AttemptRecord))
+
+
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    marks = ", ".join("?" * len(columns))
+    return f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+
+
+def _select_sql(table: str, columns: tuple[str, ...]) -> str:
+    return f"SELECT {', '.join(columns)} FROM {table}"
+
+
+# Built once: column order is the Structs' field order, which is what ``astuple`` yields.
+_INSERT_REQUEST: Final = _insert_sql("requests", REQUEST_COLUMNS)
+_INSERT_ATTEMPT: Final = _insert_sql("attempts", ATTEMPT_COLUMNS)
+_SELECT_REQUESTS: Final = _select_sql("requests", REQUEST_COLUMNS)
+_SELECT_ATTEMPTS: Final = _select_sql("attempts", ATTEMPT_COLUMNS)
+_astuple = msgspec.structs.astuple
+
+# Per-connection settings. NORMAL is durable across a process crash in WAL mode (only a power cut
+# can lose the last commits). The larger page cache and checkpoint interval keep random-key index
+# inserts (uuid4-like request ids) from rewriting the same pages on every batch; measured on this
+# 2-core machine they roughly double throughput for such ids and cost nothing for time-ordered ones.
+_CONNECTION_PRAGMAS: Final = (
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA cache_size=-65536",  # KiB, i.e. 64 MiB
+    "PRAGMA wal_autocheckpoint=4000",  # pages, i.e. a ~16 MiB WAL between checkpoints
+)
+
+
+class LedgerStore(Protocol):
+    """Where ledger records are kept: batched writes, filtered reads. SQLite is one implementation."""
+
+    async def write(self, records: Sequence[AttemptRecord | RequestRecord]) -> None:
+        """Persist a batch atomically; writing a record that is already stored is a no-op."""
+        ...
+
+    async def fetch_requests(
+        self, since: float | None = None, task: str | None = None, tenant: str | None = None
+    ) -> list[RequestRecord]:
+        """Request records with ``ts >= since`` (when given), of ``task`` and ``tenant`` (when given)."""
+        ...
+
+    async def fetch_attempts(
+        self, since: float | None = None, task: str | None = None, tenant: str | None = None
+    ) -> list[AttemptRecord]:
+        """Attempt records, filtered like ``fetch_requests``."""
+        ...
+
+    async def count_requests(self) -> int:
+        """How many request records are stored."""
+        ...
+
+
+def _where(since: float | None, task: str | None, tenant: str | None) -> tuple[str, tuple[float | str, ...]]:
+    """A WHERE clause over fixed column names; every value travels as a parameter."""
+    clauses: list[str] = []
+    params: list[float | str] = []
+    for clause, value in (("ts >= ?", since), ("task = ?", task), ("tenant = ?", tenant)):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+
+
+def _prepare_file(path: str, busy_timeout: float) -> None:
+    """Refuse a newer file, switch it to WAL and migrate it; runs once per open, in a worker thread."""
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    try:
+        found = read_version(conn)
+        if found > SCHEMA_VERSION:
+            raise LedgerSchemaTooNew(path, found, SCHEMA_VERSION)
+        (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+        if str(mode).lower() != "wal":
+            raise LedgerStoreError(path, f"cannot switch to WAL mode (journal mode is {mode})")
+        migrate(conn, path)
+    finally:
+        conn.close()
+
+
+@final
+class SqliteLedgerStore:
+    """The embedded ledger: one SQLite file in WAL mode, written in batches through aiosqlite.
+
+    Use ``async with SqliteLedgerStore(path) as store:`` (or ``await open()`` / ``await close()``).
+    Writes from several tasks are serialized on the one connection; other processes writing the
+    same file wait up to ``busy_timeout`` seconds for its lock.
+    """
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 5.0) -> None:
+        self._path = str(path)
+        self._busy_timeout = busy_timeout
+        self._conn: aiosqlite.Connection | None = None
+        self._lock = anyio.Lock()
+
+    @property
+    def path(self) -> str:
+        """The file this store writes."""
+        return self._path
+
+    async def open(self) -> None:
+        """Open the file, creating or upgrading its schema; a newer schema raises ``LedgerSchemaTooNew``."""
+        if self._conn is not None:
+            return
+        if self._path == ":memory:" or self._path.startswith("file::memory:"):
+            raise LedgerStoreError(self._path, "an in-memory ledger is not supported: pass a file path")
+        try:
+            await anyio.to_thread.run_sync(_prepare_file, self._path, self._busy_timeout)
+            conn = await aiosqlite.connect(self._path, timeout=self._busy_timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise LedgerStoreError(self._path, f"cannot open: {exc}") from exc
+        try:
+            for pragma in _CONNECTION_PRAGMAS:
+                await conn.execute(pragma)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await conn.close()
+            raise
+        self._conn = conn
+
+    async def close(self) -> None:
+        """Close the connection; safe to call twice. A write in progress finishes first."""
+        async with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                with anyio.CancelScope(shield=True):
+                    await conn.close()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def _require(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise LedgerStoreError(self._path, "the store is not open")
+        return self._conn
+
+    async def write(self, records: Sequence[AttemptRecord | RequestRecord]) -> None:
+        """Persist a batch in one transaction; records already stored (a replay) are skipped."""
+        requests: list[tuple[object, ...]] = []
+        attempts: list[tuple[object, ...]] = []
+        for record in records:
+            (requests if type(record) is RequestRecord else attempts).append(_astuple(record))
+        if not requests and not attempts:
+            return
+        async with self._lock:
+            conn = self._require()
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+                if requests:
+                    await conn.executemany(_INSERT_REQUEST, requests)
+                if attempts:
+                    await conn.executemany(_INSERT_ATTEMPT, attempts)
+                await conn.execute("COMMIT")
+            except BaseException as exc:
+                # The worker thread may still run the interrupted statement: ROLLBACK queues after it.
+                with anyio.CancelScope(shield=True):
+                    await self._rollback(conn)
+                if isinstance(exc, sqlite3.Error):
+                    raise LedgerStoreError(self._path, f"write failed: {exc}") from exc
+                raise
+
+    async def _rollback(self, conn: aiosqlite.Connection) -> None:
+        # No transaction may be open (BEGIN itself failed, or SQLite already rolled back).
+        with contextlib.suppress(sqlite3.OperationalError):
+            await conn.execute("ROLLBACK")
+
+    async def fetch_requests(
+        self, since: float | None = None, task: str | None = None, tenant: str | None = None
+    ) -> list[RequestRecord]:
+        """Request records matching every given filter, oldest first."""
+        return await self._fetch(
+            _SELECT_REQUESTS, REQUEST_COLUMNS, RequestRecord, "ts, request_id", since, task, tenant
+        )
+
+    async def fetch_attempts(
+        self, since: float | None = None, task: str | None = None, tenant: str | None = None
+    ) -> list[AttemptRecord]:
+        """Attempt records matching every given filter, oldest first, attempts of a request in order."""
+        order = "ts, request_id, attempt"
+        return await self._fetch(_SELECT_ATTEMPTS, ATTEMPT_COLUMNS, AttemptRecord, order, since, task, tenant)
+
+    async def _fetch(
+        self,
+        select: str,
+        columns: tuple[str, ...],
+        kind: type[_R],
+        order: str,
+        since: float | None,
+        task: str | None,
+        tenant: str | None,
+    ) -> list[_R]:
+        where, params = _where(since, task, tenant)
+        try:
+            rows = await self._require().execute_fetchall(f"{select}{where} ORDER BY {order}", params)
+        except sqlite3.Error as exc:
+            raise LedgerStoreError(self._path, f"read failed: {exc}") from exc
+        # Lax conversion turns SQLite's 0/1 integers back into the Structs' bools.
+        return [msgspec.convert(dict(zip(columns, row, strict=True)), kind, strict=False) for row in rows]
+
+    async def count_requests(self) -> int:
+        """How many request records are stored."""
+        return await self._count("requests")
+
+    async def count_attempts(self) -> int:
+        """How many attempt records are stored."""
+        return await self._count("attempts")
+
+    async def _count(self, table: str) -> int:
+        try:
+            rows = list(await self._require().execute_fetchall(f"SELECT COUNT(*) FROM {table}"))
+        except sqlite3.Error as exc:
+            raise LedgerStoreError(self._path, f"read failed: {exc}") from exc
+        return int(rows[0][0])

@@ -1,0 +1,187 @@
+"""Cross-checks of a decoded configuration: names, references between sections, and credentials.
+
+Decoding (``_config``) proves each section has the right shape; this module proves the
+sections agree with one another (a model's provider exists, a chain names known classes or
+models, a rule's classes exist, a tenant's pin is on an allowed provider), that ids are
+pinned versions, and that no key was pasted where a variable name belongs. Each failure is a
+``ConfigError(key, problem)`` that never quotes a value that could be a credential.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from interlock._errors import ConfigError
+
+if TYPE_CHECKING:  # _config imports this module: the Structs are only needed for annotations
+    from interlock.policies._config import Config, JobConfig, ModelConfig, Names, ProviderConfig, Rule, TenantConfig
+
+DEFAULT_TIER = "standard"  # TenantConfig.tier's default
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_KEY_PREFIXES = ("sk-", "sk_", "AIza", "xai-", "gsk_", "ghp_", "Bearer ")
+# A pinned version carries a date (2025-04-14, 20250514, -05-20, -0613) or a -001 revision.
+_PINNED_ID = re.compile(r"\d{4}-\d{2}-\d{2}|\d{8}|-\d{2}-\d{2}$|-\d{4}$|-\d{3}$")
+_DEFAULT_URL = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+    "gemini": "https://generativelanguage.googleapis.com",
+}
+_DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY"}
+
+
+def is_floating(model_id: str) -> bool:
+    """Whether a model id is an alias that can move under us (``-latest``, or no date or revision)."""
+    return model_id.endswith("latest") or _PINNED_ID.search(model_id) is None
+
+
+def looks_like_key(value: str) -> bool:
+    """Whether a string looks like a credential rather than a variable name."""
+    if value.startswith(_KEY_PREFIXES):
+        return True
+    return len(value) >= 32 and any(c.isdigit() for c in value) and any(c.islower() for c in value)
+
+
+def check_config(config: Config) -> Config:
+    """Check names and cross-references; returns the config with per-kind defaults filled in."""
+    for section in ("providers", "models", "jobs", "tenants"):
+        for name in getattr(config, section):
+            if not _NAME.match(name):
+                raise ConfigError(f"{section}.{name}", "a name must be letters, digits, '_', '.', ':' or '-'")
+    providers = {name: _check_provider(name, p) for name, p in config.providers.items()}
+    classes = config.classes
+    for name, model in config.models.items():
+        _check_model(name, model, config, classes)
+    for name, job in config.jobs.items():
+        _check_job(name, job, config, classes)
+    for i, rule in enumerate(config.rules):
+        _check_rule(f"rules[{i}]", rule, config, classes)
+    for name, tenant in config.tenants.items():
+        _check_tenant(f"tenants.{name}", tenant, config)
+    for cls in config.privacy.pii_classes or ():
+        _known_class("privacy.pii_classes", cls, classes)
+    return msgspec.structs.replace(config, providers=providers)
+
+
+def _check_provider(name: str, p: ProviderConfig) -> ProviderConfig:
+    key = f"providers.{name}"
+    if p.api_key_env is not None:
+        _check_env_name(f"{key}.api_key_env", p.api_key_env)
+    if (p.kind == "simulator") != (p.format is not None):
+        raise ConfigError(f"{key}.format", 'required for kind = "simulator" and only there')
+    if (p.kind == "command") != (p.command is not None):
+        raise ConfigError(f"{key}.command", 'required for kind = "command" and only there')
+    if p.kind == "command" and (p.base_url is not None or p.api_key_env is not None):
+        raise ConfigError(f"{key}.base_url", "a command provider has no base_url or api_key_env (its CLI owns both)")
+    if p.kind == "openai_compatible" and p.base_url is None:
+        raise ConfigError(f"{key}.base_url", 'required for kind = "openai_compatible"')
+    if p.base_url is not None and not p.base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{key}.base_url", "expected an http:// or https:// URL")
+    for var, value in (p.command.env if p.command else {}).items():
+        if looks_like_key(value):
+            raise ConfigError(f"{key}.command.env.{var}", "looks like a credential; pass keys through the environment")
+    return msgspec.structs.replace(
+        p,
+        base_url=p.base_url or _DEFAULT_URL.get(p.kind),
+        api_key_env=p.api_key_env or _DEFAULT_KEY_ENV.get(p.kind),
+    )
+
+
+def _check_env_name(key: str, value: str) -> None:
+    # Never quote the value: if it is a key, the error message must not carry it into a log.
+    if looks_like_key(value) or not _ENV_NAME.match(value):
+        raise ConfigError(
+            key, "expected the name of an environment variable (e.g. OPENAI_API_KEY), never the key itself"
+        )
+
+
+def _check_model(name: str, m: ModelConfig, config: Config, classes: dict[str, Names]) -> None:
+    key = f"models.{name}"
+    provider = config.providers.get(m.provider)
+    if provider is None:
+        raise ConfigError(
+            f"{key}.provider", f"unknown provider {m.provider!r}; expected one of {_list(config.providers)}"
+        )
+    # Simulator ids name fixed behaviours of our own simulator: there is no version to drift.
+    if provider.kind != "simulator" and is_floating(m.id) and not m.allow_floating:
+        raise ConfigError(
+            f"{key}.id", f"{m.id!r} is a floating alias; pin a dated version or set allow_floating = true"
+        )
+    if m.billing == "subscription" and m.token_cap_per_day is None:
+        raise ConfigError(f"{key}.token_cap_per_day", 'required when billing = "subscription"')
+    if m.billing == "metered" and m.price is None:
+        raise ConfigError(f"{key}.price", 'required when billing = "metered" (USD per million tokens)')
+    if m.max_output_tokens > m.context_window:
+        raise ConfigError(f"{key}.max_output_tokens", f"must not exceed context_window ({m.context_window})")
+    if name in classes:
+        raise ConfigError(key, f"the name {name!r} is also a model class; chain entries would be ambiguous")
+    if name in config.jobs:
+        raise ConfigError(key, f"the name {name!r} is also a job; request.model would be ambiguous")
+
+
+def _check_job(name: str, job: JobConfig, config: Config, classes: dict[str, Names]) -> None:
+    key = f"jobs.{name}"
+    if not job.chain:
+        raise ConfigError(f"{key}.chain", "expected at least one model class or model name")
+    for entry in job.chain:
+        _known_entry(f"{key}.chain", entry, config, classes)
+    if job.hedge_min_ms > job.hedge_max_ms:
+        raise ConfigError(f"{key}.hedge_min_ms", f"must not exceed hedge_max_ms ({job.hedge_max_ms})")
+    if (job.on_exhausted == "degrade") != (job.max_degrade is not None):
+        raise ConfigError(f"{key}.max_degrade", 'required with on_exhausted = "degrade" and only there')
+    for cls in job.max_degrade.classes if job.max_degrade else ():
+        _known_class(f"{key}.max_degrade.classes", cls, classes)
+
+
+def _check_rule(key: str, rule: Rule, config: Config, classes: dict[str, Names]) -> None:
+    if rule.only_classes is None and not rule.exclude_classes and rule.use_chain is None:
+        raise ConfigError(key, "expected only_classes, exclude_classes or use_chain")
+    for field in ("only_classes", "exclude_classes"):
+        for cls in getattr(rule, field) or ():
+            _known_class(f"{key}.{field}", cls, classes)
+    if rule.use_chain is not None and not rule.use_chain:
+        raise ConfigError(f"{key}.use_chain", "expected at least one model class or model name")
+    for entry in rule.use_chain or ():
+        _known_entry(f"{key}.use_chain", entry, config, classes)
+    when = rule.when
+    if when.task is not None and when.task not in config.jobs:
+        raise ConfigError(f"{key}.when.task", f"unknown job {when.task!r}; expected one of {_list(config.jobs)}")
+    tiers = {t.tier for t in config.tenants.values()} | {DEFAULT_TIER}  # unknown tenants may get the default
+    if when.tenant_tier is not None and when.tenant_tier not in tiers:
+        raise ConfigError(f"{key}.when.tenant_tier", f"no tenant has tier {when.tenant_tier!r}; tiers: {_list(tiers)}")
+    low, high = when.min_input_tokens, when.max_input_tokens
+    if low is not None and high is not None and low > high:
+        raise ConfigError(f"{key}.when.min_input_tokens", f"must not exceed max_input_tokens ({high})")
+
+
+def _check_tenant(key: str, tenant: TenantConfig, config: Config) -> None:
+    for provider in tenant.allowed_providers or ():
+        if provider not in config.providers:
+            raise ConfigError(
+                f"{key}.allowed_providers", f"unknown provider {provider!r}; expected one of {_list(config.providers)}"
+            )
+    for job, model in tenant.pinned.items():
+        if job not in config.jobs:
+            raise ConfigError(f"{key}.pinned.{job}", f"unknown job {job!r}; expected one of {_list(config.jobs)}")
+        if model not in config.models:
+            raise ConfigError(f"{key}.pinned.{job}", f"unknown model {model!r}; expected one of {_list(config.models)}")
+        allowed = tenant.allowed_providers
+        if allowed is not None and config.models[model].provider not in allowed:
+            raise ConfigError(f"{key}.pinned.{job}", f"model {model!r} is on a provider outside allowed_providers")
+
+
+def _known_entry(key: str, entry: str, config: Config, classes: dict[str, Names]) -> None:
+    if entry not in classes and entry not in config.models:
+        raise ConfigError(key, f"unknown model class or model {entry!r}; classes: {_list(classes)}")
+
+
+def _known_class(key: str, cls: str, classes: dict[str, Names]) -> None:
+    if cls not in classes:
+        raise ConfigError(key, f"unknown model class {cls!r}; expected one of {_list(classes)}")
+
+
+def _list(names: Any) -> str:
+    return ", ".join(sorted(names)) or "(none)"

@@ -1,0 +1,297 @@
+"""The SQLite ledger store on real files: schema migrations, round trips, replay, concurrency, filters."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import anyio
+import msgspec
+import pytest
+
+from interlock._records import AttemptRecord, RequestRecord
+from interlock.adapters._ledger_schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    LedgerSchemaTooNew,
+    LedgerStoreError,
+    migrate,
+)
+from interlock.adapters._ledger_store import LedgerStore, SqliteLedgerStore
+
+T0 = 1_700_000_000.0
+
+
+def full_request(request_id: str = "r-1", **changes: object) -> RequestRecord:
+    """A request record whose every field differs from its default."""
+    record = RequestRecord(
+        request_id=request_id,
+        ts=T0 + 1.25,
+        tenant="acme",
+        caller="billing-svc",
+        task="summarize",
+        model_class="fast",
+        model="gpt-4o-mini",
+        provider="openai",
+        outcome="error",
+        input_tokens=1200,
+        output_tokens=345,
+        cache_read_tokens=800,
+        cache_write_tokens=64,
+        cost_cents=0.0123,
+        ttft_ms=210.5,
+        ttlt_ms=1800.25,
+        error="rate_limit",
+        error_detail="429 from upstream",
+        degraded=True,
+        degraded_reason="fallback: primary rate limited",
+        hedged=True,
+        attempts=3,
+        cache_hit=True,
+        verdict="pass",
+    )
+    return msgspec.structs.replace(record, **changes)
+
+
+def full_attempt(request_id: str = "r-1", attempt: int = 2, **changes: object) -> AttemptRecord:
+    """An attempt record whose every field differs from its default."""
+    record = AttemptRecord(
+        request_id=request_id,
+        attempt=attempt,
+        ts=T0 + 0.5,
+        tenant="acme",
+        caller="billing-svc",
+        task="summarize",
+        model_class="smart",
+        model="claude-sonnet",
+        provider="anthropic",
+        outcome="cancelled",
+        input_tokens=1000,
+        output_tokens=12,
+        cache_read_tokens=500,
+        cache_write_tokens=32,
+        cost_cents=0.5,
+        ttft_ms=99.0,
+        ttlt_ms=150.0,
+        error="cancelled",
+        error_detail="hedge lost",
+        status=499,
+        finish_reason="stop",
+        hedge=True,
+        cancel_reason="hedge_lost",
+        cache_hit=True,
+        verdict="fail",
+    )
+    return msgspec.structs.replace(record, **changes)
+
+
+def requests(n: int, prefix: str = "r", **changes: object) -> list[RequestRecord]:
+    """``n`` minimal request records with distinct ids."""
+    base = RequestRecord(request_id="", ts=T0, tenant="t", caller="c", task="x")
+    return [msgspec.structs.replace(base, request_id=f"{prefix}-{i}", ts=T0 + i, **changes) for i in range(n)]
+
+
+def raw(path: Path, sql: str) -> list[tuple[object, ...]]:
+    """Run one statement on the file through a plain sqlite3 connection."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.anyio
+async def test_open_creates_schema_from_empty(tmp_path: Path) -> None:
+    """Opening a new file applies every migration in order and records each in schema_version."""
+    path = tmp_path / "ledger.db"
+    async with SqliteLedgerStore(path) as store:
+        assert await store.count_requests() == 0
+    versions = raw(path, "SELECT version FROM schema_version ORDER BY version")
+    assert versions == [(m.version,) for m in MIGRATIONS]
+    assert versions[-1] == (SCHEMA_VERSION,)
+    indexes = {row[0] for row in raw(path, "SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"requests_ts", "requests_task_ts", "requests_tenant_ts", "attempts_ts"} <= indexes
+
+
+def test_table_columns_mirror_record_fields(tmp_path: Path) -> None:
+    """Each table has exactly one column per field of its record, and no blob column for metadata."""
+    path = tmp_path / "ledger.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, str(path))
+    conn.close()
+    for table, kind in (("requests", RequestRecord), ("attempts", AttemptRecord)):
+        columns = [row[1] for row in raw(path, f"PRAGMA table_info({table})")]
+        assert columns == [f.name for f in msgspec.structs.fields(kind)]
+        assert all(row[2] != "BLOB" for row in raw(path, f"PRAGMA table_info({table})"))
+
+
+@pytest.mark.anyio
+async def test_wal_mode_is_set(tmp_path: Path) -> None:
+    """The file is in WAL journal mode after the store opens it."""
+    path = tmp_path / "ledger.db"
+    async with SqliteLedgerStore(path):
+        pass
+    assert raw(path, "PRAGMA journal_mode") == [("wal",)]
+
+
+@pytest.mark.anyio
+async def test_reopen_keeps_data(tmp_path: Path) -> None:
+    """Records written before a close are there after reopening, and migrations are not re-applied."""
+    path = tmp_path / "ledger.db"
+    async with SqliteLedgerStore(path) as store:
+        await store.write(requests(5))
+    async with SqliteLedgerStore(path) as store:
+        assert await store.count_requests() == 5
+    assert raw(path, "SELECT COUNT(*) FROM schema_version") == [(len(MIGRATIONS),)]
+
+
+@pytest.mark.anyio
+async def test_older_file_is_upgraded(tmp_path: Path) -> None:
+    """A file at schema version 1 is migrated to the current version on open and keeps its rows."""
+    path = tmp_path / "ledger.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert migrate(conn, str(path), upto=1) == 1
+    conn.execute("INSERT INTO requests VALUES (" + ", ".join("?" * 24) + ")", msgspec.structs.astuple(full_request()))
+    conn.close()
+    async with SqliteLedgerStore(path) as store:
+        assert await store.fetch_requests() == [full_request()]
+    assert raw(path, "SELECT MAX(version) FROM schema_version") == [(SCHEMA_VERSION,)]
+    assert raw(path, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'requests_ts'") == [(1,)]
+
+
+@pytest.mark.anyio
+async def test_newer_file_is_refused(tmp_path: Path) -> None:
+    """A file written by a newer schema raises LedgerSchemaTooNew naming both versions."""
+    path = tmp_path / "ledger.db"
+    async with SqliteLedgerStore(path):
+        pass
+    raw(path, f"INSERT INTO schema_version VALUES ({SCHEMA_VERSION + 1}, 'from the future')")
+    with pytest.raises(LedgerSchemaTooNew) as caught:
+        await SqliteLedgerStore(path).open()
+    assert (caught.value.found, caught.value.supported) == (SCHEMA_VERSION + 1, SCHEMA_VERSION)
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.anyio
+async def test_not_a_database_is_a_typed_error(tmp_path: Path) -> None:
+    """A file that is not SQLite raises LedgerStoreError, not a raw sqlite3 error."""
+    path = tmp_path / "ledger.db"
+    path.write_bytes(b"this is not a database file, just some text " * 100)
+    with pytest.raises(LedgerStoreError, match="cannot open"):
+        await SqliteLedgerStore(path).open()
+
+
+@pytest.mark.anyio
+async def test_round_trip_every_field(tmp_path: Path) -> None:
+    """Both record kinds come back equal field for field, including None and bool fields."""
+    sparse_request = RequestRecord(request_id="r-2", ts=T0 + 2, tenant="t", caller="c", task="x")
+    sparse_attempt = AttemptRecord(
+        request_id="r-2", attempt=0, ts=T0 + 2, tenant="t", caller="c", task="x", model_class="m",
+        model="m", provider="p", outcome="ok",
+    )  # fmt: skip
+    async with SqliteLedgerStore(tmp_path / "ledger.db") as store:
+        await store.write([full_request(), full_attempt(), sparse_request, sparse_attempt])
+        assert await store.fetch_requests() == [full_request(), sparse_request]
+        assert await store.fetch_attempts() == [full_attempt(), sparse_attempt]
+
+
+@pytest.mark.anyio
+async def test_replay_is_idempotent(tmp_path: Path) -> None:
+    """Writing the same records again, alone or inside a larger batch, adds no rows; the first copy stays."""
+    batch = [*requests(10), full_attempt("r-0", 0), full_attempt("r-0", 1)]
+    async with SqliteLedgerStore(tmp_path / "ledger.db") as store:
+        await store.write(batch)
+        await store.write(batch)
+        await store.write([*batch, *requests(3, prefix="new"), full_request("r-0", cost_cents=99.0)])
+        assert await store.count_requests() == 13
+        assert len(await store.fetch_attempts()) == 2
+        first = [r for r in await store.fetch_requests() if r.request_id == "r-0"]
+        assert [r.cost_cents for r in first] == [0.0]
+
+
+@pytest.mark.anyio
+async def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
+    """Eight tasks writing batches at once through one store, plus a second store on the file, lose no row."""
+    path = tmp_path / "ledger.db"
+
+    async def writer(store: SqliteLedgerStore, name: str) -> None:
+        for b in range(10):
+            batch = requests(150, prefix=f"{name}-{b}")
+            await store.write([*batch, *(full_attempt(r.request_id, 0) for r in batch)])
+
+    async with SqliteLedgerStore(path) as one, SqliteLedgerStore(path) as two, anyio.create_task_group() as tg:
+        for w in range(8):
+            tg.start_soon(writer, one if w % 2 else two, f"w{w}")
+    async with SqliteLedgerStore(path) as store:
+        assert await store.count_requests() == 8 * 10 * 150
+        assert await store.count_attempts() == 8 * 10 * 150
+
+
+@pytest.mark.anyio
+async def test_filters_by_since_task_and_tenant(tmp_path: Path) -> None:
+    """fetch_* return only records matching every given filter, oldest first."""
+    records: list[AttemptRecord | RequestRecord] = []
+    for i, (task, tenant) in enumerate([("a", "x"), ("b", "x"), ("a", "y"), ("a", "x"), ("b", "y")]):
+        records.append(full_request(f"r{i}", ts=T0 + i, task=task, tenant=tenant))
+        records.append(full_attempt(f"r{i}", 0, ts=T0 + i, task=task, tenant=tenant))
+    store: LedgerStore
+    async with SqliteLedgerStore(tmp_path / "ledger.db") as store:
+        await store.write(records[::-1])
+
+        async def ids(since: float | None = None, task: str | None = None, tenant: str | None = None) -> list[str]:
+            got = [r.request_id for r in await store.fetch_requests(since, task, tenant)]
+            assert got == [a.request_id for a in await store.fetch_attempts(since, task, tenant)]
+            return got
+
+        assert await ids() == ["r0", "r1", "r2", "r3", "r4"]
+        assert await ids(since=T0 + 2) == ["r2", "r3", "r4"]
+        assert await ids(task="a") == ["r0", "r2", "r3"]
+        assert await ids(tenant="y") == ["r2", "r4"]
+        assert await ids(since=T0 + 1, task="a", tenant="x") == ["r3"]
+        assert await ids(task="nope") == []
+
+
+@pytest.mark.anyio
+async def test_failed_batch_leaves_nothing_and_store_usable(tmp_path: Path) -> None:
+    """A batch with an unbindable value raises LedgerStoreError, writes none of its rows, and later writes work."""
+    bad = full_request("bad", tenant=["not", "a", "string"])
+    async with SqliteLedgerStore(tmp_path / "ledger.db") as store:
+        with pytest.raises(LedgerStoreError, match="write failed"):
+            await store.write([*requests(5), bad])
+        assert await store.count_requests() == 0
+        await store.write(requests(5))
+        assert await store.count_requests() == 5
+
+
+@pytest.mark.anyio
+async def test_cancelled_write_is_all_or_nothing(tmp_path: Path) -> None:
+    """A write cancelled mid-way stores all of its batch or none of it, and the store stays usable."""
+    async with SqliteLedgerStore(tmp_path / "ledger.db") as store:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await store.write(requests(500))
+        assert await store.count_requests() in (0, 500)
+        await store.write(requests(5, prefix="after"))
+        assert len(await store.fetch_requests(task="x")) in (5, 505)
+
+
+@pytest.mark.anyio
+async def test_closed_store_refuses_and_empty_batch_is_a_no_op(tmp_path: Path) -> None:
+    """An empty batch writes nothing; any use after close raises LedgerStoreError; close twice is fine."""
+    store = SqliteLedgerStore(tmp_path / "ledger.db")
+    await store.open()
+    await store.write([])
+    assert await store.count_requests() == 0
+    await store.close()
+    await store.close()
+    with pytest.raises(LedgerStoreError, match="not open"):
+        await store.write(requests(1))
+    with pytest.raises(LedgerStoreError, match="not open"):
+        await store.fetch_requests()
+
+
+@pytest.mark.anyio
+async def test_in_memory_path_is_refused(tmp_path: Path) -> None:
+    """':memory:' is refused: the ledger must outlive the process."""
+    with pytest.raises(LedgerStoreError, match="in-memory"):
+        await SqliteLedgerStore(":memory:").open()
