@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -48,7 +47,7 @@ from interlock._types import (
 )
 from interlock.actors._ledger_actor import Flush, LedgerActor, LedgerBuffer, LedgerStatistics
 from interlock.actors._provider_actor import GetHealth, ProviderActor, ProviderHealth, ProviderSettings
-from interlock.actors._router import CancelRequest, RouterActor, RouteRequest
+from interlock.actors._router import CancelRequest, RouterActor, RouteRequest, new_request_id
 from interlock.actors._wiring import build_adapter, is_enabled
 from interlock.adapters._ledger_store import SqliteLedgerStore
 from interlock.adapters.simulator import SimConfig, Simulator
@@ -68,6 +67,7 @@ class Door:
         self._ledger: ActorRef[Any] | None = None
         self._buffer: LedgerBuffer | None = None
         self._sim: Simulator | None = None
+        self._clock: Clock = RealClock()
 
     @property
     def config(self) -> Config:
@@ -111,7 +111,7 @@ class Door:
     async def send(self, request: ChatRequest) -> AsyncIterator[StreamEvent | RouteEvent]:
         """Like ``stream``, for a ready-made ``ChatRequest``; leaving early cancels the upstream call."""
         if not request.request_id:
-            request = msgspec.structs.replace(request, request_id=uuid.uuid4().hex)
+            request = msgspec.structs.replace(request, request_id=new_request_id(self._clock.wall()))
         events = await self._router.ask_stream(RouteRequest(request))
         finished = False
         try:
@@ -205,7 +205,7 @@ class _Opened:
         providers = {n: rt.lookup(f"provider:{n}") for n in enabled}
         router = await rt.spawn(lambda: RouterActor(config, providers.get, ledger), name="router", shutdown=30.0)
         door = Door(config, router, providers)
-        door._ledger, door._buffer, door._sim = ledger, buffer, sim
+        door._ledger, door._buffer, door._sim, door._clock = ledger, buffer, sim, clock
         return door
 
     def _provider_spec(self, name: str, cfg: ProviderConfig, sim_url: str | None) -> ChildSpec:

@@ -34,6 +34,11 @@ class RouteRequest(msgspec.Struct, frozen=True, tag=True):
     request: ChatRequest
 
 
+def new_request_id(wall: float) -> str:
+    """A time-ordered id (milliseconds first, then 64 random bits): the ledger's key index stays append-only."""
+    return f"{int(wall * 1000):012x}{uuid.uuid4().hex[:16]}"
+
+
 class CancelRequest(msgspec.Struct, frozen=True, tag=True):
     """The caller went away: stop serving ``request_id`` (its record says cancelled)."""
 
@@ -73,7 +78,7 @@ class RouterActor(Actor[RouterMsg]):
         sink = self.detach_stream()
         request = msg.request
         if not request.request_id:
-            request = msgspec.structs.replace(request, request_id=uuid.uuid4().hex)
+            request = msgspec.structs.replace(request, request_id=new_request_id(self.clock.wall()))
         self.tasks.start_soon(self._serve_scoped, request, sink)
         return None
 

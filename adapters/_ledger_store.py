@@ -157,10 +157,11 @@ class SqliteLedgerStore:
 
     async def close(self) -> None:
         """Close the connection; safe to call twice. A write in progress finishes first."""
-        async with self._lock:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                with anyio.CancelScope(shield=True):
+        # Shielded as a whole: a close reached while cancelled must still stop the worker thread.
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                conn, self._conn = self._conn, None
+                if conn is not None:
                     await conn.close()
 
     async def __aenter__(self) -> Self:

@@ -227,7 +227,8 @@ def test_empty_input() -> None:
     """No records give a rollup of zeros and empty tables, and the renderer says so."""
     result = rollup([], [], now=NOW)
     assert (result.requests, result.attempts, result.cost_cents) == (0, 0, 0.0)
-    assert result.models == result.tasks == result.spenders == result.providers == result.hours == result.alerts == ()
+    tables: list[tuple[object, ...]] = [result.models, result.tasks, result.spenders, result.providers, result.hours]
+    assert all(table == () for table in [*tables, result.alerts])
     assert "No records in this window." in render_text(result)
 
 
