@@ -14,6 +14,8 @@ from interlock.adapters._ledger_store import SqliteLedgerStore
 from interlock.adapters._report_render import render_rollup, rollup_json
 from interlock.policies._rollup import rollup
 
+_TRAILING_S = 24 * 3600.0
+
 
 async def print_report(
     path: str | Path,
@@ -25,10 +27,12 @@ async def print_report(
     as_json: bool = False,
 ) -> None:
     """Read the ledger at ``path`` and print its rollup."""
+    # A day more than the window, so the spend-spike alert has its trailing baseline.
+    history = None if since is None else since - _TRAILING_S
     async with SqliteLedgerStore(path) as store:
-        requests = await store.fetch_requests(since, task, tenant)
-        attempts = await store.fetch_attempts(since, task, tenant)
-    result = rollup(requests, attempts, now=RealClock().wall())
+        requests = await store.fetch_requests(history, task, tenant)
+        attempts = await store.fetch_attempts(history, task, tenant)
+    result = rollup(requests, attempts, now=RealClock().wall(), since=since)
     if as_json:
         sys.stdout.write(rollup_json(result).decode() + "\n")
         return

@@ -106,19 +106,19 @@ class RouterActor(Actor[RouterMsg]):
                     # Recorded before the caller hears of it: a stream's end implies its rows are queued.
                     recorded = True
                     with anyio.CancelScope(shield=True):
-                        await self._record(request, request_id, ts, run, exc)
+                        await self._record(request, request_id, ts, started, run, exc)
                     raise
                 route = self._route(run, winner, started)
                 self._learn(run, winner)
                 recorded = True
-                await self._record(request, request_id, ts, run, None)
+                await self._record(request, request_id, ts, started, run, None)
                 await sink.send(RouteEvent(route))
         except InterlockError:
             pass  # the caller got it through the stream
         finally:
             if not recorded:
                 with anyio.CancelScope(shield=True):
-                    await self._record(request, request_id, ts, run, ConsumerGone("cancelled"))
+                    await self._record(request, request_id, ts, started, run, ConsumerGone("cancelled"))
             self._running -= 1
             if not self._running:
                 self._idle.set()
@@ -162,7 +162,13 @@ class RouterActor(Actor[RouterMsg]):
         )
 
     async def _record(
-        self, request: ChatRequest, request_id: str, ts: float, run: RequestRun | None, error: BaseException | None
+        self,
+        request: ChatRequest,
+        request_id: str,
+        ts: float,
+        started: float,
+        run: RequestRun | None,
+        error: BaseException | None,
     ) -> None:
         attempts = run.attempts if run is not None else []
         task = (run.resolution.job if run is not None else request.task) or ""
@@ -171,7 +177,10 @@ class RouterActor(Actor[RouterMsg]):
                 attempt.cancel_reason = "client_gone" if isinstance(error, ConsumerGone) else "cancelled"
             await self._ledger.tell(attempt.record(request, request_id, task, ts))
         winner = run.winner if run is not None else None
-        await self._ledger.tell(_request_record(request, request_id, task, ts, run, winner, error, self.clock.now()))
+        elapsed = self.clock.now() - started
+        ttft = None if winner is None or winner.ttft is None else winner.started - started + winner.ttft
+        record = _request_record(request, request_id, task, ts, run, winner, error, (ttft, elapsed))
+        await self._ledger.tell(record)
 
 
 def _delay(job: JobConfig, window: RollingLatency | None) -> float | None:
@@ -188,7 +197,7 @@ def _delay(job: JobConfig, window: RollingLatency | None) -> float | None:
 def _reason(run: RequestRun, winner: Attempt) -> str:
     if run.resumed:
         return "mid_stream_resume"
-    causes = [str(a.error.kind) if a.error else (a.cancel_reason or "") for a in run.attempts if a is not winner]
+    causes = [str(a.error.kind) for a in run.attempts if a is not winner and a.error is not None]
     if winner.hedge:
         causes.append("slow_first_token")
     skipped = [s.model for s in run.resolution.skipped]
@@ -204,8 +213,9 @@ def _request_record(
     run: RequestRun | None,
     winner: Attempt | None,
     error: BaseException | None,
-    now: float,
+    timings: tuple[float | None, float],
 ) -> RequestRecord:
+    """The request's row; TTFT and TTLT are measured from when the request entered the router."""
     attempts = run.attempts if run is not None else []
     usage = [a.usage for a in attempts]
     first = run.resolution.candidates[0].name if run is not None and run.resolution.candidates else None
@@ -231,8 +241,8 @@ def _request_record(
         cache_read_tokens=sum(u.cache_read_tokens for u in usage),
         cache_write_tokens=sum(u.cache_write_tokens for u in usage),
         cost_cents=sum(a.cost() for a in attempts),
-        ttft_ms=_ms(winner.ttft) if winner else None,
-        ttlt_ms=_ms(winner.ttlt) if winner else None,
+        ttft_ms=_ms(timings[0]),
+        ttlt_ms=_ms(timings[1]) if winner else None,
         error=str(kind) if kind else None,
         error_detail=str(error)[:300] if error is not None and not isinstance(error, ChainExhausted) else "",
         degraded=degraded,
