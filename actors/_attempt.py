@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from interlock._errors import InterlockError, MidStreamError
+from interlock._errors import AdmissionRejected, BudgetExceeded, InterlockError, MidStreamError
 from interlock._records import AttemptRecord, Outcome
 from interlock._streams import EventStream
 from interlock._types import (
@@ -35,6 +35,7 @@ class Attempt:
         "error",
         "finish",
         "hedge",
+        "holds",
         "last_event",
         "number",
         "started",
@@ -45,6 +46,7 @@ class Attempt:
         "ttft",
         "ttlt",
         "usage",
+        "verdict",
     )
 
     def __init__(self, candidate: Candidate, number: int, call_id: int, started: float, *, hedge: bool) -> None:
@@ -64,6 +66,8 @@ class Attempt:
         self.finish: str | None = None
         self.error: InterlockError | None = None
         self.cancel_reason: str | None = None
+        self.holds: dict[str, str] = {}  # rail name -> what it holds for this attempt (reservation, lease)
+        self.verdict: str | None = None
 
     def observe(self, event: Any, now: float) -> None:
         """Fold one event into the attempt's output and timings."""
@@ -97,7 +101,7 @@ class Attempt:
         if self.cancel_reason is not None:
             return "cancelled"
         if self.error is not None:
-            return "skipped" if self.error.kind == "overloaded" and _not_admitted(self.error) else "error"
+            return "skipped" if _not_admitted(self.error) else "error"
         return "ok" if self.finish is not None else "cancelled"
 
     def cost(self) -> float:
@@ -147,11 +151,12 @@ class Attempt:
             finish_reason=self.finish,
             hedge=self.hedge,
             cancel_reason=self.cancel_reason,
+            verdict=self.verdict,
         )
 
 
 def _not_admitted(error: InterlockError) -> bool:
-    return type(error).__name__ == "AdmissionRejected"
+    return isinstance(error, (AdmissionRejected, BudgetExceeded))
 
 
 def _detail(error: InterlockError | None) -> str:

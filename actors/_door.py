@@ -31,25 +31,22 @@ from interlock._supervisor import ChildSpec, Restart, Strategy
 from interlock._types import (
     ChatRequest,
     ChatResponse,
-    Finish,
-    FinishReason,
     Message,
-    Route,
     RouteEvent,
     StreamEvent,
-    TextDelta,
-    ThinkingDelta,
-    ToolCall,
-    ToolCallDone,
     ToolSpec,
-    Usage,
-    UsageEvent,
 )
+from interlock.actors._assemble import collect
 from interlock.actors._ledger_actor import Flush, LedgerActor, LedgerBuffer, LedgerStatistics
 from interlock.actors._provider_actor import GetHealth, ProviderActor, ProviderHealth, ProviderSettings
-from interlock.actors._router import CancelRequest, RouterActor, RouteRequest, new_request_id
+from interlock.actors._rail_budget import BudgetRail
+from interlock.actors._rail_cache import CacheRail
+from interlock.actors._rail_lease import LeaseRail
+from interlock.actors._rails import AttemptRails
+from interlock.actors._router import CancelRequest, RouterActor, RouteRequest, RouterRails, new_request_id
 from interlock.actors._wiring import build_adapter, is_enabled
 from interlock.adapters._ledger_store import SqliteLedgerStore
+from interlock.adapters._state_store import SqliteStateStore
 from interlock.adapters.simulator import SimConfig, Simulator
 from interlock.policies._config import Config, ProviderConfig, default_config, load_config
 
@@ -80,29 +77,7 @@ class Door:
         Options are ``ChatRequest`` fields: ``task``, ``model``, ``model_class``, ``tenant``,
         ``caller``, ``sensitivity``, ``max_tokens``, ``tools``, ``temperature``, ...
         """
-        text: list[str] = []
-        thinking: list[str] = []
-        calls: list[ToolCall] = []
-        usage = Usage()
-        route: Route | None = None
-        finish: FinishReason = "stop"
-        async for event in self.stream(prompt, **options):
-            if isinstance(event, TextDelta):
-                text.append(event.text)
-            elif isinstance(event, ThinkingDelta):
-                thinking.append(event.text)
-            elif isinstance(event, ToolCallDone):
-                calls.append(ToolCall(event.id, event.name, event.arguments))
-            elif isinstance(event, UsageEvent):
-                usage = usage + event.usage
-            elif isinstance(event, Finish):
-                finish = event.reason
-            elif isinstance(event, RouteEvent):
-                route = event.route
-        return ChatResponse(
-            content="".join(text), thinking="".join(thinking), tool_calls=tuple(calls),
-            finish_reason=finish, usage=usage, route=route,
-        )
+        return await collect(self.stream(prompt, **options))
 
     def stream(self, prompt: Prompt, **options: Any) -> AsyncIterator[StreamEvent | RouteEvent]:
         """Yield the answer's events as they arrive, then one ``RouteEvent``."""
@@ -189,7 +164,10 @@ class _Opened:
         clock, stack = self._clock, self._stack
         sim = await self._maybe_simulator(config, stack)
         sim_url = sim.url if sim is not None else None
-        store = await stack.enter_async_context(SqliteLedgerStore(self._ledger_path or config.ledger.path))
+        ledger_file = self._ledger_path or config.ledger.path
+        store = await stack.enter_async_context(SqliteLedgerStore(ledger_file))
+        state = await stack.enter_async_context(SqliteStateStore(config.state.path or ledger_file))
+        rails = _rails(config, state, clock)
         rt = await stack.enter_async_context(Runtime(clock=clock))
         buffer = LedgerBuffer()
         lcfg = config.ledger
@@ -203,7 +181,9 @@ class _Opened:
         specs = [self._provider_spec(n, p, sim_url) for n, p in enabled.items()]
         await rt.spawn_supervisor("providers", specs, strategy=Strategy.ONE_FOR_ONE, max_restarts=5, period=10.0)
         providers = {n: rt.lookup(f"provider:{n}") for n in enabled}
-        router = await rt.spawn(lambda: RouterActor(config, providers.get, ledger), name="router", shutdown=30.0)
+        router = await rt.spawn(
+            lambda: RouterActor(config, providers.get, ledger, rails), name="router", shutdown=30.0
+        )
         door = Door(config, router, providers)
         door._ledger, door._buffer, door._sim, door._clock = ledger, buffer, sim, clock
         return door
@@ -247,6 +227,13 @@ def open(  # the door's name is part of the public contract: interlock.open()
 ) -> _Opened:
     """Open the door: ``async with interlock.open(path) as door``; no path = the embedded default."""
     return _Opened(config, clock, ledger_path, environ)
+
+
+def _rails(config: Config, state: SqliteStateStore, clock: Clock) -> RouterRails:
+    """Fold the rails once: cache, then per attempt budget and the cross-process slot."""
+    lease = LeaseRail(state.leases, config.limits, clock)
+    attempt = AttemptRails((BudgetRail(state.budgets, config.budgets, clock), lease))
+    return RouterRails(cache=CacheRail(state.cache, clock), attempt=attempt, lease=lease)
 
 
 def _load(config: Config | str | Path | None) -> Config:

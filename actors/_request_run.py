@@ -24,6 +24,7 @@ from interlock._clock import Clock
 from interlock._errors import (
     ActorStopped,
     AdmissionRejected,
+    BudgetExceeded,
     ChainExhausted,
     ConsumerGone,
     ErrorClass,
@@ -35,7 +36,9 @@ from interlock._streams import EventSink
 from interlock._types import ChatRequest, Finish, Message, StreamEvent
 from interlock.actors._attempt import Attempt
 from interlock.actors._provider_actor import Call, Cancel
+from interlock.actors._rails import AttemptRails
 from interlock.policies._routing import Candidate, Resolution
+from interlock.policies._tokens import estimate_input_tokens
 
 # Causes that move a request to the next candidate before its first token.
 FAILOVER = frozenset(
@@ -72,8 +75,12 @@ class RequestRun:
         providers: Callable[[str], ActorRef[Any] | None],
         clock: Clock,
         hedge: HedgePolicy,
+        rails: AttemptRails | None = None,
     ) -> None:
         self.request = request
+        self._rails = rails or AttemptRails(())
+        self._input_tokens = estimate_input_tokens(request)
+        self._entered: list[Attempt] = []
         self.resolution = resolution
         self.policy = resolution.policy
         self._providers = providers
@@ -85,6 +92,7 @@ class RequestRun:
         self.winner: Attempt | None = None
         self.hedged = False
         self.resumed = False
+        self.escalated = False
 
     async def run(self, sink: EventSink[Any]) -> Attempt:
         """Serve the request into ``sink``; returns the attempt that finished the answer."""
@@ -94,6 +102,19 @@ class RequestRun:
             for attempt in self.attempts:
                 if attempt.stream is not None:
                     await attempt.stream.aclose()
+            with anyio.CancelScope(shield=True):
+                while self._entered:
+                    await self._rails.leave(self._entered.pop())
+
+    def retry_on(self, candidate: Candidate, request: ChatRequest) -> None:
+        """Queue one more attempt on ``candidate`` with ``request`` (a corrected tool call), first in line."""
+        self.request = request
+        self._pending.insert(0, candidate)
+
+    @property
+    def has_pending(self) -> bool:
+        """True while untried candidates remain (a cascade may escalate to them)."""
+        return bool(self._pending)
 
     async def _walk(self, sink: EventSink[Any]) -> Attempt:
         prefix = ""
@@ -153,6 +174,9 @@ class RequestRun:
                         self.hedged = True
                         active.add(hedge)
             tg.cancel_scope.cancel()
+        over_budget = [e for _, e in self.errors if isinstance(e, BudgetExceeded)]
+        if over_budget and len(over_budget) == len(self.errors):
+            raise over_budget[0]  # every candidate was refused for money: say which budget is full
         raise ChainExhausted(self.resolution.job or "(pinned)", self.errors)
 
     async def _launch(
@@ -167,6 +191,12 @@ class RequestRun:
             if ref is None:
                 self._fail(attempt, AdmissionRejected(candidate.provider, "disabled"))
                 continue
+            try:
+                await self._rails.enter(self.request, attempt, self._input_tokens)
+            except (AdmissionRejected, BudgetExceeded) as exc:
+                self._fail(attempt, exc)
+                continue
+            self._entered.append(attempt)
             try:
                 call = Call(self.request, candidate.model.id, call_id=attempt.call_id)
                 attempt.stream = await ref.ask_stream(call)
@@ -213,7 +243,7 @@ class RequestRun:
     def _fail(self, attempt: Attempt, error: InterlockError) -> None:
         attempt.error = error
         self.errors.append((attempt.candidate.name, error))
-        if error.kind not in FAILOVER and not isinstance(error, (AdmissionRejected, ActorStopped)):
+        if error.kind not in FAILOVER and not isinstance(error, (AdmissionRejected, ActorStopped, BudgetExceeded)):
             self._pending.clear()  # bad_request, auth, content policy: no other model will do better
 
     async def _cancel_losers(self, losers: set[Attempt], reason: str) -> None:

@@ -15,17 +15,33 @@ import anyio
 import msgspec
 
 from interlock._actor import Actor, ActorRef
-from interlock._errors import ChainExhausted, ConsumerGone, ErrorClass, InterlockError
-from interlock._records import Outcome, RequestRecord
+from interlock._errors import ConsumerGone, InterlockError
 from interlock._streams import EventSink
-from interlock._types import ChatRequest, Route, RouteEvent
-from interlock.actors._attempt import Attempt, _ms
+from interlock._types import ChatRequest, ChatResponse, RouteEvent
+from interlock.actors._assemble import BufferSink, assemble, collect
+from interlock.actors._attempt import Attempt
+from interlock.actors._rail_cache import CacheRail, replay
+from interlock.actors._rail_lease import LeaseRail
+from interlock.actors._rail_verify import VerifyRail
+from interlock.actors._rails import AttemptRails
 from interlock.actors._request_run import HedgePolicy, RequestRun
+from interlock.actors._route_records import cache_hit_record, cached_route, request_record, route_of
 from interlock.policies._config import Config, JobConfig
 from interlock.policies._hedge import HedgeBudget, HedgeDelay, full_budget, hedge_delay_s, on_success, spend_hedge
 from interlock.policies._latency import RollingLatency
+from interlock.policies._quality import verdict_string
 from interlock.policies._routing import Resolution, resolve
 from interlock.policies._tokens import estimate_input_tokens
+from interlock.policies._tool_validate import ToolCallProblem, corrective_message, validate_tool_calls
+from interlock.policies._verify import Verdict
+
+
+class RouterRails(msgspec.Struct, frozen=True, kw_only=True):
+    """The rails folded once at start-up: the response cache, the attempt rails, the lease renewer."""
+
+    cache: CacheRail | None = None
+    attempt: AttemptRails = msgspec.field(default_factory=lambda: AttemptRails(()))
+    lease: LeaseRail | None = None
 
 
 class RouteRequest(msgspec.Struct, frozen=True, tag=True):
@@ -52,10 +68,19 @@ class RouterActor(Actor[RouterMsg]):
     """Job chains, fallback, hedging, mid-stream policy; one task per request."""
 
     def __init__(
-        self, config: Config, providers: Callable[[str], ActorRef[Any] | None], ledger: ActorRef[Any]
+        self,
+        config: Config,
+        providers: Callable[[str], ActorRef[Any] | None],
+        ledger: ActorRef[Any],
+        rails: RouterRails | None = None,
     ) -> None:
         super().__init__()
+        rails = rails or RouterRails()
         self._config = config
+        self._cache = rails.cache
+        self._rails = rails.attempt
+        self._lease = rails.lease
+        self._verify = VerifyRail(config, self._ask_self)
         self._providers = providers
         self._ledger = ledger
         self._budgets: dict[str, HedgeBudget] = {}
@@ -63,6 +88,14 @@ class RouterActor(Actor[RouterMsg]):
         self._running = 0
         self._idle = anyio.Event()
         self._scopes: dict[str, anyio.CancelScope] = {}
+
+    async def on_start(self) -> None:
+        if self._lease is not None:
+            self.tasks.start_soon(self._lease.renew_forever)
+
+    async def _ask_self(self, request: ChatRequest) -> ChatResponse:
+        """A sub-request (a reviewer, a second opinion) through this router and every rail."""
+        return await collect(await self.ref.ask_stream(RouteRequest(request)))
 
     async def on_stop(self) -> None:
         # Requests in flight finish and record themselves; the shutdown deadline bounds the wait.
@@ -91,7 +124,6 @@ class RouterActor(Actor[RouterMsg]):
                 self._scopes.pop(request.request_id, None)
 
     async def _serve_request(self, request: ChatRequest, sink: EventSink[Any]) -> None:
-        request_id = request.request_id
         ts, started = self.clock.wall(), self.clock.now()
         run: RequestRun | None = None
         recorded = False
@@ -100,29 +132,87 @@ class RouterActor(Actor[RouterMsg]):
             async with sink:
                 try:
                     resolution = resolve(self._config, request, estimate_input_tokens(request))
-                    run = RequestRun(request, resolution, self._providers, self.clock, self._hedge_policy(resolution))
-                    winner = await run.run(sink)
+                    key = self._cache_key(request, resolution)
+                    if key is not None and await self._serve_cached(request, resolution, key, ts, sink):
+                        recorded = True
+                        return
+                    run = RequestRun(
+                        request, resolution, self._providers, self.clock, self._hedge_policy(resolution), self._rails
+                    )
+                    winner, answer = await self._answer(run, request, sink)
                 except InterlockError as exc:
                     # Recorded before the caller hears of it: a stream's end implies its rows are queued.
                     recorded = True
                     with anyio.CancelScope(shield=True):
-                        await self._record(request, request_id, ts, started, run, exc)
+                        await self._record(request, ts, started, run, exc)
                     raise
-                route = self._route(run, winner, started)
                 self._learn(run, winner)
                 recorded = True
-                await self._record(request, request_id, ts, started, run, None)
-                await sink.send(RouteEvent(route))
+                timings = await self._record(request, ts, started, run, None)
+                if key is not None and answer is not None and (winner.verdict or "accept").startswith("accept"):
+                    await self._cache.store(key, answer, resolution.policy.cache_ttl_s or 0)  # type: ignore[union-attr]
+                await sink.send(RouteEvent(route_of(run, winner, timings)))
         except InterlockError:
             pass  # the caller got it through the stream
         finally:
             if not recorded:
                 with anyio.CancelScope(shield=True):
-                    await self._record(request, request_id, ts, started, run, ConsumerGone("cancelled"))
+                    await self._record(request, ts, started, run, ConsumerGone("cancelled"))
             self._running -= 1
             if not self._running:
                 self._idle.set()
                 self._idle = anyio.Event()
+
+    def _cache_key(self, request: ChatRequest, resolution: Resolution) -> str | None:
+        if self._cache is None or not resolution.policy.cache_ttl_s or request.metadata.get("cache") == "off":
+            return None
+        return CacheRail.key(request, resolution.job)
+
+    async def _serve_cached(
+        self, request: ChatRequest, resolution: Resolution, key: str, ts: float, sink: EventSink[Any]
+    ) -> bool:
+        """Replay a cached answer; False on a miss (or when the caller asked for a refresh)."""
+        assert self._cache is not None
+        if request.metadata.get("cache") == "refresh":
+            return False
+        hit = await self._cache.lookup(key)
+        if hit is None:
+            return False
+        await self._ledger.tell(cache_hit_record(request, resolution.job, ts, hit))
+        for event in replay(hit):
+            await sink.send(event)
+        await sink.send(RouteEvent(cached_route(hit, resolution.job)))
+        return True
+
+    async def _answer(
+        self, run: RequestRun, request: ChatRequest, sink: EventSink[Any]
+    ) -> tuple[Attempt, ChatResponse | None]:
+        """Walk the chain; jobs that verify (or check tool calls) hear the answer only once it is judged."""
+        job = run.resolution.policy
+        check_tools = bool(request.tools) and job.tool_retry
+        if not (job.verify or job.cascade or check_tools):
+            winner = await run.run(sink)
+            return winner, assemble(winner)
+        retried = False
+        while True:
+            buffer = BufferSink()
+            winner = await run.run(buffer)  # type: ignore[arg-type]
+            answer = assemble(winner)
+            problems = validate_tool_calls(request.tools, answer.tool_calls) if check_tools else []
+            if problems and not retried:
+                retried = True  # one corrective retry on the same model, then the problems are reported
+                run.retry_on(winner.candidate, _corrected(request, problems))
+                winner.verdict = verdict_string(Verdict(False, _problem_text(problems), "tool_calls"))
+                continue
+            verdict = Verdict(False, _problem_text(problems), "tool_calls") if problems else None
+            if job.verify and verdict is None:
+                verdict = await self._verify.judge(job.verify, request, answer, winner)
+            winner.verdict = verdict_string(verdict) if verdict is not None else None
+            if verdict is None or verdict.accepted or not job.cascade or not run.has_pending:
+                for event in buffer.events:
+                    await sink.send(event)
+                return winner, answer
+            run.escalated = True
 
     def _hedge_policy(self, resolution: Resolution) -> HedgePolicy:
         job = resolution.policy
@@ -144,32 +234,11 @@ class RouterActor(Actor[RouterMsg]):
         if winner.ttft is not None and not winner.hedge:
             self._ttft.setdefault(winner.candidate.name, RollingLatency()).add(winner.ttft)
 
-    def _route(self, run: RequestRun, winner: Attempt, started: float) -> Route:
-        first = run.resolution.candidates[0] if run.resolution.candidates else None
-        degraded = run.resumed or (first is not None and winner.candidate.name != first.name)
-        return Route(
-            model=winner.candidate.name,
-            provider=winner.candidate.provider,
-            model_class=winner.candidate.model.model_class,
-            task=run.resolution.job,
-            attempts=tuple(a.summary() for a in run.attempts),
-            degraded=degraded,
-            degraded_reason=_reason(run, winner) if degraded else None,
-            hedged=run.hedged,
-            cost_cents=sum(a.cost() for a in run.attempts),
-            ttft_ms=_ms(None if winner.ttft is None else winner.started - started + winner.ttft),
-            ttlt_ms=_ms(self.clock.now() - started),
-        )
-
     async def _record(
-        self,
-        request: ChatRequest,
-        request_id: str,
-        ts: float,
-        started: float,
-        run: RequestRun | None,
-        error: BaseException | None,
-    ) -> None:
+        self, request: ChatRequest, ts: float, started: float, run: RequestRun | None, error: BaseException | None
+    ) -> tuple[float | None, float]:
+        """Tell the ledger every attempt row and the one request row; returns the request's (TTFT, TTLT)."""
+        request_id = request.request_id
         attempts = run.attempts if run is not None else []
         task = (run.resolution.job if run is not None else request.task) or ""
         for attempt in attempts:
@@ -179,8 +248,9 @@ class RouterActor(Actor[RouterMsg]):
         winner = run.winner if run is not None else None
         elapsed = self.clock.now() - started
         ttft = None if winner is None or winner.ttft is None else winner.started - started + winner.ttft
-        record = _request_record(request, request_id, task, ts, run, winner, error, (ttft, elapsed))
+        record = request_record(request, request_id, task, ts, run, winner, error, (ttft, elapsed))
         await self._ledger.tell(record)
+        return ttft, elapsed
 
 
 def _delay(job: JobConfig, window: RollingLatency | None) -> float | None:
@@ -194,59 +264,10 @@ def _delay(job: JobConfig, window: RollingLatency | None) -> float | None:
     return hedge_delay_s(spec, window)
 
 
-def _reason(run: RequestRun, winner: Attempt) -> str:
-    if run.resumed:
-        return "mid_stream_resume"
-    causes = [str(a.error.kind) for a in run.attempts if a is not winner and a.error is not None]
-    if winner.hedge:
-        causes.append("slow_first_token")
-    skipped = [s.model for s in run.resolution.skipped]
-    reason = ",".join(c for c in causes if c) or "fallback"
-    return reason + (f"; skipped {','.join(skipped)}" if skipped else "")
+def _corrected(request: ChatRequest, problems: list[ToolCallProblem]) -> ChatRequest:
+    """The original request plus the corrective message (the failed assistant turn is left out)."""
+    return msgspec.structs.replace(request, messages=(*request.messages, corrective_message(problems)))
 
 
-def _request_record(
-    request: ChatRequest,
-    request_id: str,
-    task: str,
-    ts: float,
-    run: RequestRun | None,
-    winner: Attempt | None,
-    error: BaseException | None,
-    timings: tuple[float | None, float],
-) -> RequestRecord:
-    """The request's row; TTFT and TTLT are measured from when the request entered the router."""
-    attempts = run.attempts if run is not None else []
-    usage = [a.usage for a in attempts]
-    first = run.resolution.candidates[0].name if run is not None and run.resolution.candidates else None
-    degraded = winner is not None and ((run is not None and run.resumed) or winner.candidate.name != first)
-    kind: str | None = None
-    if isinstance(error, ConsumerGone) or (error is not None and not isinstance(error, InterlockError)):
-        kind = ErrorClass.CANCELLED
-    elif isinstance(error, InterlockError):
-        kind = error.kind
-    outcome: Outcome = "ok" if error is None else ("cancelled" if kind == ErrorClass.CANCELLED else "error")
-    return RequestRecord(
-        request_id=request_id,
-        ts=ts,
-        tenant=request.tenant,
-        caller=request.caller,
-        task=task,
-        model_class=winner.candidate.model.model_class if winner else "",
-        model=winner.candidate.name if winner else "",
-        provider=winner.candidate.provider if winner else "",
-        outcome=outcome,
-        input_tokens=sum(u.input_tokens for u in usage),
-        output_tokens=sum(u.output_tokens for u in usage),
-        cache_read_tokens=sum(u.cache_read_tokens for u in usage),
-        cache_write_tokens=sum(u.cache_write_tokens for u in usage),
-        cost_cents=sum(a.cost() for a in attempts),
-        ttft_ms=_ms(timings[0]),
-        ttlt_ms=_ms(timings[1]) if winner else None,
-        error=str(kind) if kind else None,
-        error_detail=str(error)[:300] if error is not None and not isinstance(error, ChainExhausted) else "",
-        degraded=degraded,
-        degraded_reason=_reason(run, winner) if degraded and run and winner else None,
-        hedged=run.hedged if run is not None else False,
-        attempts=len(attempts),
-    )
+def _problem_text(problems: list[ToolCallProblem]) -> str:
+    return "; ".join(f"{p.tool}: {p.kind} at {p.path}" for p in problems[:3])

@@ -254,6 +254,7 @@ class Route(msgspec.Struct, frozen=True, kw_only=True):
     cost_cents: float = 0.0
     ttft_ms: float | None = None
     ttlt_ms: float | None = None
+    verdict: str | None = None
 
 
 class RouteEvent(msgspec.Struct, frozen=True, tag="route"):

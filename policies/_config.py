@@ -33,11 +33,13 @@ import msgspec
 from interlock._errors import ConfigError
 from interlock._types import Sensitivity
 from interlock.policies._breaker import BreakerConfig
+from interlock.policies._budget import BudgetConfig
 from interlock.policies._command_spec import CommandSpec
 from interlock.policies._config_check import DEFAULT_TIER, check_config
 from interlock.policies._health import CooldownConfig, ProbeConfig
 from interlock.policies._hedge import HedgeBudgetConfig, HedgeDelay
 from interlock.policies._pricing import Price
+from interlock.policies._verify import VerifierSpec
 
 ProviderKind = Literal["openai", "anthropic", "gemini", "openai_compatible", "command", "simulator"]
 WireFormat = Literal["openai", "anthropic", "gemini"]
@@ -124,6 +126,11 @@ class JobConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     allow_costlier_fallback: bool = False
     inter_token_timeout_ms: PosInt = 30_000
     total_timeout_ms: PosInt = 600_000
+    # Rails: the response cache (seconds; absent = no caching), verification, cascade.
+    cache_ttl_s: PosInt | None = None
+    verify: tuple[VerifierSpec, ...] = ()
+    cascade: bool = False
+    tool_retry: bool = True
 
     @property
     def hedge_delay(self) -> HedgeDelay | None:
@@ -183,6 +190,24 @@ class LedgerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     queue_size: PosInt = 10_000
 
 
+class LimitsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Machine-wide caps on in-flight calls, shared by every process using the same state store.
+
+    Slots are leases that expire ``lease_ttl_s`` after their last renewal (renewed every third
+    of that while the call runs), so a process that dies cannot leak them.
+    """
+
+    max_in_flight: PosInt | None = None
+    per_provider: dict[str, PosInt] = msgspec.field(default_factory=dict)
+    lease_ttl_s: PosInt = 30
+
+
+class StateConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Where budgets, the response cache and the concurrency leases live (default: the ledger's file)."""
+
+    path: str | None = None
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The whole configuration; build it with ``load_config`` / ``parse_config`` / ``default_config``."""
 
@@ -194,6 +219,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     privacy: PrivacyConfig = msgspec.field(default_factory=PrivacyConfig)
     hedge_budget: HedgeBudgetConfig = msgspec.field(default_factory=HedgeBudgetConfig)
     ledger: LedgerConfig = msgspec.field(default_factory=LedgerConfig)
+    budgets: BudgetConfig = msgspec.field(default_factory=BudgetConfig)
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
+    state: StateConfig = msgspec.field(default_factory=StateConfig)
     # Opaque here on purpose: policies may not import the simulator adapter's types (the
     # dependency points the other way), so the actor layer converts this with msgspec.convert.
     simulator: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -219,6 +247,9 @@ _SINGLE: dict[str, type[msgspec.Struct]] = {
     "privacy": PrivacyConfig,
     "hedge_budget": HedgeBudgetConfig,
     "ledger": LedgerConfig,
+    "budgets": BudgetConfig,
+    "limits": LimitsConfig,
+    "state": StateConfig,
 }
 _TOP_KEYS = (*_NAMED, "rules", *_SINGLE, "simulator")
 _MSGSPEC_AT = re.compile(r"^(?P<msg>.*?)(?: - at (?P<iskey>`key` in )?`\$(?P<path>[^`]*)`)?$", re.DOTALL)
