@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, final
 
+import anyio
 import msgspec
 
 from interlock._actor import ActorRef
@@ -78,6 +79,43 @@ class Door:
         ``caller``, ``sensitivity``, ``max_tokens``, ``tools``, ``temperature``, ...
         """
         return await collect(self.stream(prompt, **options))
+
+    async def map(
+        self,
+        inputs: Sequence[Prompt],
+        *,
+        concurrency: int = 16,
+        progress: Callable[[int, int], None] | None = None,
+        **options: Any,
+    ) -> list[ChatResponse | InterlockError]:
+        """Run one request per input under the job's rails, at most ``concurrency`` at once.
+
+        Results come back in input order: each a ``ChatResponse``, or the ``InterlockError`` that
+        item ended with — one failure never loses the others. ``progress(done, total)`` is called
+        after each item. Re-running a map is resumable through the response cache: items already
+        answered (on a job with ``cache_ttl_s``) replay at no cost.
+        """
+        if concurrency < 1:
+            raise RequestError("concurrency", "must be at least 1")
+        results: list[ChatResponse | InterlockError | None] = [None] * len(inputs)
+        limiter = anyio.CapacityLimiter(concurrency)
+        done = 0
+
+        async def one(index: int, prompt: Prompt) -> None:
+            nonlocal done
+            async with limiter:
+                try:
+                    results[index] = await self.ask(prompt, **options)
+                except InterlockError as exc:
+                    results[index] = exc
+            done += 1
+            if progress is not None:
+                progress(done, len(inputs))
+
+        async with anyio.create_task_group() as tg:
+            for index, prompt in enumerate(inputs):
+                tg.start_soon(one, index, prompt)
+        return [r for r in results if r is not None]
 
     def stream(self, prompt: Prompt, **options: Any) -> AsyncIterator[StreamEvent | RouteEvent]:
         """Yield the answer's events as they arrive, then one ``RouteEvent``."""

@@ -158,7 +158,8 @@ class Behaviour(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ``tail_p``: probability that the TTFT is drawn from ``tail`` instead of ``ttft`` (a long stall).
     ``tool_call_p``: probability of answering with ``tool_calls`` call(s) when tools are offered
     (a forcing ``tool_choice`` always gets them). ``cached_fraction``: share of the input tokens
-    reported as read from the provider's prompt cache.
+    reported as read from the provider's prompt cache. ``review_accept_p``: probability that a
+    review request (a prompt asking for an ``ACCEPT``/``REJECT`` verdict) is answered ``ACCEPT:``.
     """
 
     ttft: Dist = Fixed(0.0)
@@ -170,6 +171,7 @@ class Behaviour(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tool_calls: int = 1
     cached_fraction: float = 0.0
     faults: tuple[Chance, ...] = ()
+    review_accept_p: float = 0.8
 
 
 class SimConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -234,7 +236,10 @@ _WORDS = (
     "signal tail stall reset drop chunk event usage cost second first last next every each "
     "quick slow steady calm bright clear"
 )
-VOCAB: tuple[str, ...] = tuple(_WORDS.split())
+_SAYABLE = len(_WORDS.split())
+# The last two words are only said as the first word of an answer to a review request.
+VOCAB: tuple[str, ...] = (*_WORDS.split(), "ACCEPT:", "REJECT:")
+ACCEPT_WORD, REJECT_WORD = _SAYABLE, _SAYABLE + 1
 
 
 class Plan(msgspec.Struct, frozen=True):
@@ -268,7 +273,7 @@ def draw_plan(behaviour: Behaviour, rng: random.Random, forced: Fault | None) ->
     delays = (per_token.value,) * count if isinstance(per_token, Fixed) else tuple(
         draw(per_token, rng) for _ in range(count)
     )
-    words = tuple(rng.choices(range(len(VOCAB)), k=count))
+    words = tuple(rng.choices(range(_SAYABLE), k=count))
     return Plan(forced if forced is not None else fault, ttft, delays, words, rng.random())
 
 

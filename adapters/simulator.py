@@ -57,6 +57,8 @@ from interlock._clock import Clock, RealClock
 from interlock._errors import ConfigError
 from interlock.adapters._sim_anthropic import ANTHROPIC
 from interlock.adapters._sim_behaviour import (
+    ACCEPT_WORD,
+    REJECT_WORD,
     STATUS_OF,
     Behaviour,
     Chance,
@@ -250,6 +252,10 @@ class Simulator:
         behaviour = self._config.behaviour(ask.model)
         rng = request_rng(self._config.seed, ask.model, ordinal)
         plan = draw_plan(behaviour, rng, self._forced(state, ask.model))
+        if b"ACCEPT" in raw and b"REJECT" in raw and plan.words:
+            # A review request: answer with a verdict word first, accepting with the behaviour's odds.
+            verdict = ACCEPT_WORD if plan.tool_roll < behaviour.review_accept_p else REJECT_WORD
+            plan = msgspec.structs.replace(plan, words=(verdict, *plan.words[1:]))
         if not isinstance(plan.fault, Normal):
             state.faults[fault_kind(plan.fault)] += 1
         self._seq += 1

@@ -1,0 +1,244 @@
+"""The rails through the door: cache, budgets, concurrency leases, verify, cascade, tool-call retry."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import interlock
+from interlock import BudgetExceeded, ToolSpec
+from interlock.adapters._ledger_store import SqliteLedgerStore
+from interlock.adapters.simulator import StallFirstToken
+from interlock.policies._config import parse_config
+
+pytestmark = pytest.mark.anyio
+
+BASE = """
+[providers.a]
+kind = "simulator"
+format = "openai"
+probe = { interval_s = 3600 }
+
+[providers.b]
+kind = "simulator"
+format = "anthropic"
+probe = { interval_s = 3600 }
+
+[models.cheap]
+provider = "a"
+id = "sim-cheap-1"
+class = "fast"
+lab = "openai"
+context_window = 100000
+max_output_tokens = 1000
+price = { input = 100.0, output = 100.0 }
+
+[models.big]
+provider = "b"
+id = "sim-big-1"
+class = "flagship"
+lab = "anthropic"
+context_window = 100000
+max_output_tokens = 1000
+price = { input = 100.0, output = 100.0 }
+
+[jobs.cached]
+chain = ["cheap"]
+cache_ttl_s = 600
+
+[jobs.plain]
+chain = ["cheap", "big"]
+allow_costlier_fallback = true
+
+[jobs.strict_json]
+chain = ["cheap", "big"]
+cascade = true
+allow_costlier_fallback = true
+verify = [{ kind = "schema", schema = { type = "object", required = ["total"] } }]
+
+[jobs.reviewed]
+chain = ["cheap"]
+verify = [{ kind = "reviewer", model_class = "flagship" }]
+
+[jobs.tools]
+chain = ["cheap"]
+
+[simulator.default]
+output_tokens = { kind = "fixed", value = 5 }
+"""
+
+
+async def open_door(tmp_path: Path, extra: str = "") -> Any:
+    return interlock.open(parse_config(BASE + extra), ledger_path=tmp_path / "ledger.sqlite")
+
+
+@pytest.fixture
+async def door(tmp_path: Path) -> AsyncIterator[interlock.Door]:
+    """A door on a two-provider fleet with every rail configured by the jobs above."""
+    async with await open_door(tmp_path) as d:
+        yield d
+
+
+async def rows(door: interlock.Door, tmp_path: Path) -> tuple[list[Any], list[Any]]:
+    await door.flush()
+    async with SqliteLedgerStore(tmp_path / "ledger.sqlite") as store:
+        return await store.fetch_requests(None, None, None), await store.fetch_attempts(None, None, None)
+
+
+async def test_cache_hit_replays_at_zero_cost(door: interlock.Door, tmp_path: Path) -> None:
+    """A repeated request is answered from the cache with the same content, zero cost, and a cache_hit row."""
+    first = await door.ask("same question", task="cached", tenant="acme")
+    second = await door.ask("same question", task="cached", tenant="acme")
+    assert second.content == first.content
+    assert second.route is not None
+    assert second.route.cache_hit
+    assert second.route.cost_cents == 0
+    assert door._sim.stats("sim-cheap-1").received == 1  # type: ignore[attr-defined]
+    requests, _ = await rows(door, tmp_path)
+    assert [r.cache_hit for r in requests] == [False, True]
+
+
+async def test_cache_is_scoped_per_tenant_and_can_be_bypassed(door: interlock.Door) -> None:
+    """Another tenant never sees a cached answer, and cache=refresh goes upstream again."""
+    await door.ask("q", task="cached", tenant="acme")
+    other = await door.ask("q", task="cached", tenant="globex")
+    assert other.route is not None
+    assert not other.route.cache_hit
+    refreshed = await door.ask("q", task="cached", tenant="acme", metadata={"cache": "refresh"})
+    assert refreshed.route is not None
+    assert not refreshed.route.cache_hit
+    assert door._sim.stats("sim-cheap-1").received == 3  # type: ignore[attr-defined]
+
+
+async def test_over_budget_candidate_is_skipped_then_budget_exceeded(tmp_path: Path) -> None:
+    """A candidate that would overspend is skipped (degraded); with none left the caller gets BudgetExceeded."""
+    budget = """
+[budgets.providers.a]
+usd_per_day = 0.0001
+[budgets.tenants.acme]
+usd_per_day = 1000.0
+callers = { loop = { usd_per_day = 0.0001 } }
+"""
+    async with await open_door(tmp_path, budget) as door:
+        reply = await door.ask("hello", task="plain", tenant="acme", caller="svc")
+        assert reply.route is not None
+        assert reply.route.model == "big"
+        assert reply.route.degraded
+        with pytest.raises(BudgetExceeded) as info:
+            await door.ask("hello", task="plain", tenant="acme", caller="loop")
+        assert info.value.budget == "caller:acme/loop"
+        assert info.value.limit == pytest.approx(0.01)
+        requests, attempts = await rows(door, tmp_path)
+    assert len(requests) == 2
+    assert requests[1].error == "rate_limit"
+    assert {a.outcome for a in attempts if a.model == "cheap"} == {"skipped"}
+
+
+async def test_concurrent_calls_cannot_overspend(tmp_path: Path) -> None:
+    """Many concurrent calls against a small budget: the settled spend never passes the limit."""
+    budget = """
+[budgets.tenants.acme]
+usd_per_day = 0.05
+"""
+    async with await open_door(tmp_path, budget) as door:
+        outcomes: list[str] = []
+
+        async def one(i: int) -> None:
+            try:
+                await door.ask(f"question {i}", task="tools", tenant="acme", max_tokens=20)
+                outcomes.append("ok")
+            except BudgetExceeded:
+                outcomes.append("over")
+
+        async with anyio.create_task_group() as tg:
+            for i in range(30):
+                tg.start_soon(one, i)
+        requests, _ = await rows(door, tmp_path)
+    assert "over" in outcomes
+    assert "ok" in outcomes
+    assert sum(r.cost_cents for r in requests) <= 5.0 + 1e-9
+
+
+async def test_lease_limit_refuses_past_the_cap(tmp_path: Path) -> None:
+    """With one machine-wide slot for a provider, a second concurrent call finds no slot and falls back."""
+    limits = """
+[limits]
+per_provider = { a = 1 }
+"""
+    async with await open_door(tmp_path, limits) as door:
+        door._sim.script("sim-cheap-1", [StallFirstToken(0.5)])  # type: ignore[attr-defined]
+        replies: list[Any] = []
+
+        async def one() -> None:
+            replies.append(await door.ask("hi", task="plain"))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one)
+            await anyio.sleep(0.1)  # let the first call take the only slot
+            tg.start_soon(one)
+    models = sorted(r.route.model for r in replies)
+    assert models == ["big", "cheap"]
+    skipped = [a for r in replies for a in r.route.attempts if a.outcome == "skipped"]
+    assert len(skipped) == 1
+
+
+async def test_schema_reject_cascades_and_records_verdicts(door: interlock.Door, tmp_path: Path) -> None:
+    """A rejected cheap answer escalates to the next model; both verdicts are on their attempts."""
+    reply = await door.ask("give me json", task="strict_json")
+    assert reply.route is not None
+    assert reply.route.model == "big"
+    assert not reply.route.degraded  # a cascade escalation is the job's design, not a degradation
+    assert reply.route.verdict is not None
+    assert reply.route.verdict.startswith("reject")
+    _, attempts = await rows(door, tmp_path)
+    assert [a.verdict.split(":")[0] for a in attempts] == ["reject", "reject"]
+
+
+async def test_reviewer_comes_from_another_lab(door: interlock.Door) -> None:
+    """A reviewer verifier calls a model of another lab and records its verdict."""
+    reply = await door.ask("summarize", task="reviewed")
+    assert reply.route is not None
+    assert reply.route.verdict is not None
+    assert "reviewer%3Abig" in reply.route.verdict  # ":" in a verifier name is escaped in verdict strings
+    bodies = door._sim.stats("sim-big-1").bodies  # type: ignore[attr-defined]
+    assert any("ACCEPT" in str(b) for b in bodies)
+
+
+async def test_invalid_tool_call_is_retried_once_then_reported(door: interlock.Door, tmp_path: Path) -> None:
+    """Tool-call arguments that break the tool's schema get one corrective retry, then a reject verdict."""
+    tool = ToolSpec(
+        "lookup",
+        "find a thing",
+        {"type": "object", "properties": {"sku": {"type": "string", "pattern": "^SKU-[0-9]{6}$"}},
+         "required": ["sku"]},
+    )
+    reply = await door.ask("find it", task="tools", tools=[tool], tool_choice=interlock.ToolChoiceNamed("lookup"))
+    assert reply.tool_calls
+    _, attempts = await rows(door, tmp_path)
+    assert len(attempts) == 2
+    assert all((a.verdict or "").startswith("reject:tool_calls") for a in attempts)
+    retry_body = door._sim.stats("sim-cheap-1").bodies[-1]  # type: ignore[attr-defined]
+    assert "lookup" in str(retry_body["messages"][-1])
+
+
+async def test_map_keeps_order_survives_failures_and_resumes_from_cache(door: interlock.Door) -> None:
+    """door.map returns per-item results in order, one failure loses nothing else, and a rerun replays the cache."""
+    from interlock.adapters.simulator import ServerError
+
+    door._sim.script("sim-cheap-1", [ServerError()])  # type: ignore[attr-defined]
+    seen: list[tuple[int, int]] = []
+    inputs = [f"item {i}" for i in range(10)]
+    results = await door.map(inputs, task="cached", concurrency=1, progress=lambda d, t: seen.append((d, t)))
+    assert len(results) == 10
+    assert isinstance(results[0], interlock.ChainExhausted)
+    assert all(isinstance(r, interlock.ChatResponse) for r in results[1:])
+    assert seen[-1] == (10, 10)
+    again = await door.map(inputs, task="cached", concurrency=4)
+    hits = [r.route.cache_hit for r in again if isinstance(r, interlock.ChatResponse) and r.route]
+    assert hits.count(True) == 9
+    with pytest.raises(interlock.RequestError):
+        await door.map(inputs, task="cached", concurrency=0)
