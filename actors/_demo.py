@@ -31,6 +31,7 @@ _MIX = [
     ("hard_reasoning", "acme", "internal", 8),
     ("hard_reasoning", "globex", "internal", 4),
     ("review", "acme", "internal", 5),
+    ("extract", "acme", "internal", 12),
     ("default", "globex", "pii", 8),
 ]
 
@@ -41,7 +42,9 @@ def _workload(n: int, seed: int) -> list[dict[str, Any]]:
     items = []
     for i in range(n):
         task, tenant, sensitivity, _ = rng.choices(_MIX, weights)[0]
-        prompt = f"Summarize {rng.choice(_TOPICS)} in two sentences. (#{i})"
+        # Some prompts repeat, so the response cache has something to replay.
+        suffix = "" if rng.random() < 0.3 else f" (#{i})"
+        prompt = f"Summarize {rng.choice(_TOPICS)} in two sentences.{suffix}"
         items.append({"prompt": prompt, "task": task, "tenant": tenant, "sensitivity": sensitivity, "caller": "demo"})
     return items
 
@@ -62,6 +65,8 @@ async def _drive(door: Door, items: list[dict[str, Any]], concurrency: int, cons
                     route = reply.route
                     if route is not None and route.hedged:
                         outcomes["hedged"] += 1
+                    if route is not None and route.cache_hit:
+                        outcomes["cached"] += 1
                     outcomes["degraded" if route is not None and route.degraded else "ok"] += 1
                 except InterlockError as exc:
                     outcomes[f"failed ({exc.kind})"] += 1
@@ -98,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                               f"transitions={h.breaker_transitions}")
             await door.flush()
         await print_report(ledger, console=console)
+        await print_report(ledger, console=console, quality=True)
 
     anyio.run(run)
     return 0
