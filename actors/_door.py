@@ -47,6 +47,7 @@ from interlock.actors._rails import AttemptRails
 from interlock.actors._router import CancelRequest, RouterActor, RouteRequest, RouterRails, new_request_id
 from interlock.actors._wiring import build_adapter, is_enabled
 from interlock.adapters._ledger_store import SqliteLedgerStore
+from interlock.adapters._otel import OtelMirror, OtelNaming, setup_from_env
 from interlock.adapters._state_store import SqliteStateStore
 from interlock.adapters.simulator import SimConfig, Simulator
 from interlock.policies._config import Config, ProviderConfig, default_config, load_config
@@ -206,12 +207,14 @@ class _Opened:
         store = await stack.enter_async_context(SqliteLedgerStore(ledger_file))
         state = await stack.enter_async_context(SqliteStateStore(config.state.path or ledger_file))
         rails = _rails(config, state, clock)
+        mirror = await self._maybe_telemetry(config, stack)  # before the runtime: it flushes after the ledger
         rt = await stack.enter_async_context(Runtime(clock=clock))
         buffer = LedgerBuffer()
         lcfg = config.ledger
         ledger = await rt.spawn(
             lambda: LedgerActor(
-                store, buffer, batch_size=lcfg.batch_size, flush_interval_s=lcfg.flush_interval_ms / 1000.0
+                store, buffer, batch_size=lcfg.batch_size, flush_interval_s=lcfg.flush_interval_ms / 1000.0,
+                mirror=mirror,
             ),
             name="ledger", shutdown=30.0,
         )
@@ -240,6 +243,13 @@ class _Opened:
             return ProviderActor(name, adapter, settings)
 
         return ChildSpec(f"provider:{name}", start, Restart.PERMANENT, shutdown=10.0)
+
+    async def _maybe_telemetry(self, config: Config, stack: contextlib.AsyncExitStack) -> OtelMirror | None:
+        """OpenTelemetry export when the standard OTEL_* variables ask for it; flushed when the door closes."""
+        mirror = setup_from_env(naming=OtelNaming.from_config(config))
+        if mirror is not None:
+            stack.push_async_callback(anyio.to_thread.run_sync, mirror.shutdown)
+        return mirror
 
     async def _maybe_simulator(self, config: Config, stack: contextlib.AsyncExitStack) -> Simulator | None:
         if not any(p.kind == "simulator" for p in config.providers.values()):

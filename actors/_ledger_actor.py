@@ -10,7 +10,7 @@ losing records. A graceful stop drains the mailbox and flushes everything.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import msgspec
@@ -24,6 +24,13 @@ class Flush(msgspec.Struct, frozen=True, tag=True):
     """Write everything pending now; the reply is how many records were written."""
 
 
+class TraceContext(msgspec.Struct, frozen=True, tag=True):
+    """The caller's W3C ``traceparent`` for a request, so its mirrored spans join the caller's trace."""
+
+    request_id: str
+    traceparent: str
+
+
 class LedgerStatistics(msgspec.Struct, frozen=True):
     """Records accepted and written so far, and how many wait for a flush."""
 
@@ -33,7 +40,13 @@ class LedgerStatistics(msgspec.Struct, frozen=True):
     batches: int
 
 
-LedgerMsg = AttemptRecord | RequestRecord | Flush
+LedgerMsg = AttemptRecord | RequestRecord | Flush | TraceContext
+
+
+class Mirror(Protocol):
+    """Where written records are mirrored (OpenTelemetry spans and metrics), off the event loop."""
+
+    def observe(self, record: LedgerRecord, *, traceparent: str | None = None) -> None: ...
 
 
 class LedgerBuffer:
@@ -63,6 +76,7 @@ class LedgerActor(Actor[LedgerMsg]):
         batch_size: int = 1024,
         flush_interval_s: float = 0.25,
         max_pending: int = 50_000,
+        mirror: Mirror | None = None,
     ) -> None:
         super().__init__()
         self._store = store
@@ -73,6 +87,8 @@ class LedgerActor(Actor[LedgerMsg]):
         self._wake = anyio.Event()
         self._loop_scope = anyio.CancelScope()
         self._write_lock = anyio.Lock()
+        self._mirror = mirror
+        self._parents: dict[str, str] = {}
 
     async def on_start(self) -> None:
         self.tasks.start_soon(self._flush_loop)
@@ -84,6 +100,10 @@ class LedgerActor(Actor[LedgerMsg]):
     async def receive(self, msg: LedgerMsg) -> Any:
         if type(msg) is Flush:
             return await self._flush()
+        if type(msg) is TraceContext:
+            if self._mirror is not None:
+                self._parents[msg.request_id] = msg.traceparent
+            return None
         buffer = self._buffer
         buffer.items.append(msg)  # type: ignore[arg-type]  # the union minus Flush
         buffer.accepted += 1
@@ -120,4 +140,13 @@ class LedgerActor(Actor[LedgerMsg]):
                 buffer.written += len(batch)
                 buffer.batches += 1
                 written += len(batch)
+                if self._mirror is not None:
+                    # The SDK costs a few hundred microseconds per request: never on the event loop.
+                    await anyio.to_thread.run_sync(_mirror_batch, self._mirror, batch, self._parents)
         return written
+
+
+def _mirror_batch(mirror: Mirror, batch: list[LedgerRecord], parents: dict[str, str]) -> None:
+    for record in batch:
+        parent = parents.pop(record.request_id, None) if type(record) is RequestRecord else None
+        mirror.observe(record, traceparent=parent)

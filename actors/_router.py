@@ -20,6 +20,7 @@ from interlock._streams import EventSink
 from interlock._types import ChatRequest, ChatResponse, RouteEvent
 from interlock.actors._assemble import BufferSink, assemble, collect
 from interlock.actors._attempt import Attempt
+from interlock.actors._ledger_actor import TraceContext
 from interlock.actors._rail_cache import CacheRail, replay
 from interlock.actors._rail_lease import LeaseRail
 from interlock.actors._rail_verify import VerifyRail
@@ -239,6 +240,9 @@ class RouterActor(Actor[RouterMsg]):
     ) -> tuple[float | None, float]:
         """Tell the ledger every attempt row and the one request row; returns the request's (TTFT, TTLT)."""
         request_id = request.request_id
+        traceparent = request.metadata.get("traceparent")
+        if traceparent:
+            await self._ledger.tell(TraceContext(request_id, traceparent))
         attempts = run.attempts if run is not None else []
         task = (run.resolution.job if run is not None else request.task) or ""
         for attempt in attempts:
