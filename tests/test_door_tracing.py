@@ -6,10 +6,10 @@ from pathlib import Path
 
 import anyio
 import pytest
+from otlp_receiver import OtlpReceiver
 
 import interlock
 from interlock.policies._config import parse_config
-from otlp_receiver import OtlpReceiver
 
 pytestmark = pytest.mark.anyio
 
