@@ -93,6 +93,8 @@ class RequestRun:
         self.hedged = False
         self.resumed = False
         self.escalated = False
+        self.route_label: str | None = None
+        self.route_detail = ""
 
     async def run(self, sink: EventSink[Any]) -> Attempt:
         """Serve the request into ``sink``; returns the attempt that finished the answer."""

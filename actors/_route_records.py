@@ -97,6 +97,8 @@ def request_record(
         hedged=run.hedged if run is not None else False,
         attempts=len(attempts),
         verdict=winner.verdict if winner is not None else None,
+        route_label=run.route_label if run is not None else None,
+        route_detail=run.route_detail if run is not None else "",
     )
 
 

@@ -20,6 +20,7 @@ from interlock._streams import EventSink
 from interlock._types import ChatRequest, ChatResponse, RouteEvent
 from interlock.actors._assemble import BufferSink, assemble, collect
 from interlock.actors._attempt import Attempt
+from interlock.actors._ensemble import run_ensemble
 from interlock.actors._ledger_actor import TraceContext
 from interlock.actors._rail_cache import CacheRail, replay
 from interlock.actors._rail_lease import LeaseRail
@@ -27,6 +28,7 @@ from interlock.actors._rail_verify import VerifyRail
 from interlock.actors._rails import AttemptRails
 from interlock.actors._request_run import HedgePolicy, RequestRun
 from interlock.actors._route_records import cache_hit_record, cached_route, request_record, route_of
+from interlock.policies._classifier import classify_by_rules, label_request, parse_label
 from interlock.policies._config import Config, JobConfig
 from interlock.policies._hedge import HedgeBudget, HedgeDelay, full_budget, hedge_delay_s, on_success, spend_hedge
 from interlock.policies._latency import RollingLatency
@@ -132,14 +134,18 @@ class RouterActor(Actor[RouterMsg]):
         try:
             async with sink:
                 try:
-                    resolution = resolve(self._config, request, estimate_input_tokens(request))
+                    tokens = estimate_input_tokens(request)
+                    resolution = resolve(self._config, request, tokens)
+                    route_label: str | None = None
+                    route_detail = ""
+                    if resolution.policy.classifier is not None:
+                        resolution, route_label, route_detail = await self._classify(request, resolution, tokens)
                     key = self._cache_key(request, resolution)
                     if key is not None and await self._serve_cached(request, resolution, key, ts, sink):
                         recorded = True
                         return
-                    run = RequestRun(
-                        request, resolution, self._providers, self.clock, self._hedge_policy(resolution), self._rails
-                    )
+                    run = self._member_run(request, resolution)
+                    run.route_label, run.route_detail = route_label, route_detail
                     winner, answer = await self._answer(run, request, sink)
                 except InterlockError as exc:
                     # Recorded before the caller hears of it: a stream's end implies its rows are queued.
@@ -163,6 +169,34 @@ class RouterActor(Actor[RouterMsg]):
             if not self._running:
                 self._idle.set()
                 self._idle = anyio.Event()
+
+    def _member_run(self, request: ChatRequest, resolution: Resolution) -> RequestRun:
+        return RequestRun(request, resolution, self._providers, self.clock, self._hedge_policy(resolution), self._rails)
+
+    async def _classify(
+        self, request: ChatRequest, resolution: Resolution, tokens: int
+    ) -> tuple[Resolution, str | None, str]:
+        """Pick the chain by the job's classifier: rules, then the small model, then the default label."""
+        job = resolution.policy
+        spec = job.classifier
+        assert spec is not None
+        found = classify_by_rules(spec, request, tokens)
+        label, decided_by = found.label, found.decided_by
+        if label is None and spec.model is not None:
+            try:
+                reply = await self._ask_self(label_request(spec, request))
+                label = parse_label(reply.content, list(spec.labels))
+                decided_by = "model" if label is not None else "none"
+            except InterlockError:
+                label = None
+        if label is None and spec.default_label is not None:
+            label, decided_by = spec.default_label, "default"
+        chain = spec.labels.get(label) if label is not None else None
+        if chain:
+            jobs = {**self._config.jobs, resolution.job: msgspec.structs.replace(job, chain=chain, classifier=None)}
+            resolution = resolve(msgspec.structs.replace(self._config, jobs=jobs), request, tokens)
+        detail = _detail_json({"decided_by": decided_by, "features": found.features, "chain": chain or job.chain})
+        return resolution, label, detail
 
     def _cache_key(self, request: ChatRequest, resolution: Resolution) -> str | None:
         if self._cache is None or not resolution.policy.cache_ttl_s or request.metadata.get("cache") == "off":
@@ -190,6 +224,13 @@ class RouterActor(Actor[RouterMsg]):
     ) -> tuple[Attempt, ChatResponse | None]:
         """Walk the chain; jobs that verify (or check tool calls) hear the answer only once it is judged."""
         job = run.resolution.policy
+        if job.ensemble is not None:
+            winner, answer, events = await run_ensemble(
+                self._config, job.ensemble, request, run, self._member_run, self._ask_self
+            )
+            for event in events:
+                await sink.send(event)
+            return winner, answer
         check_tools = bool(request.tools) and job.tool_retry
         if not (job.verify or job.cascade or check_tools):
             winner = await run.run(sink)
@@ -275,3 +316,10 @@ def _corrected(request: ChatRequest, problems: list[ToolCallProblem]) -> ChatReq
 
 def _problem_text(problems: list[ToolCallProblem]) -> str:
     return "; ".join(f"{p.tool}: {p.kind} at {p.path}" for p in problems[:3])
+
+
+_json = msgspec.json.Encoder()
+
+
+def _detail_json(detail: dict[str, object]) -> str:
+    return _json.encode(detail).decode()

@@ -131,6 +131,14 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE INDEX attempts_tenant_ts ON attempts (tenant, ts)",
         ),
     ),
+    Migration(
+        3,
+        "classifier routing: the label, the features and the chosen chain of a request",
+        (
+            "ALTER TABLE requests ADD COLUMN route_label TEXT",
+            "ALTER TABLE requests ADD COLUMN route_detail TEXT NOT NULL DEFAULT ''",
+        ),
+    ),
 )
 
 SCHEMA_VERSION: Final[int] = MIGRATIONS[-1].version

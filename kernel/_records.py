@@ -70,6 +70,9 @@ class RequestRecord(msgspec.Struct, frozen=True, kw_only=True, tag="request"):
     attempts: int = 0
     cache_hit: bool = False
     verdict: str | None = None
+    # Classifier routing: the label and, as JSON, the features it saw and the chain it chose.
+    route_label: str | None = None
+    route_detail: str = ""
 
 
 LedgerRecord = AttemptRecord | RequestRecord

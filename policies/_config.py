@@ -34,6 +34,7 @@ from interlock._errors import ConfigError
 from interlock._types import Sensitivity
 from interlock.policies._breaker import BreakerConfig
 from interlock.policies._budget import BudgetConfig
+from interlock.policies._classifier import ClassifierConfig, EnsembleConfig
 from interlock.policies._command_spec import CommandSpec
 from interlock.policies._config_check import DEFAULT_TIER, check_config
 from interlock.policies._health import CooldownConfig, ProbeConfig
@@ -131,6 +132,9 @@ class JobConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     verify: tuple[VerifierSpec, ...] = ()
     cascade: bool = False
     tool_retry: bool = True
+    # Routing beyond the table: a per-request chain by classifier, or an ensemble of models.
+    classifier: ClassifierConfig | None = None
+    ensemble: EnsembleConfig | None = None
 
     @property
     def hedge_delay(self) -> HedgeDelay | None:

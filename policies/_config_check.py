@@ -134,6 +134,27 @@ def _check_job(name: str, job: JobConfig, config: Config, classes: dict[str, Nam
         raise ConfigError(f"{key}.max_degrade", 'required with on_exhausted = "degrade" and only there')
     for cls in job.max_degrade.classes if job.max_degrade else ():
         _known_class(f"{key}.max_degrade.classes", cls, classes)
+    _check_routing_extras(key, job, config, classes)
+
+
+def _check_routing_extras(key: str, job: JobConfig, config: Config, classes: dict[str, Names]) -> None:
+    """Classifier label chains, ensemble members and judges, and reviewers must all name known models."""
+    if job.classifier is not None:
+        for label, chain in job.classifier.labels.items():
+            for entry in chain:
+                _known_entry(f"{key}.classifier.labels.{label}", entry, config, classes)
+        if job.classifier.model is not None and job.classifier.model not in config.models:
+            raise ConfigError(f"{key}.classifier.model", f"unknown model {job.classifier.model!r}")
+        if not job.classifier.labels:
+            raise ConfigError(f"{key}.classifier.labels", "expected at least one label with its chain")
+    if job.ensemble is not None:
+        if len(job.ensemble.models) < 2:
+            raise ConfigError(f"{key}.ensemble.models", "an ensemble needs at least two models")
+        for model in job.ensemble.models:
+            if model not in config.models:
+                raise ConfigError(f"{key}.ensemble.models", f"unknown model {model!r}")
+        if job.ensemble.combine == "judge" and job.ensemble.judge not in config.models:
+            raise ConfigError(f"{key}.ensemble.judge", "combine = \"judge\" needs a known judge model")
 
 
 def _check_rule(key: str, rule: Rule, config: Config, classes: dict[str, Names]) -> None:

@@ -50,6 +50,8 @@ def full_request(request_id: str = "r-1", **changes: object) -> RequestRecord:
         attempts=3,
         cache_hit=True,
         verdict="pass",
+        route_label="billing",
+        route_detail='{"chain": ["flagship"]}',
     )
     return msgspec.structs.replace(record, **changes)
 
@@ -152,10 +154,13 @@ async def test_older_file_is_upgraded(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     conn = sqlite3.connect(path, isolation_level=None)
     assert migrate(conn, str(path), upto=1) == 1
-    conn.execute("INSERT INTO requests VALUES (" + ", ".join("?" * 24) + ")", msgspec.structs.astuple(full_request()))
+    v1_fields = msgspec.structs.astuple(full_request())[:24]  # the version-1 columns
+    conn.execute("INSERT INTO requests VALUES (" + ", ".join("?" * 24) + ")", v1_fields)
     conn.close()
     async with SqliteLedgerStore(path) as store:
-        assert await store.fetch_requests() == [full_request()]
+        # Columns added later read back as their defaults.
+        upgraded = msgspec.structs.replace(full_request(), route_label=None, route_detail="")
+        assert await store.fetch_requests() == [upgraded]
     assert raw(path, "SELECT MAX(version) FROM schema_version") == [(SCHEMA_VERSION,)]
     assert raw(path, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'requests_ts'") == [(1,)]
 
