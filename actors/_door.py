@@ -69,6 +69,11 @@ class Door:
         self._clock: Clock = RealClock()
 
     @property
+    def simulator(self) -> Simulator | None:
+        """The loopback simulator behind simulator providers (script faults on it), if any."""
+        return self._sim
+
+    @property
     def config(self) -> Config:
         """The decoded configuration in force."""
         return self._config

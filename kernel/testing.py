@@ -1,0 +1,83 @@
+"""Helpers for testing code that calls through interlock, and for chaos-testing routing configs.
+
+::
+
+    from interlock.testing import FakeClock, RateLimit, StallFirstToken, read_ledger
+
+    async with interlock.open("my-routing.toml", ledger_path=tmp / "l.sqlite") as door:
+        door.simulator.script("sim-fast-1", [RateLimit(retry_after=1), StallFirstToken(5)])
+        reply = await door.ask("hi", task="cheap_bulk")
+        assert reply.route.degraded
+    requests, attempts = await read_ledger(tmp / "l.sqlite")
+
+Names resolve lazily, like the package face, so importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    "FakeClock": "interlock._clock",
+    "Simulator": "interlock.adapters.simulator",
+    "SimConfig": "interlock.adapters.simulator",
+    "Behaviour": "interlock.adapters.simulator",
+    "Outage": "interlock.adapters.simulator",
+    "Chance": "interlock.adapters.simulator",
+    "Normal": "interlock.adapters.simulator",
+    "RateLimit": "interlock.adapters.simulator",
+    "ServerError": "interlock.adapters.simulator",
+    "Unavailable": "interlock.adapters.simulator",
+    "Overloaded": "interlock.adapters.simulator",
+    "Reset": "interlock.adapters.simulator",
+    "StallHeaders": "interlock.adapters.simulator",
+    "StallFirstToken": "interlock.adapters.simulator",
+    "Drop": "interlock.adapters.simulator",
+    "Malformed": "interlock.adapters.simulator",
+}
+
+__all__ = [*_EXPORTS, "read_ledger"]
+
+if TYPE_CHECKING:
+    from interlock._clock import FakeClock
+    from interlock._records import AttemptRecord, RequestRecord
+    from interlock.adapters.simulator import (
+        Behaviour,
+        Chance,
+        Drop,
+        Malformed,
+        Normal,
+        Outage,
+        Overloaded,
+        RateLimit,
+        Reset,
+        ServerError,
+        SimConfig,
+        Simulator,
+        StallFirstToken,
+        StallHeaders,
+        Unavailable,
+    )
+
+
+async def read_ledger(path: str | Path) -> tuple[list[RequestRecord], list[AttemptRecord]]:
+    """Every request and attempt record in the ledger file at ``path``, oldest first."""
+    from interlock.adapters._ledger_store import SqliteLedgerStore
+
+    async with SqliteLedgerStore(path) as store:
+        return await store.fetch_requests(), await store.fetch_attempts()
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'interlock.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
