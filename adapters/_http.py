@@ -1,41 +1,91 @@
-"""The thin HTTP transport: any codec over one pooled httpx2 client (aiohttp underneath by default).
+"""The thin HTTP transport: any provider codec over one pooled httpx2 client (aiohttp underneath).
 
-Foreign exceptions are translated at one seam, ``_translate``: connect failures, timeouts and
-broken bodies become ``ProviderError`` / ``MidStreamError`` with the provider and model named.
-Timeouts are split: ``connect_s`` to open a connection, ``first_byte_s`` until the response
-headers and first body chunk, ``read_s`` for the gap between body chunks.
+One call: ``codec.encode`` -> send, streamed -> a non-2xx status raises ``codec.classify`` of the
+status, headers and body -> a 2xx body goes chunk by chunk, as raw bytes, into the codec's stream
+decoder (or whole into ``decode_response``) and its events are yielded as they come -> at the end
+``decoder.close()``. Closing the iterator early or cancelling its task closes the response, which
+closes the connection of an unfinished body (the server sees the client go).
+
+Foreign exceptions are translated at one seam, ``_seam``, most specific first:
+
+============================================  =================================================
+connect refused / unreachable / DNS / TLS     ``ProviderError(connect)``
+connect timeout, no first byte in time,       ``timeout`` (before the headers: ``ProviderError``;
+silence between chunks longer than read_s      after them: ``MidStreamError`` with the partial)
+body cut, connection reset, bad HTTP          ``server_error`` (``MidStreamError`` once the body
+                                               started, with the decoder's partial text)
+anything else                                 ``internal``
+============================================  =================================================
+
+A 2xx whose body then breaks is always a ``MidStreamError``, as the decoder's own in-band errors
+are; its ``partial`` is empty when nothing was decoded yet. ``RequestError`` from ``encode`` and the
+codec's ``ProviderError`` pass through unchanged. The API key rides in the wire headers only: no
+error, detail or repr here shows a header, and details are scrubbed of every header value.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Literal, final
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import final
 
+import aiohttp
 import anyio
 import httpx2
-import msgspec
-from httpx_aiohttp.httpx2 import AiohttpTransport
 
 from interlock._clock import Clock
-from interlock._errors import ErrorClass, InterlockError, MidStreamError, ProviderError
+from interlock._errors import ErrorClass, MidStreamError, ProviderError
 from interlock._types import ChatRequest, StreamEvent
 from interlock.adapters._codec import Codec, StreamDecoder, WireRequest
+from interlock.adapters._http_client import HttpTimeouts, TransportName, build_client, set_read_timeout
+from interlock.adapters._retry_after import parse_retry_after
 
+__all__ = ["HttpAdapter", "HttpTimeouts"]
 
-class HttpTimeouts(msgspec.Struct, frozen=True, kw_only=True):
-    """Connect, first-byte and between-chunk timeouts in seconds (defaults suit slow flagships)."""
-
-    connect_s: float = 10.0
-    first_byte_s: float = 120.0
-    read_s: float = 60.0
-
-
+E = ErrorClass
+_ERROR_BODY_LIMIT = 64 * 1024  # classify reads a short JSON error; an HTML error page is cut here
+_CLOSE_GRACE_S = 5.0
 _DEFAULT_TIMEOUTS = HttpTimeouts()
+# Headers that never carry a credential; every other header value is scrubbed from error details.
+_PUBLIC_HEADERS = frozenset({"accept", "accept-encoding", "anthropic-beta", "anthropic-version", "content-type"})
+_RETRYABLE = frozenset({E.RATE_LIMIT, E.OVERLOADED, E.SERVER_ERROR, E.TIMEOUT})
+
+# (exception, class, what happened); the first match wins, so subclasses come first. aiohttp's own
+# errors are judged before httpx2's because httpx_aiohttp maps every ClientConnectionError
+# (refused, reset, server gone) to httpx2.ConnectTimeout; see _root.
+_FOREIGN: tuple[tuple[type[BaseException], ErrorClass, str], ...] = (
+    (aiohttp.ConnectionTimeoutError, E.TIMEOUT, "connect timed out"),
+    (aiohttp.ServerTimeoutError, E.TIMEOUT, "read timed out"),
+    (aiohttp.ClientConnectorError, E.CONNECT, "cannot connect"),
+    (aiohttp.ClientPayloadError, E.SERVER_ERROR, "response body broken"),
+    (aiohttp.ClientConnectionError, E.SERVER_ERROR, "connection lost"),
+    (aiohttp.ClientResponseError, E.SERVER_ERROR, "malformed HTTP response"),
+    (httpx2.ConnectTimeout, E.TIMEOUT, "connect timed out"),
+    (httpx2.TimeoutException, E.TIMEOUT, "read timed out"),
+    (httpx2.ConnectError, E.CONNECT, "cannot connect"),
+    (httpx2.RemoteProtocolError, E.SERVER_ERROR, "malformed HTTP response or connection lost"),
+    (httpx2.NetworkError, E.SERVER_ERROR, "connection lost"),
+    (TimeoutError, E.TIMEOUT, "first byte timed out"),  # our own deadline (anyio.fail_after)
+)
+
+
+class _Call:
+    """One exchange, as the seam sees it: what was sent, how far it got, what to close."""
+
+    __slots__ = ("chunks", "decoder", "model_id", "response", "started", "wire")
+
+    def __init__(self, wire: WireRequest, model_id: str | None, decoder: StreamDecoder | None) -> None:
+        self.wire = wire
+        self.model_id = model_id
+        self.decoder = decoder
+        self.response: httpx2.Response | None = None
+        self.chunks: AsyncGenerator[bytes] | None = None
+        self.started = False  # a 2xx status and headers are in: later failures are mid-stream
 
 
 @final
 class HttpAdapter:
-    """Runs one provider's codec over HTTP; implements ``ProviderAdapter``."""
+    """Runs one provider's codec over HTTP with one pooled client; implements ``ProviderAdapter``."""
 
     def __init__(
         self,
@@ -43,22 +93,18 @@ class HttpAdapter:
         base_url: str,
         codec: Codec,
         *,
-        transport: Literal["aiohttp", "httpx"] = "aiohttp",
+        transport: TransportName = "aiohttp",
         timeouts: HttpTimeouts = _DEFAULT_TIMEOUTS,
         max_connections: int = 100,
         clock: Clock,
     ) -> None:
         self._name = name
-        self._base = base_url.rstrip("/")
+        self._base_url = base_url
         self._codec = codec
+        self._transport = transport
         self._timeouts = timeouts
         self._clock = clock
-        limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        timeout = httpx2.Timeout(timeouts.first_byte_s, connect=timeouts.connect_s, read=timeouts.read_s)
-        pool: httpx2.AsyncBaseTransport = (
-            AiohttpTransport(limits=limits) if transport == "aiohttp" else httpx2.AsyncHTTPTransport(limits=limits)
-        )
-        self._client = httpx2.AsyncClient(transport=pool, timeout=timeout, follow_redirects=False)
+        self._client = build_client(base_url, transport=transport, timeouts=timeouts, max_connections=max_connections)
 
     @property
     def name(self) -> str:
@@ -66,99 +112,128 @@ class HttpAdapter:
         return self._name
 
     def __repr__(self) -> str:
-        return f"HttpAdapter({self._name!r}, {self._base!r})"
+        return f"HttpAdapter({self._name!r}, {self._base_url!r}, transport={self._transport!r})"
 
-    async def stream(self, request: ChatRequest, model_id: str, *, stream: bool = True) -> AsyncIterator[StreamEvent]:
-        """Run one call and yield canonical events; see ``ProviderAdapter.stream``."""
+    async def stream(
+        self, request: ChatRequest, model_id: str, *, stream: bool = True
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Run one call, yielding canonical events; see ``ProviderAdapter.stream``.
+
+        An async generator: run it under ``contextlib.aclosing`` so that leaving early closes
+        the response at once rather than whenever the generator is collected.
+        """
         wire = self._codec.encode(request, model_id, stream=stream)
-        decoder = self._codec.stream_decoder(model_id)
-        response = await self._open(wire, model_id, decoder)
-        try:
-            if response.status_code >= 300:
-                body = await self._read_all(response, model_id, decoder)
-                raise self._codec.classify(response.status_code, response.headers, body, model_id)
-            if not stream:
-                body = await self._read_all(response, model_id, decoder)
-                for event in self._codec.decode_response(body, model_id):
+        call = _Call(wire, model_id, self._codec.stream_decoder(model_id) if stream else None)
+        async with self._seam(call):
+            first, chunks = await self._open(call)
+            decoder = call.decoder
+            if decoder is None:
+                body = [first]
+                async for chunk in chunks:
+                    body.append(chunk)
+                for event in self._codec.decode_response(b"".join(body), model_id):
                     yield event
                 return
-            chunks = response.aiter_raw().__aiter__()
-            gap = self._timeouts.read_s
-            with anyio.fail_after(self._timeouts.first_byte_s):
-                chunk = await self._next(chunks, model_id, decoder)
-            while chunk is not None:
+            for event in decoder.feed(first):
+                yield event
+            async for chunk in chunks:
                 for event in decoder.feed(chunk):
                     yield event
-                with anyio.fail_after(gap):
-                    chunk = await self._next(chunks, model_id, decoder)
             for event in decoder.close():
                 yield event
-        except TimeoutError:
-            raise MidStreamError(
-                ErrorClass.TIMEOUT, self._name, partial=decoder.partial_text, model=model_id,
-                detail="no data within the read timeout",
-            ) from None
-        finally:
-            with anyio.CancelScope(shield=True):
-                await response.aclose()
-
-    async def _open(self, wire: WireRequest, model_id: str, decoder: StreamDecoder) -> httpx2.Response:
-        req = self._client.build_request(wire.method, self._base + wire.path, headers=wire.headers, content=wire.body)
-        try:
-            with anyio.fail_after(self._timeouts.connect_s + self._timeouts.first_byte_s):
-                return await self._client.send(req, stream=True)
-        except TimeoutError:
-            raise ProviderError(ErrorClass.TIMEOUT, self._name, model=model_id, detail="no response headers") from None
-        except Exception as exc:
-            raise self._translate(exc, model_id, decoder, started=False) from exc
-
-    async def _next(self, chunks: AsyncIterator[bytes], model_id: str, decoder: StreamDecoder) -> bytes | None:
-        try:
-            return await chunks.__anext__()
-        except StopAsyncIteration:
-            return None
-        except Exception as exc:
-            raise self._translate(exc, model_id, decoder, started=True) from exc
-
-    async def _read_all(self, response: httpx2.Response, model_id: str, decoder: StreamDecoder) -> bytes:
-        try:
-            with anyio.fail_after(self._timeouts.read_s):
-                return await response.aread()
-        except TimeoutError:
-            raise ProviderError(ErrorClass.TIMEOUT, self._name, model=model_id, detail="body read timed out") from None
-        except Exception as exc:
-            raise self._translate(exc, model_id, decoder, started=True) from exc
-
-    def _translate(self, exc: Exception, model_id: str, decoder: StreamDecoder, *, started: bool) -> InterlockError:
-        """The one seam where transport exceptions become interlock errors, most specific first."""
-        if isinstance(exc, InterlockError):
-            return exc
-        if isinstance(exc, httpx2.ConnectTimeout):
-            return ProviderError(ErrorClass.TIMEOUT, self._name, model=model_id, detail="connect timed out")
-        if isinstance(exc, httpx2.ConnectError):
-            return ProviderError(ErrorClass.CONNECT, self._name, model=model_id, detail="connection failed")
-        if isinstance(exc, httpx2.TimeoutException):
-            return ProviderError(ErrorClass.TIMEOUT, self._name, model=model_id, detail=type(exc).__name__)
-        if isinstance(exc, (httpx2.TransportError, OSError)):
-            if started:
-                return MidStreamError(
-                    ErrorClass.SERVER_ERROR, self._name, partial=decoder.partial_text, model=model_id,
-                    detail=f"connection broke: {type(exc).__name__}",
-                )
-            return ProviderError(ErrorClass.CONNECT, self._name, model=model_id, detail=type(exc).__name__)
-        return ProviderError(ErrorClass.INTERNAL, self._name, model=model_id, detail=type(exc).__name__)
 
     async def probe(self) -> None:
-        """Send the codec's cheap probe request; raise the classified error unless it answers 2xx."""
-        wire = self._codec.probe_request()
-        req = self._client.build_request(wire.method, self._base + wire.path, headers=wire.headers)
-        try:
-            response = await self._client.send(req)
-        except Exception as exc:
-            raise self._translate(exc, "", self._codec.stream_decoder(""), started=False) from exc
-        if response.status_code >= 300:
-            raise self._codec.classify(response.status_code, response.headers, response.content, None)
+        """Send the codec's probe request; raise its classified error unless it answers 2xx."""
+        call = _Call(self._codec.probe_request(), None, None)
+        async with self._seam(call):
+            with anyio.fail_after(self._timeouts.first_byte_s):
+                response = call.response = await self._client.send(self._build(call.wire), stream=True)
+                if not response.is_success:
+                    raise await self._refusal(response, None)
+                await response.aread()  # read to the end, so the connection goes back to the pool
 
     async def aclose(self) -> None:
-        """Close the pooled client and its connections."""
+        """Close the pooled client and every connection it holds."""
         await self._client.aclose()
+
+    # -- one exchange ---------------------------------------------------------------------
+
+    def _build(self, wire: WireRequest) -> httpx2.Request:
+        return self._client.build_request(wire.method, wire.path, headers=wire.headers, content=wire.body or None)
+
+    async def _open(self, call: _Call) -> tuple[bytes, AsyncGenerator[bytes]]:
+        """Send, check the status, and take the first body chunk, all within the first-byte deadline."""
+        with anyio.fail_after(self._timeouts.first_byte_s):
+            response = call.response = await self._client.send(self._build(call.wire), stream=True)
+            if not response.is_success:
+                raise await self._refusal(response, call.model_id)
+            call.started = True
+            set_read_timeout(response, self._timeouts.read_s)
+            chunks = call.chunks = response.aiter_raw()
+            return await anext(chunks, b""), chunks
+
+    async def _refusal(self, response: httpx2.Response, model_id: str | None) -> ProviderError:
+        body = bytearray()
+        async with contextlib.aclosing(response.aiter_raw()) as chunks:
+            async for chunk in chunks:
+                body += chunk
+                if len(body) >= _ERROR_BODY_LIMIT:
+                    break
+        error = self._codec.classify(response.status_code, response.headers, bytes(body[:_ERROR_BODY_LIMIT]), model_id)
+        if error.retry_after is None and error.kind in _RETRYABLE:
+            # A Retry-After given as an HTTP date needs the wall clock, which codecs do not read.
+            error.retry_after = parse_retry_after(response.headers, self._clock.wall())
+        return error
+
+    @contextlib.asynccontextmanager
+    async def _seam(self, call: _Call) -> AsyncIterator[None]:
+        """The one place where foreign exceptions become interlock errors; closes the response."""
+        try:
+            yield
+        except ProviderError:
+            raise  # the codec's own verdicts (classify, decoders) are already typed
+        except Exception as exc:
+            raise self._translate(exc, call) from exc
+        finally:
+            if call.response is not None:
+                with anyio.move_on_after(_CLOSE_GRACE_S, shield=True):
+                    if call.chunks is not None:
+                        await call.chunks.aclose()
+                    await call.response.aclose()
+
+    def _translate(self, exc: Exception, call: _Call) -> ProviderError:
+        root = _root(exc)
+        kind, what = next(((k, w) for t, k, w in _FOREIGN if isinstance(root, t)), (E.INTERNAL, "unexpected error"))
+        if kind is E.TIMEOUT:
+            what = self._timeout_text(root, call.started)
+        said = str(root)
+        detail = _scrub(f"{what} ({type(root).__name__}{': ' + said if said else ''})", call.wire)
+        if call.started:
+            partial = call.decoder.partial_text if call.decoder is not None else ""
+            return MidStreamError(kind, self._name, partial=partial, model=call.model_id, detail=detail)
+        return ProviderError(kind, self._name, model=call.model_id, detail=detail)
+
+    def _timeout_text(self, root: BaseException, started: bool) -> str:
+        t = self._timeouts
+        if isinstance(root, aiohttp.ConnectionTimeoutError | httpx2.ConnectTimeout):
+            return f"connect timed out after {t.connect_s:g}s"
+        if started and isinstance(root, aiohttp.ServerTimeoutError | httpx2.TimeoutException):
+            return f"no data for {t.read_s:g}s mid-body"
+        return f"no first byte within {t.first_byte_s:g}s"
+
+
+def _root(exc: Exception) -> BaseException:
+    """The exception to judge: httpx_aiohttp re-raises aiohttp's errors with a lossy mapping."""
+    cause = exc.__cause__
+    return cause if isinstance(exc, httpx2.HTTPError) and isinstance(cause, aiohttp.ClientError) else exc
+
+
+def _scrub(text: str, wire: WireRequest) -> str:
+    """``text`` without any header value (or word of one) that may be a credential, then cut short."""
+    for name, value in wire.headers.items():
+        if name.lower() in _PUBLIC_HEADERS:
+            continue
+        for secret in (value, *value.split()):
+            if len(secret) >= 8:
+                text = text.replace(secret, "****")
+    return text[:300]

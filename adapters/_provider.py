@@ -6,21 +6,23 @@ subprocess (``_command``). Nothing provider-specific leaks above this protocol.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 from interlock._types import ChatRequest, StreamEvent
 
 
 class ProviderAdapter(Protocol):
-    """Runs calls against one provider; errors are always ``ProviderError`` subclasses."""
+    """Runs calls against one provider; call failures are ``ProviderError`` (``RequestError`` for bad input)."""
 
     @property
     def name(self) -> str:
         """The provider's configured name (e.g. ``openai``)."""
         ...
 
-    def stream(self, request: ChatRequest, model_id: str, *, stream: bool = True) -> AsyncIterator[StreamEvent]:
+    def stream(
+        self, request: ChatRequest, model_id: str, *, stream: bool = True
+    ) -> AsyncGenerator[StreamEvent, None]:
         """Run one call, yielding canonical events; the caller iterates it in one task.
 
         With ``stream=False`` the provider is asked for a whole response, and its events are

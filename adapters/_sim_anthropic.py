@@ -169,7 +169,13 @@ class AError(msgspec.Struct, frozen=True, tag="error", tag_field="type"):
     error: AErrorBody
 
 
-_A_ERRORS = {400: "invalid_request_error", 404: "not_found_error", 429: "rate_limit_error", 529: "overloaded_error"}
+_A_ERRORS = {
+    400: "invalid_request_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    503: "overloaded_error",  # what the Messages API says when it sheds load
+    529: "overloaded_error",
+}
 
 
 def _event(obj: msgspec.Struct) -> bytes:
