@@ -1,0 +1,217 @@
+"""Ledger throughput: many producers telling request records into a real LedgerActor on SQLite.
+
+Run: ``python benchmarks/ledger.py``. ``--producers`` tasks (default 32) tell ``RequestRecord``s
+with time-ordered ids (``new_request_id``) into a ``LedgerActor`` over a ``SqliteLedgerStore``
+file in a temp dir, spawned with ``interlock.Runtime``. Each ``tell`` is timed: that is the wait
+a producer feels (enqueue, plus backpressure when the mailbox is full).
+
+Two runs share the store's baseline:
+
+- flat out: producers tell as fast as they can; ``records_per_s`` is every record *written*
+  (the clock stops when the last batch is on disk), i.e. the rate the ledger sustains;
+- paced: producers offer ``--rate`` records/s (default 50,000) in 5 ms slices; its p99 tell
+  wait is ``p99_enqueue_ms``, and it reports whether the ledger kept up (records pending at
+  the end of the offered load, the drain time after it, and ``paced_kept_up``: the rate was
+  offered and written to the end within 5%).
+
+Baseline: the same number of records written straight to the store in the actor's write size
+(``4 x batch_size``), one batch after another: the store's own ceiling. Targets: >= 50,000
+records/s with p99 enqueue wait < 1 ms while the ledger keeps up. The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+from _common import percentile, temp_dir
+
+from interlock import RealClock, RequestRecord, Runtime
+from interlock.actors._ledger_actor import Flush, LedgerActor, LedgerBuffer
+from interlock.actors._router import new_request_id
+from interlock.adapters._ledger_store import SqliteLedgerStore
+
+TENANTS = ("acme", "globex", "initech", "umbrella")
+TASKS = ("cheap_bulk", "default", "hard_reasoning", "review")
+PACE_SLICE_S = 0.005  # a paced producer sleeps once it is this far ahead: few timers, small bursts
+
+
+def make_records(n: int, clock: RealClock) -> list[RequestRecord]:
+    """``n`` realistic request records with time-ordered ids (one millisecond apart at most)."""
+    wall = clock.wall()
+    return [
+        RequestRecord(
+            request_id=new_request_id(wall + i / 1_000_000),
+            ts=wall + i / 1_000_000,
+            tenant=TENANTS[i % 4],
+            caller="bench",
+            task=TASKS[i % 4],
+            model_class="fast",
+            model="mini",
+            provider="sim_openai",
+            input_tokens=120 + i % 50,
+            output_tokens=20 + i % 30,
+            cost_cents=0.0041,
+            ttft_ms=38.5 + i % 7,
+            ttlt_ms=92.0 + i % 11,
+            attempts=1,
+        )
+        for i in range(n)
+    ]
+
+
+class Run(msgspec.Struct, frozen=True):
+    """One ledger run: records, seconds until all were told and until all were written, tell waits, pending."""
+
+    n: int
+    produce_s: float
+    written_s: float
+    waits: list[float]
+    pending: int
+
+    def figures(self, prefix: str) -> dict[str, float]:
+        return {
+            f"{prefix}records_per_s": self.n / self.written_s,
+            f"{prefix}offered_per_s": self.n / self.produce_s,
+            f"{prefix}p50_enqueue_ms": percentile(self.waits, 50) * 1000,
+            f"{prefix}p99_enqueue_ms": percentile(self.waits, 99) * 1000,
+            f"{prefix}max_enqueue_ms": max(self.waits) * 1000,
+            f"{prefix}pending_at_end": float(self.pending),
+            f"{prefix}drain_ms": (self.written_s - self.produce_s) * 1000,
+        }
+
+
+async def ledger_run(
+    path: Path, records: Sequence[RequestRecord], producers: int, rate: float | None, batch: int, flush_s: float
+) -> Run:
+    """Tell ``records`` from ``producers`` tasks (paced at ``rate``/s if given) and wait until all are written."""
+    waits: list[float] = []
+    async with SqliteLedgerStore(path) as store, Runtime() as rt:
+        buffer = LedgerBuffer()
+        ledger = await rt.spawn(
+            lambda: LedgerActor(store, buffer, batch_size=batch, flush_interval_s=flush_s), name="ledger",
+            shutdown=60.0,
+        )
+        shares = [records[i::producers] for i in range(producers)]
+        start = time.perf_counter()
+
+        async def produce(share: Sequence[RequestRecord]) -> None:
+            per_ms = rate / producers / 1000 if rate else 0.0
+            for i, record in enumerate(share):
+                if per_ms:
+                    due = start + i / per_ms / 1000  # this record's slot in the offered load
+                    ahead = due - time.perf_counter()
+                    if ahead > PACE_SLICE_S:
+                        await anyio.sleep(ahead)
+                t0 = time.perf_counter()
+                await ledger.tell(record)
+                waits.append(time.perf_counter() - t0)
+
+        async with anyio.create_task_group() as tg:
+            for share in shares:
+                tg.start_soon(produce, share)
+        produced = time.perf_counter()
+        pending = buffer.statistics().pending
+        await ledger.ask(Flush(), timeout=120.0)
+        written = time.perf_counter()
+        stats = buffer.statistics()
+        if stats.written != len(records) or stats.pending:
+            raise RuntimeError(f"the ledger lost records: {stats}")
+    async with SqliteLedgerStore(path) as store:
+        stored = await store.count_requests()
+    if stored != len(records):
+        raise RuntimeError(f"{stored} records in the file, {len(records)} told")
+    return Run(len(records), produced - start, written - start, waits, pending)
+
+
+async def store_run(path: Path, records: Sequence[RequestRecord], chunk: int) -> float:
+    """Write ``records`` straight to the store in chunks; returns records/s."""
+    async with SqliteLedgerStore(path) as store:
+        start = time.perf_counter()
+        for i in range(0, len(records), chunk):
+            await store.write(records[i : i + chunk])
+        elapsed = time.perf_counter() - start
+        if await store.count_requests() != len(records):
+            raise RuntimeError("the store baseline lost records")
+    return len(records) / elapsed
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    clock = RealClock()
+    results: dict[str, Any] = {}
+    with temp_dir() as workdir:
+        baseline = 0.0
+        flat: Run | None = None
+        paced: Run | None = None
+        for r in range(args.rounds):  # best of N; a fresh file and fresh ids each time
+            records = make_records(args.records, clock)
+            baseline = max(baseline, await store_run(workdir / f"store-{r}.sqlite", records, 4 * args.batch))
+            records = make_records(args.records, clock)
+            run = await ledger_run(
+                workdir / f"flat-{r}.sqlite", records, args.producers, None, args.batch, args.flush_ms / 1000
+            )
+            flat = run if flat is None or run.written_s < flat.written_s else flat
+            records = make_records(min(args.records, int(args.rate * args.paced_seconds)), clock)
+            run = await ledger_run(
+                workdir / f"paced-{r}.sqlite", records, args.producers, args.rate, args.batch, args.flush_ms / 1000
+            )
+            paced = run if paced is None or percentile(run.waits, 99) < percentile(paced.waits, 99) else paced
+    assert flat is not None
+    assert paced is not None
+    results.update(flat.figures(""))
+    results["flat_out_p99_enqueue_ms"] = results.pop("p99_enqueue_ms")
+    results.update(paced.figures("paced_"))
+    results["p99_enqueue_ms"] = results["paced_p99_enqueue_ms"]
+    results["store_records_per_s"] = baseline
+    results["ratio"] = results["records_per_s"] / baseline
+    results["paced_rate"] = args.rate
+    # Kept up: the producers offered the rate, and the ledger wrote (to the end) within 5% of it.
+    offered, written = results["paced_offered_per_s"], results["paced_records_per_s"]
+    results["paced_kept_up"] = offered >= 0.95 * args.rate and written >= 0.95 * offered
+    results["records"], results["producers"], results["batch_size"] = args.records, args.producers, args.batch
+    results["target_records_per_s"], results["target_p99_enqueue_ms"] = 50_000, 1.0
+    return results
+
+
+def report(r: dict[str, Any]) -> None:
+    print(f"{r['records']:,} request records from {r['producers']} producers, batch_size {r['batch_size']}")
+    print(f"flat out: {r['records_per_s']:>10,.0f} records/s written   store alone {r['store_records_per_s']:>10,.0f}"
+          f"/s   ratio {r['ratio']:.2f}")
+    print(f"          tell wait p50 {r['p50_enqueue_ms']:.3f} ms  p99 {r['flat_out_p99_enqueue_ms']:.3f} ms  "
+          f"max {r['max_enqueue_ms']:.1f} ms; {r['pending_at_end']:,.0f} pending when producers stopped, "
+          f"drained in {r['drain_ms']:.0f} ms")
+    print(f"paced at {r['paced_rate']:,.0f}/s: offered {r['paced_offered_per_s']:,.0f}/s, "
+          f"written {r['paced_records_per_s']:,.0f}/s; tell wait p50 {r['paced_p50_enqueue_ms']:.3f} ms "
+          f"p99 {r['p99_enqueue_ms']:.3f} ms max {r['paced_max_enqueue_ms']:.1f} ms; "
+          f"{r['paced_pending_at_end']:,.0f} pending at the end, drained in {r['paced_drain_ms']:.0f} ms")
+    rate_ok = r["records_per_s"] >= r["target_records_per_s"]
+    wait_ok = r["p99_enqueue_ms"] < r["target_p99_enqueue_ms"]
+    kept_up = r["paced_kept_up"]
+    print(f"target >= {r['target_records_per_s']:,}/s flat out: {'met' if rate_ok else 'MISSED'}; "
+          f"p99 tell wait < {r['target_p99_enqueue_ms']} ms at {r['paced_rate']:,.0f}/s: "
+          f"{'met' if wait_ok else 'MISSED'}, ledger {'kept up' if kept_up else 'DID NOT keep up'}")
+
+
+def run() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=100_000, help="records per flat-out run and baseline")
+    parser.add_argument("--producers", type=int, default=32, help="concurrent producer tasks")
+    parser.add_argument("--rate", type=float, default=50_000, help="offered records/s of the paced run")
+    parser.add_argument("--paced-seconds", type=float, default=2.0, help="length of the paced run")
+    parser.add_argument("--batch", type=int, default=1024, help="the ledger actor's batch_size")
+    parser.add_argument("--flush-ms", type=float, default=250, help="the ledger actor's flush interval")
+    parser.add_argument("--rounds", type=int, default=2, help="best of N rounds")
+    args = parser.parse_args()
+    results = anyio.run(main, args)
+    report(results)
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()}))
+
+
+if __name__ == "__main__":
+    run()
