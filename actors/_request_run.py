@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import msgspec
@@ -37,6 +37,7 @@ from interlock._types import ChatRequest, Finish, Message, StreamEvent
 from interlock.actors._attempt import Attempt
 from interlock.actors._provider_actor import Call, Cancel
 from interlock.actors._rails import AttemptRails
+from interlock.actors._stall_watch import StallWatch
 from interlock.policies._routing import Candidate, Resolution
 from interlock.policies._tokens import estimate_input_tokens
 
@@ -76,9 +77,11 @@ class RequestRun:
         clock: Clock,
         hedge: HedgePolicy,
         rails: AttemptRails | None = None,
+        watch: StallWatch | None = None,
     ) -> None:
         self.request = request
         self._rails = rails or AttemptRails(())
+        self._watch = watch
         self._input_tokens = estimate_input_tokens(request)
         self._entered: list[Attempt] = []
         self.resolution = resolution
@@ -144,6 +147,8 @@ class RequestRun:
     # -- before the first token: fallback and hedging ------------------------------------------
 
     async def _first_token(self) -> tuple[Attempt, StreamEvent]:
+        if self._hedge.delay_s is None or self._hedge.max_hedges == 0:
+            return await self._first_token_in_turn()
         send, recv = anyio.create_memory_object_stream[tuple[str, Attempt | None, Any]](16)
         async with send, recv, anyio.create_task_group() as tg:
             active: set[Attempt] = set()
@@ -176,6 +181,23 @@ class RequestRun:
                         self.hedged = True
                         active.add(hedge)
             tg.cancel_scope.cancel()
+        self._exhausted()
+
+    async def _first_token_in_turn(self) -> tuple[Attempt, StreamEvent]:
+        """Without hedging: one candidate at a time, its first event read in this task (no helpers)."""
+        while True:
+            attempt = await self._start(hedge=False)
+            if attempt is None:
+                self._exhausted()
+            assert attempt.stream is not None
+            try:
+                return attempt, await attempt.stream.__anext__()
+            except StopAsyncIteration:
+                self._fail(attempt, _empty(attempt))
+            except InterlockError as exc:
+                self._fail(attempt, exc)
+
+    def _exhausted(self) -> NoReturn:
         over_budget = [e for _, e in self.errors if isinstance(e, BudgetExceeded)]
         if over_budget and len(over_budget) == len(self.errors):
             raise over_budget[0]  # every candidate was refused for money: say which budget is full
@@ -184,6 +206,13 @@ class RequestRun:
     async def _launch(
         self, tg: TaskGroup, send: MemoryObjectSendStream[tuple[str, Attempt | None, Any]], *, hedge: bool
     ) -> Attempt | None:
+        """Start the next answering candidate and a task that reads its first event."""
+        attempt = await self._start(hedge=hedge)
+        if attempt is not None:
+            tg.start_soon(self._read_first, attempt, send.clone())
+        return attempt
+
+    async def _start(self, *, hedge: bool) -> Attempt | None:
         """Start the next candidate whose provider answers; admission refusals are recorded and skipped."""
         while self._pending:
             candidate = self._pending.pop(0)
@@ -205,7 +234,6 @@ class RequestRun:
             except ActorStopped as exc:
                 self._fail(attempt, exc)
                 continue
-            tg.start_soon(self._read_first, attempt, send.clone())
             return attempt
         return None
 
@@ -262,24 +290,29 @@ class RequestRun:
 
     async def _pump(self, attempt: Attempt, first: StreamEvent, sink: EventSink[Any]) -> None:
         assert attempt.stream is not None
-        stalled: list[_Stalled] = []
         failure: BaseException | None = None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._watchdog, attempt, tg.cancel_scope, stalled)
+        watched = None
+        with anyio.CancelScope() as scope:
+            if self._watch is not None:
+                policy = self.policy
+                gap, total = policy.inter_token_timeout_ms / 1000.0, policy.total_timeout_ms / 1000.0
+                key, watched = self._watch.watch(attempt, scope, gap, attempt.started + total)
             try:
                 await self._forward(attempt, first, sink)
             except (ConsumerGone, InterlockError) as exc:
                 failure = exc
-            tg.cancel_scope.cancel()
+            finally:
+                if self._watch is not None:
+                    self._watch.unwatch(key)
         if isinstance(failure, ConsumerGone):
             await self._cancel_losers({attempt}, "client_gone")
             raise failure
         if failure is not None:
             raise failure
-        if stalled:
+        if watched is not None and watched.stalled is not None:
             await self._cancel_losers({attempt}, "stalled")
             attempt.cancel_reason = None
-            raise stalled[0]
+            raise _Stalled(watched.stalled, watched.gap)
 
     async def _forward(self, attempt: Attempt, event: Any, sink: EventSink[Any]) -> None:
         assert attempt.stream is not None
@@ -297,19 +330,6 @@ class RequestRun:
                     ErrorClass.SERVER_ERROR, attempt.candidate.provider, partial=attempt.partial,
                     model=attempt.candidate.name, detail="stream ended without a finish",
                 ) from None
-
-    async def _watchdog(self, attempt: Attempt, scope: anyio.CancelScope, stalled: list[_Stalled]) -> None:
-        gap = self.policy.inter_token_timeout_ms / 1000.0
-        total_deadline = attempt.started + self.policy.total_timeout_ms / 1000.0
-        clock = self._clock
-        while True:
-            now = clock.now()
-            quiet_until = attempt.last_event + gap
-            if now >= quiet_until or now >= total_deadline:
-                stalled.append(_Stalled("inter_token" if now >= quiet_until else "total", gap))
-                scope.cancel()
-                return
-            await clock.sleep(min(quiet_until, total_deadline) - now)
 
 
 class _Stalled(Exception):

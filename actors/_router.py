@@ -7,7 +7,7 @@ fallback, hedge, total failure, client gone or shutdown (the records are sent un
 
 from __future__ import annotations
 
-import uuid
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +28,7 @@ from interlock.actors._rail_verify import VerifyRail
 from interlock.actors._rails import AttemptRails
 from interlock.actors._request_run import HedgePolicy, RequestRun
 from interlock.actors._route_records import cache_hit_record, cached_route, request_record, route_of
+from interlock.actors._stall_watch import StallWatch
 from interlock.policies._classifier import classify_by_rules, label_request, parse_label
 from interlock.policies._config import Config, JobConfig
 from interlock.policies._hedge import HedgeBudget, HedgeDelay, full_budget, hedge_delay_s, on_success, spend_hedge
@@ -37,6 +38,8 @@ from interlock.policies._routing import Resolution, resolve
 from interlock.policies._tokens import estimate_input_tokens
 from interlock.policies._tool_validate import ToolCallProblem, corrective_message, validate_tool_calls
 from interlock.policies._verify import Verdict
+
+_random = random.Random()  # ids need uniqueness, not secrecy: no OS entropy per request
 
 
 class RouterRails(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,7 +58,7 @@ class RouteRequest(msgspec.Struct, frozen=True, tag=True):
 
 def new_request_id(wall: float) -> str:
     """A time-ordered id (milliseconds first, then 64 random bits): the ledger's key index stays append-only."""
-    return f"{int(wall * 1000):012x}{uuid.uuid4().hex[:16]}"
+    return f"{int(wall * 1000):012x}{_random.getrandbits(64):016x}"
 
 
 class CancelRequest(msgspec.Struct, frozen=True, tag=True):
@@ -84,6 +87,7 @@ class RouterActor(Actor[RouterMsg]):
         self._rails = rails.attempt
         self._lease = rails.lease
         self._verify = VerifyRail(config, self._ask_self)
+        self._watch: StallWatch | None = None
         self._providers = providers
         self._ledger = ledger
         self._budgets: dict[str, HedgeBudget] = {}
@@ -93,6 +97,8 @@ class RouterActor(Actor[RouterMsg]):
         self._scopes: dict[str, anyio.CancelScope] = {}
 
     async def on_start(self) -> None:
+        self._watch = StallWatch(self.clock)
+        self.tasks.start_soon(self._watch.run_forever)
         if self._lease is not None:
             self.tasks.start_soon(self._lease.renew_forever)
 
@@ -171,7 +177,8 @@ class RouterActor(Actor[RouterMsg]):
                 self._idle = anyio.Event()
 
     def _member_run(self, request: ChatRequest, resolution: Resolution) -> RequestRun:
-        return RequestRun(request, resolution, self._providers, self.clock, self._hedge_policy(resolution), self._rails)
+        hedge = self._hedge_policy(resolution)
+        return RequestRun(request, resolution, self._providers, self.clock, hedge, self._rails, self._watch)
 
     async def _classify(
         self, request: ChatRequest, resolution: Resolution, tokens: int

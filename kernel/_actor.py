@@ -273,9 +273,23 @@ class Actor(abc.ABC, Generic[M]):
 
     async def _actor_loop(self, cell: _Cell) -> bool:
         recv = cell.recv
+        handled = 0
         while True:
             try:
-                item = await recv.receive()
+                # Drain what is queued without a loop turn per message; yield every so often so
+                # one busy actor cannot starve the rest.
+                if handled < 64:
+                    item = recv.receive_nowait()
+                    handled += 1
+                else:
+                    handled = 0
+                    item = await recv.receive()
+            except anyio.WouldBlock:
+                handled = 0
+                try:
+                    item = await recv.receive()
+                except (anyio.EndOfStream, anyio.ClosedResourceError):
+                    return True
             except (anyio.EndOfStream, anyio.ClosedResourceError):
                 return True
             if type(item) is _Stop:
