@@ -381,7 +381,7 @@ def test_sample_arguments_fill_required_properties() -> None:
     [
         (RateLimit(2.0), 429, "requests", "rate_limit_error", "RESOURCE_EXHAUSTED"),
         (ServerError(), 500, "server_error", "api_error", "INTERNAL"),
-        (Unavailable(), 503, "server_error", "api_error", "UNAVAILABLE"),
+        (Unavailable(), 503, "server_error", "overloaded_error", "UNAVAILABLE"),
         (Overloaded(), 529, "server_error", "overloaded_error", "UNAVAILABLE"),
     ],
 )
