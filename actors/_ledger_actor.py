@@ -24,6 +24,12 @@ class Flush(msgspec.Struct, frozen=True, tag=True):
     """Write everything pending now; the reply is how many records were written."""
 
 
+class Records(msgspec.Struct, frozen=True, tag=True):
+    """Several records in one message: a request's attempts and its request row, in one enqueue."""
+
+    records: tuple[LedgerRecord, ...]
+
+
 class TraceContext(msgspec.Struct, frozen=True, tag=True):
     """The caller's W3C ``traceparent`` for a request, so its mirrored spans join the caller's trace."""
 
@@ -40,7 +46,7 @@ class LedgerStatistics(msgspec.Struct, frozen=True):
     batches: int
 
 
-LedgerMsg = AttemptRecord | RequestRecord | Flush | TraceContext
+LedgerMsg = AttemptRecord | RequestRecord | Records | Flush | TraceContext
 
 
 class Mirror(Protocol):
@@ -105,8 +111,12 @@ class LedgerActor(Actor[LedgerMsg]):
                 self._parents[msg.request_id] = msg.traceparent
             return None
         buffer = self._buffer
-        buffer.items.append(msg)  # type: ignore[arg-type]  # the union minus Flush
-        buffer.accepted += 1
+        if type(msg) is Records:
+            buffer.items.extend(msg.records)
+            buffer.accepted += len(msg.records)
+        else:
+            buffer.items.append(msg)  # type: ignore[arg-type]  # a single record
+            buffer.accepted += 1
         pending = len(buffer.items)
         if pending >= self._batch_size:
             self._wake.set()

@@ -223,11 +223,9 @@ class ProviderActor(Actor[ProviderMsg]):
             self._breaker = record(self._breaker, outcome, self.clock.now(), self._settings.breaker)
 
     async def _acquire_slot(self) -> None:
-        try:
-            self._slots.acquire_nowait()
+        if self._slots.value > 0:
+            self._slots.acquire_nowait()  # cannot block: the actor's tasks share one thread
             return
-        except anyio.WouldBlock:
-            pass
         try:
             with anyio.fail_after(self._settings.slot_wait_s):
                 await self._slots.acquire()

@@ -16,12 +16,13 @@ import msgspec
 
 from interlock._actor import Actor, ActorRef
 from interlock._errors import ConsumerGone, InterlockError
+from interlock._records import LedgerRecord
 from interlock._streams import EventSink
 from interlock._types import ChatRequest, ChatResponse, RouteEvent
 from interlock.actors._assemble import BufferSink, assemble, collect
 from interlock.actors._attempt import Attempt
 from interlock.actors._ensemble import run_ensemble
-from interlock.actors._ledger_actor import TraceContext
+from interlock.actors._ledger_actor import Records, TraceContext
 from interlock.actors._rail_cache import CacheRail, replay
 from interlock.actors._rail_lease import LeaseRail
 from interlock.actors._rail_verify import VerifyRail
@@ -293,15 +294,16 @@ class RouterActor(Actor[RouterMsg]):
             await self._ledger.tell(TraceContext(request_id, traceparent))
         attempts = run.attempts if run is not None else []
         task = (run.resolution.job if run is not None else request.task) or ""
+        rows: list[LedgerRecord] = []
         for attempt in attempts:
             if attempt.error is None and attempt.finish is None and attempt.cancel_reason is None:
                 attempt.cancel_reason = "client_gone" if isinstance(error, ConsumerGone) else "cancelled"
-            await self._ledger.tell(attempt.record(request, request_id, task, ts))
+            rows.append(attempt.record(request, request_id, task, ts))
         winner = run.winner if run is not None else None
         elapsed = self.clock.now() - started
         ttft = None if winner is None or winner.ttft is None else winner.started - started + winner.ttft
-        record = request_record(request, request_id, task, ts, run, winner, error, (ttft, elapsed))
-        await self._ledger.tell(record)
+        rows.append(request_record(request, request_id, task, ts, run, winner, error, (ttft, elapsed)))
+        await self._ledger.tell(Records(tuple(rows)))
         return ttft, elapsed
 
 

@@ -68,6 +68,10 @@ class SSEParser:
             self._data = []
             self._event = ""
             return
+        if raw[:6] == b"data: ":
+            # The common case, one JSON payload per line: no partition, one decode.
+            self._data.append(raw[6:].decode("utf-8", errors="replace"))
+            return
         line = raw.decode("utf-8", errors="replace")
         if line[0] == ":":
             return
