@@ -121,7 +121,9 @@ class LedgerActor(Actor[LedgerMsg]):
         if pending >= self._batch_size:
             self._wake.set()
         if pending >= self._max_pending:
-            await self._flush()
+            # Backpressure: write one batch (just below the limit again), not the whole backlog,
+            # so producers wait for one write rather than for everything queued.
+            await self._flush(batches=1)
         return None
 
     async def _flush_loop(self) -> None:
@@ -138,11 +140,12 @@ class LedgerActor(Actor[LedgerMsg]):
         await self.clock.sleep(self._interval)
         self._wake.set()
 
-    async def _flush(self) -> int:
+    async def _flush(self, batches: int | None = None) -> int:
         written = 0
         async with self._write_lock:
             buffer = self._buffer
-            while buffer.items:
+            while buffer.items and (batches is None or batches > 0):
+                batches = None if batches is None else batches - 1
                 batch = buffer.items[: self._batch_size * 4]
                 await self._store.write(batch)
                 # Drop only what was written: records that arrived meanwhile stay queued.
