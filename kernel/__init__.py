@@ -83,60 +83,153 @@ _EXPORTS: dict[str, str] = {
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:
-    from ._actor import Actor, ActorRef, MailboxStatistics
-    from ._clock import Clock, FakeClock, RealClock
+    from ._actor import Actor as Actor
+    from ._actor import ActorRef as ActorRef
+    from ._actor import MailboxStatistics as MailboxStatistics
+    from ._clock import Clock as Clock
+    from ._clock import FakeClock as FakeClock
+    from ._clock import RealClock as RealClock
     from ._errors import (
-        ActorStopped,
-        AdmissionRejected,
-        AskTimeout,
-        BudgetExceeded,
-        ChainExhausted,
-        ConfigError,
-        ConsumerGone,
-        ErrorClass,
-        InterlockError,
-        MailboxFull,
-        MidStreamError,
-        ProviderError,
-        RequestError,
-        SupervisorEscalation,
+        ActorStopped as ActorStopped,
     )
-    from ._records import AttemptRecord, LedgerRecord, RequestRecord
-    from ._runtime import Runtime
-    from ._secret import Secret
-    from ._streams import EventSink, EventStream, Reply
-    from ._supervisor import ChildInfo, ChildSpec, Restart, Strategy, Supervisor
+    from ._errors import (
+        AdmissionRejected as AdmissionRejected,
+    )
+    from ._errors import (
+        AskTimeout as AskTimeout,
+    )
+    from ._errors import (
+        BudgetExceeded as BudgetExceeded,
+    )
+    from ._errors import (
+        ChainExhausted as ChainExhausted,
+    )
+    from ._errors import (
+        ConfigError as ConfigError,
+    )
+    from ._errors import (
+        ConsumerGone as ConsumerGone,
+    )
+    from ._errors import (
+        ErrorClass as ErrorClass,
+    )
+    from ._errors import (
+        InterlockError as InterlockError,
+    )
+    from ._errors import (
+        MailboxFull as MailboxFull,
+    )
+    from ._errors import (
+        MidStreamError as MidStreamError,
+    )
+    from ._errors import (
+        ProviderError as ProviderError,
+    )
+    from ._errors import (
+        RequestError as RequestError,
+    )
+    from ._errors import (
+        SupervisorEscalation as SupervisorEscalation,
+    )
+    from ._records import AttemptRecord as AttemptRecord
+    from ._records import LedgerRecord as LedgerRecord
+    from ._records import RequestRecord as RequestRecord
+    from ._runtime import Runtime as Runtime
+    from ._secret import Secret as Secret
+    from ._streams import EventSink as EventSink
+    from ._streams import EventStream as EventStream
+    from ._streams import Reply as Reply
+    from ._supervisor import ChildInfo as ChildInfo
+    from ._supervisor import ChildSpec as ChildSpec
+    from ._supervisor import Restart as Restart
+    from ._supervisor import Strategy as Strategy
+    from ._supervisor import Supervisor as Supervisor
     from ._types import (
-        AttemptSummary,
-        ChatRequest,
-        ChatResponse,
-        Finish,
-        ImagePart,
-        JsonObjectFormat,
-        JsonSchemaFormat,
-        Message,
-        Part,
-        ResponseFormat,
-        Route,
-        RouteEvent,
-        StreamEvent,
-        TextDelta,
-        TextFormat,
-        TextPart,
-        ThinkingDelta,
-        ToolCall,
-        ToolCallDelta,
-        ToolCallDone,
-        ToolCallPart,
-        ToolChoice,
-        ToolChoiceMode,
-        ToolChoiceNamed,
-        ToolResultPart,
-        ToolSpec,
-        Usage,
-        UsageEvent,
+        AttemptSummary as AttemptSummary,
     )
-    from .actors._door import Door, open
+    from ._types import (
+        ChatRequest as ChatRequest,
+    )
+    from ._types import (
+        ChatResponse as ChatResponse,
+    )
+    from ._types import (
+        Finish as Finish,
+    )
+    from ._types import (
+        ImagePart as ImagePart,
+    )
+    from ._types import (
+        JsonObjectFormat as JsonObjectFormat,
+    )
+    from ._types import (
+        JsonSchemaFormat as JsonSchemaFormat,
+    )
+    from ._types import (
+        Message as Message,
+    )
+    from ._types import (
+        Part as Part,
+    )
+    from ._types import (
+        ResponseFormat as ResponseFormat,
+    )
+    from ._types import (
+        Route as Route,
+    )
+    from ._types import (
+        RouteEvent as RouteEvent,
+    )
+    from ._types import (
+        StreamEvent as StreamEvent,
+    )
+    from ._types import (
+        TextDelta as TextDelta,
+    )
+    from ._types import (
+        TextFormat as TextFormat,
+    )
+    from ._types import (
+        TextPart as TextPart,
+    )
+    from ._types import (
+        ThinkingDelta as ThinkingDelta,
+    )
+    from ._types import (
+        ToolCall as ToolCall,
+    )
+    from ._types import (
+        ToolCallDelta as ToolCallDelta,
+    )
+    from ._types import (
+        ToolCallDone as ToolCallDone,
+    )
+    from ._types import (
+        ToolCallPart as ToolCallPart,
+    )
+    from ._types import (
+        ToolChoice as ToolChoice,
+    )
+    from ._types import (
+        ToolChoiceMode as ToolChoiceMode,
+    )
+    from ._types import (
+        ToolChoiceNamed as ToolChoiceNamed,
+    )
+    from ._types import (
+        ToolResultPart as ToolResultPart,
+    )
+    from ._types import (
+        ToolSpec as ToolSpec,
+    )
+    from ._types import (
+        Usage as Usage,
+    )
+    from ._types import (
+        UsageEvent as UsageEvent,
+    )
+    from .actors._door import Door as Door
+    from .actors._door import open as open
 
 
 def __getattr__(name: str) -> Any:

@@ -41,24 +41,53 @@ _EXPORTS: dict[str, str] = {
 __all__ = [*_EXPORTS, "read_ledger"]
 
 if TYPE_CHECKING:
-    from interlock._clock import FakeClock
-    from interlock._records import AttemptRecord, RequestRecord
+    from interlock._clock import FakeClock as FakeClock
+    from interlock._records import AttemptRecord as AttemptRecord
+    from interlock._records import RequestRecord as RequestRecord
     from interlock.adapters.simulator import (
-        Behaviour,
-        Chance,
-        Drop,
-        Malformed,
-        Normal,
-        Outage,
-        Overloaded,
-        RateLimit,
-        Reset,
-        ServerError,
-        SimConfig,
-        Simulator,
-        StallFirstToken,
-        StallHeaders,
-        Unavailable,
+        Behaviour as Behaviour,
+    )
+    from interlock.adapters.simulator import (
+        Chance as Chance,
+    )
+    from interlock.adapters.simulator import (
+        Drop as Drop,
+    )
+    from interlock.adapters.simulator import (
+        Malformed as Malformed,
+    )
+    from interlock.adapters.simulator import (
+        Normal as Normal,
+    )
+    from interlock.adapters.simulator import (
+        Outage as Outage,
+    )
+    from interlock.adapters.simulator import (
+        Overloaded as Overloaded,
+    )
+    from interlock.adapters.simulator import (
+        RateLimit as RateLimit,
+    )
+    from interlock.adapters.simulator import (
+        Reset as Reset,
+    )
+    from interlock.adapters.simulator import (
+        ServerError as ServerError,
+    )
+    from interlock.adapters.simulator import (
+        SimConfig as SimConfig,
+    )
+    from interlock.adapters.simulator import (
+        Simulator as Simulator,
+    )
+    from interlock.adapters.simulator import (
+        StallFirstToken as StallFirstToken,
+    )
+    from interlock.adapters.simulator import (
+        StallHeaders as StallHeaders,
+    )
+    from interlock.adapters.simulator import (
+        Unavailable as Unavailable,
     )
 
 
