@@ -50,6 +50,23 @@ chain = ["slowpoke"]
 chain = ["slowpoke", "backup"]
 hedge_after_ms = 100
 
+[models.dribble]
+provider = "a"
+id = "sim-dribble-1"
+class = "slow"
+context_window = 100000
+max_output_tokens = 1000
+price = { input = 1.0, output = 2.0 }
+
+[jobs.stalls]
+chain = ["dribble", "backup"]
+inter_token_timeout_ms = 150
+
+[jobs.stalls_fail]
+chain = ["dribble", "backup"]
+inter_token_timeout_ms = 150
+mid_stream = "fail"
+
 [hedge_budget]
 max_tokens = 2
 token_ratio = 0.1
@@ -58,6 +75,10 @@ token_ratio = 0.1
 ttft = { kind = "fixed", value = 0.3 }
 per_token = { kind = "fixed", value = 0.02 }
 output_tokens = { kind = "fixed", value = 10 }
+
+[simulator.models.sim-dribble-1]
+per_token = { kind = "fixed", value = 2.0 }
+output_tokens = { kind = "fixed", value = 5 }
 
 [simulator.default]
 output_tokens = { kind = "fixed", value = 5 }
@@ -115,3 +136,21 @@ def test_p95_hedge_delay_follows_the_first_candidate_ttft() -> None:
     assert _delay(job, fast) == pytest.approx(0.1)
     assert _delay(JobConfig(chain=("x",)), window) is None
     assert _delay(JobConfig(chain=("x",), hedge_after_ms=750), window) == pytest.approx(0.75)
+
+
+async def test_stall_after_the_first_token_resumes_elsewhere(door: interlock.Door) -> None:
+    """A stream that goes quiet past the inter-token deadline is cut and resumed on the next model."""
+    with anyio.fail_after(5):
+        reply = await door.ask("hello", task="stalls")
+    assert reply.route is not None
+    assert reply.route.model == "backup"
+    assert reply.route.degraded_reason == "mid_stream_resume"
+    assert reply.route.attempts[0].error == "timeout"
+
+
+async def test_stall_with_fail_policy_raises_with_the_partial(door: interlock.Door) -> None:
+    """With mid_stream = fail, a stalled stream raises MidStreamError (timeout) carrying what arrived."""
+    with anyio.fail_after(5), pytest.raises(interlock.MidStreamError) as info:
+        await door.ask("hello", task="stalls_fail")
+    assert info.value.kind == "timeout"
+    assert info.value.partial
