@@ -106,15 +106,23 @@ class ProviderActor(Actor[ProviderMsg]):
 
     async def on_start(self) -> None:
         self._adapter = self._make_adapter()
+        self.tasks.start_soon(self._own_adapter, self._adapter)
         if self._settings.probe_loop:
             self.tasks.start_soon(self._probe_loop)
 
     async def on_stop(self) -> None:
-        # In-flight calls finish (the supervisor's shutdown deadline bounds this), then the client closes.
+        # In-flight calls finish (the supervisor's shutdown deadline bounds this); the adapter
+        # closes when the actor's tasks end.
         while self._calls_running:
             await self._idle.wait()
-        if self._adapter is not None:
-            await self._adapter.aclose()
+
+    async def _own_adapter(self, adapter: ProviderAdapter) -> None:
+        """Close the adapter when this incarnation ends, however it ends (stop, crash, cancel)."""
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await adapter.aclose()
 
     async def receive(self, msg: ProviderMsg) -> Any:
         match msg:

@@ -8,6 +8,7 @@ from typing import Any
 import anyio
 import pytest
 
+import interlock
 from interlock import (
     AdmissionRejected,
     ChatRequest,
@@ -156,3 +157,28 @@ async def test_no_free_slot_is_refused_at_once() -> None:
             await call(ref)
         assert info.value.reason == "no_slot"
         await hung.aclose()
+
+
+async def test_crash_ends_in_flight_calls_typed_and_restarts() -> None:
+    """A provider actor that crashes ends its in-flight calls with ActorStopped and comes back for new ones."""
+    clock = FakeClock()
+    adapters: list[ScriptedAdapter] = []
+
+    def make() -> ScriptedAdapter:
+        adapter = ScriptedAdapter(["hang", RuntimeError("bug in an adapter")] if not adapters else [])
+        adapters.append(adapter)
+        return adapter
+
+    async with Runtime(clock=clock, max_restarts=5) as rt:
+        ref = await rt.spawn(lambda: ProviderActor("fake", make, settings()), name="p", shutdown=0.2)
+        hung = await ref.ask_stream(Call(REQUEST, "m"))
+        await anyio.wait_all_tasks_blocked()
+        with pytest.raises(interlock.InterlockError):
+            await call(ref)  # this one crashes the actor
+        with anyio.fail_after(2), pytest.raises(interlock.ActorStopped):
+            await hung.__anext__()
+        events = await call(ref)  # the restarted actor (with a fresh adapter) serves again
+        assert isinstance(events[-1], Finish)
+        assert len(adapters) == 2
+    assert adapters[0].closed  # even the crashed incarnation released its connections
+    assert adapters[1].closed
