@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 _COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("interlock.actors._demo", "main", "run a mixed workload on the simulated fleet and print the report"),
     "report": ("interlock.actors._report", "main", "print the rollup of a ledger"),
+    "serve": ("interlock.actors._serve", "main", "serve the OpenAI-compatible gateway"),
     "simulate": ("interlock.adapters.simulator", "main", "run the loopback provider simulator"),
     "version": ("interlock.actors._cli", "version", "print the installed version"),
 }

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, final
@@ -123,11 +123,11 @@ class Door:
                 tg.start_soon(one, index, prompt)
         return [r for r in results if r is not None]
 
-    def stream(self, prompt: Prompt, **options: Any) -> AsyncIterator[StreamEvent | RouteEvent]:
+    def stream(self, prompt: Prompt, **options: Any) -> AsyncGenerator[StreamEvent | RouteEvent]:
         """Yield the answer's events as they arrive, then one ``RouteEvent``."""
         return self.send(build_request(prompt, options))
 
-    async def send(self, request: ChatRequest) -> AsyncIterator[StreamEvent | RouteEvent]:
+    async def send(self, request: ChatRequest) -> AsyncGenerator[StreamEvent | RouteEvent]:
         """Like ``stream``, for a ready-made ``ChatRequest``; leaving early cancels the upstream call."""
         if not request.request_id:
             request = msgspec.structs.replace(request, request_id=new_request_id(self._clock.wall()))

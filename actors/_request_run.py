@@ -105,8 +105,11 @@ class RequestRun:
             return await self._walk(sink)
         finally:
             for attempt in self.attempts:
-                if attempt.stream is not None:
-                    await attempt.stream.aclose()
+                if attempt.stream is None:
+                    continue
+                if attempt.finish is None and attempt.error is None:
+                    self._cancel_upstream(attempt)  # the caller left (or we were cancelled) mid-call
+                await attempt.stream.aclose()
             with anyio.CancelScope(shield=True):
                 while self._entered:
                     await self._rails.leave(self._entered.pop())
@@ -279,12 +282,16 @@ class RequestRun:
     async def _cancel_losers(self, losers: set[Attempt], reason: str) -> None:
         for loser in losers:
             loser.cancel_reason = reason
-            ref = self._providers(loser.candidate.provider)
-            if ref is not None:
-                with contextlib.suppress(InterlockError):
-                    ref.tell_nowait(Cancel(loser.call_id))
+            self._cancel_upstream(loser)
             if loser.stream is not None:
                 await loser.stream.aclose()
+
+    def _cancel_upstream(self, attempt: Attempt) -> None:
+        """Tell the provider to drop the call now: its connection closes, its slot frees."""
+        ref = self._providers(attempt.candidate.provider)
+        if ref is not None:
+            with contextlib.suppress(InterlockError):
+                ref.tell_nowait(Cancel(attempt.call_id))
 
     # -- after the first token: pump, stall deadlines ------------------------------------------
 
