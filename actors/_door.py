@@ -51,6 +51,7 @@ from interlock.adapters._otel import OtelMirror, OtelNaming, setup_from_env
 from interlock.adapters._state_store import SqliteStateStore
 from interlock.adapters.simulator import SimConfig, Simulator
 from interlock.policies._config import Config, ProviderConfig, default_config, load_config
+from interlock.policies._verify import Verifier
 
 Prompt = str | Message | Sequence[Message]
 
@@ -189,7 +190,9 @@ class _Opened:
     def __init__(
         self, config: Config | str | Path | None, clock: Clock | None, ledger_path: str | Path | None,
         environ: Mapping[str, str] | None,
+        verifiers: Mapping[str, Sequence[Verifier]] | None = None,
     ) -> None:
+        self._verifiers = verifiers or {}
         self._config_arg = config
         self._clock = clock or RealClock()
         self._ledger_path = ledger_path
@@ -211,7 +214,7 @@ class _Opened:
         ledger_file = self._ledger_path or config.ledger.path
         store = await stack.enter_async_context(SqliteLedgerStore(ledger_file))
         state = await stack.enter_async_context(SqliteStateStore(config.state.path or ledger_file))
-        rails = _rails(config, state, clock)
+        rails = _rails(config, state, clock, self._verifiers)
         mirror = await self._maybe_telemetry(config, stack)  # before the runtime: it flushes after the ledger
         rt = await stack.enter_async_context(Runtime(clock=clock))
         buffer = LedgerBuffer()
@@ -224,7 +227,8 @@ class _Opened:
             name="ledger", shutdown=30.0,
         )
         enabled = {n: p for n, p in config.providers.items() if is_enabled(n, p, self._environ)}
-        specs = [self._provider_spec(n, p, sim_url) for n, p in enabled.items()]
+        transition = mirror.breaker_transition if mirror is not None else None
+        specs = [self._provider_spec(n, p, sim_url, transition) for n, p in enabled.items()]
         await rt.spawn_supervisor("providers", specs, strategy=Strategy.ONE_FOR_ONE, max_restarts=5, period=10.0)
         providers = {n: rt.lookup(f"provider:{n}") for n in enabled}
         router = await rt.spawn(
@@ -234,7 +238,9 @@ class _Opened:
         door._ledger, door._buffer, door._sim, door._clock = ledger, buffer, sim, clock
         return door
 
-    def _provider_spec(self, name: str, cfg: ProviderConfig, sim_url: str | None) -> ChildSpec:
+    def _provider_spec(
+        self, name: str, cfg: ProviderConfig, sim_url: str | None, on_transition: Callable[[str, str, str], None] | None
+    ) -> ChildSpec:
         settings = ProviderSettings(
             max_concurrency=cfg.max_concurrency, slot_wait_s=cfg.slot_wait_ms / 1000.0,
             breaker=cfg.breaker, probe=cfg.probe, cooldown=cfg.cooldown,
@@ -245,7 +251,7 @@ class _Opened:
             def adapter() -> Any:
                 return build_adapter(name, cfg, environ=environ, clock=clock, simulator_url=sim_url)
 
-            return ProviderActor(name, adapter, settings)
+            return ProviderActor(name, adapter, settings, on_transition)
 
         return ChildSpec(f"provider:{name}", start, Restart.PERMANENT, shutdown=10.0)
 
@@ -277,16 +283,27 @@ def open(  # the door's name is part of the public contract: interlock.open()
     clock: Clock | None = None,
     ledger_path: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
+    verifiers: Mapping[str, Sequence[Verifier]] | None = None,
 ) -> _Opened:
-    """Open the door: ``async with interlock.open(path) as door``; no path = the embedded default."""
-    return _Opened(config, clock, ledger_path, environ)
+    """Open the door: ``async with interlock.open(path) as door``; no path = the embedded default.
+
+    ``verifiers`` adds Python-side verifiers per job (e.g. ``msgspec_verifier(MyType)`` or a
+    ``CallableVerifier``) to the ones its config declares.
+    """
+    return _Opened(config, clock, ledger_path, environ, verifiers)
 
 
-def _rails(config: Config, state: SqliteStateStore, clock: Clock) -> RouterRails:
-    """Fold the rails once: cache, then per attempt budget and the cross-process slot."""
+def _rails(
+    config: Config, state: SqliteStateStore, clock: Clock, verifiers: Mapping[str, Sequence[Verifier]]
+) -> RouterRails:
+    """Fold the rails once: cache, then per attempt budget and the cross-process slot; verifiers."""
+    for job in verifiers:
+        if job not in config.jobs:
+            raise ConfigError(f"verifiers.{job}", f"unknown job; expected one of {', '.join(sorted(config.jobs))}")
     lease = LeaseRail(state.leases, config.limits, clock)
     attempt = AttemptRails((BudgetRail(state.budgets, config.budgets, clock), lease))
-    return RouterRails(cache=CacheRail(state.cache, clock), attempt=attempt, lease=lease)
+    extra = {job: tuple(specs) for job, specs in verifiers.items()}
+    return RouterRails(cache=CacheRail(state.cache, clock), attempt=attempt, lease=lease, verifiers=extra)
 
 
 def _load(config: Config | str | Path | None) -> Config:

@@ -20,7 +20,15 @@ from interlock._errors import AdmissionRejected, ErrorClass, InterlockError, Pro
 from interlock._streams import EventSink
 from interlock._types import ChatRequest, Finish, TextDelta, ThinkingDelta, ToolCallDelta, ToolCallDone
 from interlock.adapters._provider import ProviderAdapter
-from interlock.policies._breaker import BreakerConfig, BreakerState, CallOutcome, admit, advance, record
+from interlock.policies._breaker import (
+    BreakerConfig,
+    BreakerState,
+    CallOutcome,
+    admit,
+    advance,
+    new_transitions,
+    record,
+)
 from interlock.policies._health import (
     CooldownConfig,
     HealthState,
@@ -89,8 +97,15 @@ class ProviderHealth(msgspec.Struct, frozen=True, kw_only=True):
 class ProviderActor(Actor[ProviderMsg]):
     """Governs every call to one provider."""
 
-    def __init__(self, name: str, adapter: Callable[[], ProviderAdapter], settings: ProviderSettings) -> None:
+    def __init__(
+        self,
+        name: str,
+        adapter: Callable[[], ProviderAdapter],
+        settings: ProviderSettings,
+        on_transition: Callable[[str, str, str], None] | None = None,
+    ) -> None:
         super().__init__()
+        self._on_transition = on_transition  # (provider, from, to): breaker metrics
         self._provider = name
         self._make_adapter = adapter
         self._settings = settings
@@ -132,7 +147,8 @@ class ProviderActor(Actor[ProviderMsg]):
                 if rejection is not None:
                     sink.fail(rejection)
                     return None
-                self._breaker, admission = admit(self._breaker, self.clock.now(), self._settings.breaker)
+                state, admission = admit(self._breaker, self.clock.now(), self._settings.breaker)
+                self._set_breaker(state)
                 if not admission.allowed:
                     sink.fail(AdmissionRejected(self._provider, "breaker_open", retry_after=admission.retry_in_s))
                     return None
@@ -146,6 +162,12 @@ class ProviderActor(Actor[ProviderMsg]):
             case GetHealth():
                 return self.health()
         return None
+
+    def _set_breaker(self, state: BreakerState) -> None:
+        if self._on_transition is not None and state.transitions != self._breaker.transitions:
+            for change in new_transitions(self._breaker, state):
+                self._on_transition(self._provider, change.source, change.target)
+        self._breaker = state
 
     def health(self) -> ProviderHealth:
         """A snapshot of breaker, health, cooldown and slots."""
@@ -228,7 +250,7 @@ class ProviderActor(Actor[ProviderMsg]):
             raise
         finally:
             outcome = CallOutcome(error=error, ttft_s=ttft, epoch=epoch)
-            self._breaker = record(self._breaker, outcome, self.clock.now(), self._settings.breaker)
+            self._set_breaker(record(self._breaker, outcome, self.clock.now(), self._settings.breaker))
 
     async def _acquire_slot(self) -> None:
         if self._slots.value > 0:

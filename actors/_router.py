@@ -38,7 +38,7 @@ from interlock.policies._quality import verdict_string
 from interlock.policies._routing import Resolution, resolve
 from interlock.policies._tokens import estimate_input_tokens
 from interlock.policies._tool_validate import ToolCallProblem, corrective_message, validate_tool_calls
-from interlock.policies._verify import Verdict
+from interlock.policies._verify import Verdict, Verifier
 
 _random = random.Random()  # ids need uniqueness, not secrecy: no OS entropy per request
 
@@ -49,6 +49,7 @@ class RouterRails(msgspec.Struct, frozen=True, kw_only=True):
     cache: CacheRail | None = None
     attempt: AttemptRails = msgspec.field(default_factory=lambda: AttemptRails(()))
     lease: LeaseRail | None = None
+    verifiers: dict[str, tuple[Verifier, ...]] = msgspec.field(default_factory=dict)  # Python-side, per job
 
 
 class RouteRequest(msgspec.Struct, frozen=True, tag=True):
@@ -87,6 +88,7 @@ class RouterActor(Actor[RouterMsg]):
         self._cache = rails.cache
         self._rails = rails.attempt
         self._lease = rails.lease
+        self._extra_verifiers = rails.verifiers
         self._verify = VerifyRail(config, self._ask_self)
         self._watch: StallWatch | None = None
         self._providers = providers
@@ -240,7 +242,8 @@ class RouterActor(Actor[RouterMsg]):
                 await sink.send(event)
             return winner, answer
         check_tools = bool(request.tools) and job.tool_retry
-        if not (job.verify or job.cascade or check_tools):
+        verifiers = (*job.verify, *self._extra_verifiers.get(run.resolution.job, ()))
+        if not (verifiers or job.cascade or check_tools):
             winner = await run.run(sink)
             return winner, assemble(winner)
         retried = False
@@ -255,8 +258,8 @@ class RouterActor(Actor[RouterMsg]):
                 winner.verdict = verdict_string(Verdict(False, _problem_text(problems), "tool_calls"))
                 continue
             verdict = Verdict(False, _problem_text(problems), "tool_calls") if problems else None
-            if job.verify and verdict is None:
-                verdict = await self._verify.judge(job.verify, request, answer, winner)
+            if verifiers and verdict is None:
+                verdict = await self._verify.judge(verifiers, request, answer, winner)
             winner.verdict = verdict_string(verdict) if verdict is not None else None
             if verdict is None or verdict.accepted or not job.cascade or not run.has_pending:
                 for event in buffer.events:

@@ -23,9 +23,12 @@ _EXPORTS: dict[str, str] = {
     "Strategy": "_supervisor",
     "Restart": "_supervisor",
     "Runtime": "_runtime",
-    # the door
+    # the door, and verifiers written in Python
     "open": "actors._door",
     "Door": "actors._door",
+    "Verdict": "policies._verify",
+    "CallableVerifier": "policies._verify",
+    "msgspec_verifier": "policies._verify",
     # errors
     "ErrorClass": "_errors",
     "InterlockError": "_errors",
@@ -83,6 +86,9 @@ _EXPORTS: dict[str, str] = {
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:
+    from .policies._verify import CallableVerifier as CallableVerifier
+    from .policies._verify import Verdict as Verdict
+    from .policies._verify import msgspec_verifier as msgspec_verifier
     from ._actor import Actor as Actor
     from ._actor import ActorRef as ActorRef
     from ._actor import MailboxStatistics as MailboxStatistics

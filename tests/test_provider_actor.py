@@ -79,8 +79,11 @@ async def test_breaker_opens_and_rejects_at_once_then_recovers() -> None:
     """Failures trip the breaker; calls are refused without reaching the adapter until the wait passes."""
     clock = FakeClock()
     adapter = ScriptedAdapter([ProviderError(ErrorClass.SERVER_ERROR, "fake")] * 2)
+    changes: list[tuple[str, str, str]] = []
     async with Runtime(clock=clock) as rt:
-        ref = await rt.spawn(lambda: ProviderActor("fake", lambda: adapter, settings()), name="p")
+        ref = await rt.spawn(
+            lambda: ProviderActor("fake", lambda: adapter, settings(), lambda *c: changes.append(c)), name="p"
+        )
         for _ in range(2):
             with pytest.raises(ProviderError):
                 await call(ref)
@@ -91,6 +94,8 @@ async def test_breaker_opens_and_rejects_at_once_then_recovers() -> None:
         clock.advance(11)
         events = await call(ref)
         assert isinstance(events[-1], Finish)
+    # Every transition is reported (for the breaker-transition metric), in order.
+    assert changes[:2] == [("fake", "closed", "open"), ("fake", "open", "half_open")]
 
 
 async def test_rate_limit_cools_the_provider_down() -> None:

@@ -14,7 +14,7 @@ INTENDED = {
     "Actor", "ActorRef", "MailboxStatistics", "Reply", "EventSink", "EventStream",
     "Supervisor", "ChildSpec", "ChildInfo", "Strategy", "Restart", "Runtime",
     # the door
-    "open", "Door",
+    "open", "Door", "Verdict", "CallableVerifier", "msgspec_verifier",
     # errors
     "ErrorClass", "InterlockError", "ConfigError", "RequestError", "ActorStopped", "AskTimeout",
     "MailboxFull", "ConsumerGone", "SupervisorEscalation", "ProviderError", "MidStreamError",

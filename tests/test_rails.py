@@ -242,3 +242,28 @@ async def test_map_keeps_order_survives_failures_and_resumes_from_cache(door: in
     assert hits.count(True) == 9
     with pytest.raises(interlock.RequestError):
         await door.map(inputs, task="cached", concurrency=0)
+
+
+async def test_python_verifier_and_agreement(tmp_path: Path) -> None:
+    """A Python verifier given to open() judges its job; an agreement verifier asks a second model."""
+
+    async def short_enough(response: interlock.ChatResponse) -> interlock.Verdict:
+        return interlock.Verdict(len(response.content) < 3, "answer must be under 3 characters", "short")
+
+    extra = '\n[jobs.agree]\nchain = ["cheap"]\nverify = [{ kind = "agreement", model = "big" }]\n'
+    verifier = interlock.CallableVerifier(name="short", check=short_enough)
+    async with interlock.open(
+        parse_config(BASE + extra), ledger_path=tmp_path / "l.sqlite", verifiers={"plain": [verifier]}
+    ) as door:
+        judged = await door.ask("hello", task="plain")
+        assert judged.route is not None
+        assert judged.route.verdict == "reject:short:answer must be under 3 characters"
+        agreed = await door.ask("hello", task="agree")
+        assert agreed.route is not None
+        assert agreed.route.verdict is not None
+        assert "agreement" in agreed.route.verdict
+        assert door._sim.stats("sim-big-1").received == 1  # type: ignore[attr-defined]
+    with pytest.raises(interlock.ConfigError) as info:
+        async with interlock.open(parse_config(BASE), ledger_path=tmp_path / "m.sqlite", verifiers={"nope": []}):
+            pass
+    assert info.value.key == "verifiers.nope"
