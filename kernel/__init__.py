@@ -86,9 +86,6 @@ _EXPORTS: dict[str, str] = {
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:
-    from .policies._verify import CallableVerifier as CallableVerifier
-    from .policies._verify import Verdict as Verdict
-    from .policies._verify import msgspec_verifier as msgspec_verifier
     from ._actor import Actor as Actor
     from ._actor import ActorRef as ActorRef
     from ._actor import MailboxStatistics as MailboxStatistics
@@ -236,6 +233,9 @@ if TYPE_CHECKING:
     )
     from .actors._door import Door as Door
     from .actors._door import open as open
+    from .policies._verify import CallableVerifier as CallableVerifier
+    from .policies._verify import Verdict as Verdict
+    from .policies._verify import msgspec_verifier as msgspec_verifier
 
 
 def __getattr__(name: str) -> Any:
