@@ -15,8 +15,7 @@ import contextlib
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Final, Protocol, Self, TypeVar, final
+from typing import Final, Protocol, TypeVar, final
 
 import aiosqlite
 import anyio
@@ -31,6 +30,7 @@ from interlock.adapters._ledger_schema import (
     migrate,
     read_version,
 )
+from interlock.adapters._sqlite_file import SqliteFile
 
 _R = TypeVar("_R", AttemptRecord, RequestRecord)
 
@@ -116,7 +116,7 @@ def _prepare_file(path: str, busy_timeout: float) -> None:
 
 
 @final
-class SqliteLedgerStore:
+class SqliteLedgerStore(SqliteFile):
     """The embedded ledger: one SQLite file in WAL mode, written in batches through aiosqlite.
 
     Use ``async with SqliteLedgerStore(path) as store:`` (or ``await open()`` / ``await close()``).
@@ -124,59 +124,17 @@ class SqliteLedgerStore:
     same file wait up to ``busy_timeout`` seconds for its lock.
     """
 
+    _what = "ledger"
+    _pragmas = _CONNECTION_PRAGMAS
+
     def __init__(self, path: str | Path, *, busy_timeout: float = 5.0) -> None:
-        self._path = str(path)
-        self._busy_timeout = busy_timeout
-        self._conn: aiosqlite.Connection | None = None
-        self._lock = anyio.Lock()
+        super().__init__(str(path), busy_timeout)
 
-    @property
-    def path(self) -> str:
-        """The file this store writes."""
-        return self._path
+    def _prepare(self, path: str, busy_timeout: float) -> None:
+        _prepare_file(path, busy_timeout)
 
-    async def open(self) -> None:
-        """Open the file, creating or upgrading its schema; a newer schema raises ``LedgerSchemaTooNew``."""
-        if self._conn is not None:
-            return
-        if self._path == ":memory:" or self._path.startswith("file::memory:"):
-            raise LedgerStoreError(self._path, "an in-memory ledger is not supported: pass a file path")
-        try:
-            await anyio.to_thread.run_sync(_prepare_file, self._path, self._busy_timeout)
-            conn = await aiosqlite.connect(self._path, timeout=self._busy_timeout, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise LedgerStoreError(self._path, f"cannot open: {exc}") from exc
-        try:
-            for pragma in _CONNECTION_PRAGMAS:
-                await conn.execute(pragma)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await conn.close()
-            raise
-        self._conn = conn
-
-    async def close(self) -> None:
-        """Close the connection; safe to call twice. A write in progress finishes first."""
-        # Shielded as a whole: a close reached while cancelled must still stop the worker thread.
-        with anyio.CancelScope(shield=True):
-            async with self._lock:
-                conn, self._conn = self._conn, None
-                if conn is not None:
-                    await conn.close()
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    def _require(self) -> aiosqlite.Connection:
-        if self._conn is None:
-            raise LedgerStoreError(self._path, "the store is not open")
-        return self._conn
+    def _error(self, problem: str) -> LedgerStoreError:
+        return LedgerStoreError(self._path, problem)
 
     async def write(self, records: Sequence[AttemptRecord | RequestRecord]) -> None:
         """Persist a batch in one transaction; records already stored (a replay) are skipped."""

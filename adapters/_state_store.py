@@ -20,8 +20,7 @@ import math
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Final, Protocol, Self, final
+from typing import Any, Final, Protocol, final
 
 import aiosqlite
 import anyio
@@ -29,6 +28,7 @@ import anyio.to_thread
 import msgspec
 
 from interlock._errors import BudgetExceeded
+from interlock.adapters._sqlite_file import SqliteFile
 from interlock.adapters._state_schema import StateStoreError, prepare_file
 from interlock.policies._budget import Unit
 
@@ -142,7 +142,7 @@ def _checked(unit: Unit, amount: float) -> float | int:
 
 
 @final
-class SqliteStateStore:
+class SqliteStateStore(SqliteFile):
     """The embedded state store: cache, budgets and leases in one SQLite file shared by processes.
 
     Use ``async with SqliteStateStore(path) as store:`` then ``store.cache``, ``store.budgets``
@@ -150,19 +150,13 @@ class SqliteStateStore:
     other processes wait up to ``busy_timeout`` seconds for the file's write lock.
     """
 
+    _what = "state store"
+
     def __init__(self, path: str | Path, *, busy_timeout: float = 10.0) -> None:
-        self._path = str(path)
-        self._busy_timeout = busy_timeout
-        self._conn: aiosqlite.Connection | None = None
-        self._lock = anyio.Lock()
+        super().__init__(str(path), busy_timeout)
         self._cache = _SqliteCache(self)
         self._budgets = _SqliteBudgets(self)
         self._leases = _SqliteLeases(self)
-
-    @property
-    def path(self) -> str:
-        """The file this store keeps its state in."""
-        return self._path
 
     @property
     def cache(self) -> CacheStore:
@@ -179,46 +173,11 @@ class SqliteStateStore:
         """The cross-process concurrency limit."""
         return self._leases
 
-    async def open(self) -> None:
-        """Open the file, creating or upgrading its state tables; a newer schema raises ``StateStoreError``."""
-        if self._conn is not None:
-            return
-        if self._path == ":memory:" or self._path.startswith("file::memory:"):
-            raise StateStoreError(self._path, "an in-memory store is not supported: pass a file path")
-        try:
-            await anyio.to_thread.run_sync(prepare_file, self._path, self._busy_timeout)
-            conn = await aiosqlite.connect(self._path, timeout=self._busy_timeout, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise StateStoreError(self._path, f"cannot open: {exc}") from exc
-        try:
-            await conn.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash in WAL mode
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await conn.close()
-            raise
-        self._conn = conn
+    def _prepare(self, path: str, busy_timeout: float) -> None:
+        prepare_file(path, busy_timeout)
 
-    async def close(self) -> None:
-        """Close the connection; safe to call twice. An operation in progress finishes first."""
-        with anyio.CancelScope(shield=True):  # a close reached while cancelled must still stop the thread
-            async with self._lock:
-                conn, self._conn = self._conn, None
-                if conn is not None:
-                    await conn.close()
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    def _require(self) -> aiosqlite.Connection:
-        if self._conn is None:
-            raise StateStoreError(self._path, "the store is not open")
-        return self._conn
+    def _error(self, problem: str) -> StateStoreError:
+        return StateStoreError(self._path, problem)
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
