@@ -17,9 +17,9 @@ from __future__ import annotations
 import sqlite3
 from typing import Final, final
 
-import msgspec
-
 from interlock._errors import ErrorClass, InterlockError
+from interlock.adapters._sqlite_migrate import Migration, apply_migrations
+from interlock.adapters._sqlite_migrate import read_version as _read_version
 
 
 class LedgerStoreError(InterlockError):
@@ -39,14 +39,6 @@ class LedgerSchemaTooNew(LedgerStoreError):
         super().__init__(path, f"schema version {found} is newer than the supported {supported}")
         self.found = found
         self.supported = supported
-
-
-class Migration(msgspec.Struct, frozen=True):
-    """One step of the schema: the version it brings the file to, and its statements."""
-
-    version: int
-    summary: str
-    statements: tuple[str, ...]
 
 
 _REQUESTS_V1 = """
@@ -145,40 +137,13 @@ SCHEMA_VERSION: Final[int] = MIGRATIONS[-1].version
 
 
 def read_version(conn: sqlite3.Connection) -> int:
-    """The file's schema version: the highest applied migration, 0 for a file without the table."""
-    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").fetchone()
-    if row is None:
-        return 0
-    (version,) = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
-    return int(version)
+    """The file's ledger schema version: the highest applied migration, 0 for a new file."""
+    return _read_version(conn, "schema_version")
 
 
 def migrate(conn: sqlite3.Connection, path: str, *, upto: int = SCHEMA_VERSION) -> int:
-    """Apply every migration above the file's version up to ``upto``; return the version reached.
-
-    Runs on a connection in autocommit mode (``isolation_level=None``): each step is its own
-    ``BEGIN IMMEDIATE`` transaction, so a crash mid-way leaves the file at the last whole step.
-    """
+    """Apply every migration above the file's version up to ``upto``; return the version reached."""
     found = read_version(conn)
     if found > SCHEMA_VERSION:
         raise LedgerSchemaTooNew(path, found, SCHEMA_VERSION)
-    for step in MIGRATIONS:
-        if step.version > upto:
-            break
-        if step.version <= found:
-            continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # Another process may have applied this step since the read above: re-check under the lock.
-            if read_version(conn) < step.version:
-                for statement in step.statements:
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO schema_version (version, summary) VALUES (?, ?)", (step.version, step.summary)
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-    return read_version(conn)
+    return apply_migrations(conn, MIGRATIONS, "schema_version", upto)

@@ -17,7 +17,8 @@ import sqlite3
 from typing import Final
 
 from interlock._errors import ErrorClass, InterlockError
-from interlock.adapters._ledger_schema import Migration
+from interlock.adapters._sqlite_migrate import Migration, apply_migrations
+from interlock.adapters._sqlite_migrate import read_version as _read_version
 
 
 class StateStoreError(InterlockError):
@@ -100,35 +101,12 @@ SCHEMA_VERSION: Final[int] = MIGRATIONS[-1].version
 
 def read_version(conn: sqlite3.Connection) -> int:
     """The file's state schema version: 0 for a file without the state tables."""
-    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'state_schema_version'")
-    if found.fetchone() is None:
-        return 0
-    (version,) = conn.execute("SELECT COALESCE(MAX(version), 0) FROM state_schema_version").fetchone()
-    return int(version)
+    return _read_version(conn, "state_schema_version")
 
 
 def migrate(conn: sqlite3.Connection) -> int:
-    """Apply each missing step, each in its own IMMEDIATE transaction; return the version reached.
-
-    Runs on a connection in autocommit mode (``isolation_level=None``).
-    """
-    for step in MIGRATIONS:
-        if step.version <= read_version(conn):
-            continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if read_version(conn) < step.version:  # another process may have applied it meanwhile
-                for statement in step.statements:
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO state_schema_version (version, summary) VALUES (?, ?)", (step.version, step.summary)
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-    return read_version(conn)
+    """Apply each missing step; return the version reached."""
+    return apply_migrations(conn, MIGRATIONS, "state_schema_version", SCHEMA_VERSION)
 
 
 def prepare_file(path: str, busy_timeout: float) -> None:
