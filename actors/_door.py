@@ -68,6 +68,7 @@ class Door:
         self._buffer: LedgerBuffer | None = None
         self._sim: Simulator | None = None
         self._clock: Clock = RealClock()
+        self._state: SqliteStateStore | None = None
 
     @property
     def simulator(self) -> Simulator | None:
@@ -236,6 +237,7 @@ class _Opened:
         )
         door = Door(config, router, providers)
         door._ledger, door._buffer, door._sim, door._clock = ledger, buffer, sim, clock
+        door._state = state
         return door
 
     def _provider_spec(

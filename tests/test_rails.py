@@ -267,3 +267,44 @@ async def test_python_verifier_and_agreement(tmp_path: Path) -> None:
         async with interlock.open(parse_config(BASE), ledger_path=tmp_path / "m.sqlite", verifiers={"nope": []}):
             pass
     assert info.value.key == "verifiers.nope"
+
+
+async def test_every_rail_in_order_through_the_door(tmp_path: Path) -> None:
+    """cache -> budget -> breaker -> slot -> call -> verify, all on one job: a repeat is served by the cache
+    before any budget is reserved or slot taken; a fresh call spends budget, holds a slot only while it runs,
+    and carries the verifier's verdict."""
+    extra = """
+[jobs.everything]
+chain = ["cheap"]
+cache_ttl_s = 600
+verify = [{ kind = "reviewer", model_class = "flagship" }]
+
+[budgets.tenants.acme]
+usd_per_day = 100.0
+
+[limits]
+per_provider = { a = 1 }
+
+[simulator.models.sim-big-1]
+review_accept_p = 1.0
+"""
+    async with await open_door(tmp_path, extra) as door:
+        first = await door.ask("same", task="everything", tenant="acme")
+        assert first.route is not None
+        assert first.route.verdict == "accept:reviewer%3Abig"
+        assert first.route.cost_cents > 0
+        second = await door.ask("same", task="everything", tenant="acme")
+        assert second.route is not None
+        assert second.route.cache_hit
+        assert door._sim.stats("sim-cheap-1").received == 1  # type: ignore[attr-defined]
+        state = door._state  # type: ignore[attr-defined]
+        day = __import__("interlock.policies._budget", fromlist=["day_bucket"]).day_bucket(
+            door._clock.wall()  # type: ignore[attr-defined]
+        )
+        spent = await state.budgets.spent("tenant:acme", day)
+        holders = await state.leases.holders("provider:a", door._clock.wall())  # type: ignore[attr-defined]
+        requests, _ = await rows(door, tmp_path)
+    # Settled spend is exactly what the ledger billed: the answer plus its review, both under acme's budget.
+    assert spent == pytest.approx(sum(r.cost_cents for r in requests))
+    assert spent > first.route.cost_cents
+    assert holders == 0
