@@ -149,6 +149,7 @@ class RouterActor(Actor[RouterMsg]):
                     route_detail = ""
                     if resolution.policy.classifier is not None:
                         resolution, route_label, route_detail = await self._classify(request, resolution, tokens)
+                    request = _with_prompt_cache(request, resolution.policy)
                     key = self._cache_key(request, resolution)
                     if key is not None and await self._serve_cached(request, resolution, key, ts, sink):
                         recorded = True
@@ -335,3 +336,14 @@ _json = msgspec.json.Encoder()
 
 def _detail_json(detail: dict[str, object]) -> str:
     return _json.encode(detail).decode()
+
+
+def _with_prompt_cache(request: ChatRequest, job: JobConfig) -> ChatRequest:
+    """The job's prompt-cache breakpoints added to what the request already marks."""
+    if not job.prompt_cache:
+        return request
+    system = request.cache_system or "system" in job.prompt_cache
+    tools = request.cache_tools or "tools" in job.prompt_cache
+    if (system, tools) == (request.cache_system, request.cache_tools):
+        return request
+    return msgspec.structs.replace(request, cache_system=system, cache_tools=tools)

@@ -132,6 +132,8 @@ class JobConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     verify: tuple[VerifierSpec, ...] = ()
     cascade: bool = False
     tool_retry: bool = True
+    # Provider prompt-cache breakpoints the job marks on every request (Anthropic cache_control).
+    prompt_cache: tuple[Literal["system", "tools"], ...] = ()
     # Routing beyond the table: a per-request chain by classifier, or an ensemble of models.
     classifier: ClassifierConfig | None = None
     ensemble: EnsembleConfig | None = None

@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 import interlock
-from interlock import BudgetExceeded, ToolSpec
+from interlock import BudgetExceeded, Message, ToolSpec
 from interlock.adapters._ledger_store import SqliteLedgerStore
 from interlock.adapters.simulator import StallFirstToken
 from interlock.policies._config import parse_config
@@ -308,3 +308,14 @@ review_accept_p = 1.0
     assert spent == pytest.approx(sum(r.cost_cents for r in requests))
     assert spent > first.route.cost_cents
     assert holders == 0
+
+
+async def test_job_marks_prompt_cache_breakpoints(tmp_path: Path) -> None:
+    """A job's prompt_cache setting puts Anthropic cache_control on the system prompt and the tools."""
+    extra = '\n[jobs.cached_prompt]\nchain = ["big"]\nprompt_cache = ["system", "tools"]\n'
+    async with await open_door(tmp_path, extra) as door:
+        messages = [Message.text("system", "a long shared preamble"), Message.text("user", "hi")]
+        await door.ask(messages, task="cached_prompt", tools=[ToolSpec("lookup", "find")])
+        body = door._sim.stats("sim-big-1").bodies[-1]  # type: ignore[attr-defined]
+    assert body["system"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert body["tools"][-1]["cache_control"] == {"type": "ephemeral"}
