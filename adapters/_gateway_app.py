@@ -48,6 +48,7 @@ from interlock.adapters._gateway_codec import (
     failure,
     http_failure,
     route_headers,
+    sensitivity_of,
     to_chat_request,
 )
 from interlock.policies._config import Config
@@ -143,7 +144,8 @@ class _Gateway:
         wall = self._clock.wall()
         request_id = f"{int(wall * 1000):012x}{uuid.uuid4().hex[:16]}"  # time-ordered, as the router's
         chat = to_chat_request(
-            wire, tenant=who.tenant, caller=who.caller, metadata=_trace(request), request_id=request_id
+            wire, tenant=who.tenant, caller=who.caller, metadata=_trace(request), request_id=request_id,
+            sensitivity=sensitivity_of(request.headers.get("x-interlock-sensitivity")),
         )
         events = self._door.send(chat)
         if wire.stream:

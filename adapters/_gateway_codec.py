@@ -37,6 +37,7 @@ from interlock._types import (
     ResponseFormat,
     Route,
     RouteEvent,
+    Sensitivity,
     StreamEvent,
     TextDelta,
     TextFormat,
@@ -64,8 +65,27 @@ _OPENAI_FINISH = frozenset({"stop", "length", "tool_calls", "content_filter"})
 # -- request ------------------------------------------------------------------------------------
 
 
+_SENSITIVITY: dict[str, Sensitivity] = {"public": "public", "internal": "internal", "pii": "pii"}
+
+
+def sensitivity_of(header: str | None) -> Sensitivity:
+    """The request's data sensitivity from ``x-interlock-sensitivity`` (default ``internal``)."""
+    if header is None:
+        return "internal"
+    found = _SENSITIVITY.get(header.strip().lower())
+    if found is None:
+        raise RequestError("x-interlock-sensitivity", f"expected one of {', '.join(_SENSITIVITY)}, got {header!r}")
+    return found
+
+
 def to_chat_request(
-    body: w.ChatCompletionRequest, *, tenant: str, caller: str, metadata: dict[str, str], request_id: str
+    body: w.ChatCompletionRequest,
+    *,
+    tenant: str,
+    caller: str,
+    metadata: dict[str, str],
+    request_id: str,
+    sensitivity: Sensitivity = "internal",
 ) -> ChatRequest:
     """The canonical request for ``body``; ``RequestError`` names the field it cannot carry."""
     tools = tuple(_tool(t) for t in body.tools or ())
@@ -87,6 +107,7 @@ def to_chat_request(
         model=body.model,
         tenant=tenant,
         caller=caller,
+        sensitivity=sensitivity,
         metadata={**extra, **metadata},
         request_id=request_id,
     )

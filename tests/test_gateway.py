@@ -574,3 +574,21 @@ async def test_serve_command_stops_gracefully_and_flushes(tmp_path: Path) -> Non
     async with SqliteLedgerStore(ledger) as store:
         rows = await store.fetch_requests()
     assert [(r.tenant, r.outcome) for r in rows] == [("acme", "ok")]
+
+
+async def test_sensitivity_header_reaches_the_router(gw: Gateway) -> None:
+    """x-interlock-sensitivity is carried into the request (pii never leaves local models); a bad one is a 400."""
+    async with gw.client() as client:
+        with pytest.raises(openai.BadRequestError) as info:
+            await client.chat.completions.create(
+                model="default", messages=HELLO, extra_headers={"x-interlock-sensitivity": "secret"}
+            )
+        assert info.value.param == "x-interlock-sensitivity"
+        # No local model in this fleet: a PII request has nowhere to go, and says so.
+        with pytest.raises(openai.APIStatusError) as refused:
+            await client.chat.completions.create(
+                model="default", messages=HELLO, extra_headers={"x-interlock-sensitivity": "pii"}
+            )
+    assert refused.value.status_code == 503
+    rows = await gw.requests()
+    assert [r.outcome for r in rows] == ["error"]
