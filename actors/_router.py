@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -43,13 +44,14 @@ from interlock.policies._verify import Verdict, Verifier
 _random = random.Random()  # ids need uniqueness, not secrecy: no OS entropy per request
 
 
-class RouterRails(msgspec.Struct, frozen=True, kw_only=True):
+@dataclass(frozen=True, kw_only=True)
+class RouterRails:
     """The rails folded once at start-up: the response cache, the attempt rails, the lease renewer."""
 
     cache: CacheRail | None = None
-    attempt: AttemptRails = msgspec.field(default_factory=lambda: AttemptRails(()))
+    attempt: AttemptRails = field(default_factory=lambda: AttemptRails(()))
     lease: LeaseRail | None = None
-    verifiers: dict[str, tuple[Verifier, ...]] = msgspec.field(default_factory=dict)  # Python-side, per job
+    verifiers: dict[str, tuple[Verifier, ...]] = field(default_factory=dict)  # Python-side, per job
 
 
 class RouteRequest(msgspec.Struct, frozen=True, tag=True):
