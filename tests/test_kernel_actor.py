@@ -42,12 +42,14 @@ class Counter(Actor[Any]):
         if isinstance(msg, anyio.Event):
             await msg.wait()
             return "released"
-        if msg == "slow-reply":
+        if isinstance(msg, tuple) and msg[0] == "slow-reply":
             reply = self.detach_reply()
+            release, replied = msg[1], msg[2]
 
             async def later() -> None:
-                await anyio.sleep(0.2)
+                await release.wait()  # the test lets the reply go only after the ask timed out
                 reply.set("late")
+                replied.set()
 
             self.tasks.start_soon(later)
             return None
@@ -87,11 +89,13 @@ async def test_ask_timeout_and_late_reply_discarded() -> None:
     """An ask past its timeout raises AskTimeout; the late reply is dropped without harm."""
     async with Runtime() as rt:
         ref = await rt.spawn(Counter, name="counter")
+        release, replied = anyio.Event(), anyio.Event()
         with pytest.raises(AskTimeout) as info:
-            await ref.ask("slow-reply", timeout=0.05)
+            await ref.ask(("slow-reply", release, replied), timeout=0.05)
         assert info.value.kind == "timeout"
         assert info.value.actor == "counter"
-        await anyio.sleep(0.25)  # let the late reply land: it must not disturb the next ask
+        release.set()
+        await replied.wait()  # the late reply landed: it must not disturb the next ask
         assert await ref.ask(1) == 1
 
 

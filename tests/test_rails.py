@@ -178,7 +178,10 @@ per_provider = { a = 1 }
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(one)
-            await anyio.sleep(0.1)  # let the first call take the only slot
+            leases = door._state.leases  # type: ignore[attr-defined]
+            with anyio.fail_after(5):  # the first call holds the only slot (it stalls upstream)
+                while await leases.holders("provider:a", door._clock.wall()) == 0:  # type: ignore[attr-defined]
+                    await anyio.sleep(0.005)
             tg.start_soon(one)
     models = sorted(r.route.model for r in replies)
     assert models == ["big", "cheap"]
