@@ -32,6 +32,7 @@ class Attempt:
         "call_id",
         "cancel_reason",
         "candidate",
+        "ended",
         "error",
         "finish",
         "hedge",
@@ -66,6 +67,7 @@ class Attempt:
         self.finish: str | None = None
         self.error: InterlockError | None = None
         self.cancel_reason: str | None = None
+        self.ended: float | None = None  # when the attempt stopped, whatever its outcome
         self.holds: dict[str, str] = {}  # rail name -> what it holds for this attempt (reservation, lease)
         self.verdict: str | None = None
 
@@ -86,6 +88,7 @@ class Attempt:
         elif kind is Finish:
             self.finish = event.reason
             self.ttlt = now - self.started
+            self.ended = now
             if self.ttft is None:
                 self.ttft = self.ttlt
 
@@ -124,9 +127,12 @@ class Attempt:
             cost_cents=self.cost(),
         )
 
-    def record(self, request: ChatRequest, request_id: str, task: str, ts: float) -> AttemptRecord:
-        """The ledger row for this attempt."""
+    def record(
+        self, request: ChatRequest, request_id: str, task: str, ts: float, started: float, now: float
+    ) -> AttemptRecord:
+        """The ledger row for this attempt; ``started`` is the request's start, ``now`` the record time."""
         error = self.error
+        ended = self.ended if self.ended is not None else now
         return AttemptRecord(
             request_id=request_id,
             attempt=self.number,
@@ -152,6 +158,8 @@ class Attempt:
             hedge=self.hedge,
             cancel_reason=self.cancel_reason,
             verdict=self.verdict,
+            start_ms=_ms(self.started - started),
+            duration_ms=_ms(max(0.0, ended - self.started)),
         )
 
 

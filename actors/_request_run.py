@@ -137,6 +137,7 @@ class RequestRun:
             except (InterlockError, _Stalled) as exc:
                 error = exc if isinstance(exc, InterlockError) else exc.as_error(winner)
                 winner.error = error
+                winner.ended = self._clock.now()
                 self.errors.append((winner.candidate.name, error))
                 prefix += winner.partial
                 if self.policy.mid_stream != "resume" or not self._pending:
@@ -275,6 +276,7 @@ class RequestRun:
 
     def _fail(self, attempt: Attempt, error: InterlockError) -> None:
         attempt.error = error
+        attempt.ended = self._clock.now()
         self.errors.append((attempt.candidate.name, error))
         if error.kind not in FAILOVER and not isinstance(error, (AdmissionRejected, ActorStopped, BudgetExceeded)):
             self._pending.clear()  # bad_request, auth, content policy: no other model will do better
@@ -288,6 +290,8 @@ class RequestRun:
 
     def _cancel_upstream(self, attempt: Attempt) -> None:
         """Tell the provider to drop the call now: its connection closes, its slot frees."""
+        if attempt.ended is None:
+            attempt.ended = self._clock.now()
         ref = self._providers(attempt.candidate.provider)
         if ref is not None:
             with contextlib.suppress(InterlockError):

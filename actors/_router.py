@@ -304,7 +304,7 @@ class RouterActor(Actor[RouterMsg]):
         for attempt in attempts:
             if attempt.error is None and attempt.finish is None and attempt.cancel_reason is None:
                 attempt.cancel_reason = "client_gone" if isinstance(error, ConsumerGone) else "cancelled"
-            rows.append(attempt.record(request, request_id, task, ts))
+            rows.append(attempt.record(request, request_id, task, ts, started, self.clock.now()))
         winner = run.winner if run is not None else None
         elapsed = self.clock.now() - started
         ttft = None if winner is None or winner.ttft is None else winner.started - started + winner.ttft

@@ -131,6 +131,14 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "ALTER TABLE requests ADD COLUMN route_detail TEXT NOT NULL DEFAULT ''",
         ),
     ),
+    Migration(
+        4,
+        "when each attempt ran: start offset from its request's start, and duration",
+        (
+            "ALTER TABLE attempts ADD COLUMN start_ms REAL",
+            "ALTER TABLE attempts ADD COLUMN duration_ms REAL",
+        ),
+    ),
 )
 
 SCHEMA_VERSION: Final[int] = MIGRATIONS[-1].version

@@ -78,6 +78,10 @@ class RecordGrouper:
 def layout(request: RequestRecord, attempts: Sequence[AttemptRecord]) -> tuple[Interval, list[Interval]]:
     """Start and end of the request and of each attempt (in order), as the module docstring says."""
     start = _ns(request.ts)
+    if attempts and all(a.start_ms is not None and a.duration_ms is not None for a in attempts):
+        # Records that say when each attempt ran need no placing rule.
+        exact = [(start + _ms_ns(a.start_ms), start + _ms_ns(a.start_ms) + _ms_ns(a.duration_ms)) for a in attempts]
+        return (start, max([start, *(e for _, e in exact)])), exact
     cursor = shadow = start
     times: list[list[int]] = []
     for a in attempts:

@@ -41,6 +41,9 @@ class AttemptRecord(msgspec.Struct, frozen=True, kw_only=True, tag="attempt"):
     cancel_reason: str | None = None
     cache_hit: bool = False
     verdict: str | None = None
+    # When the attempt ran, relative to its request's start, whatever its outcome (for traces).
+    start_ms: float | None = None
+    duration_ms: float | None = None
 
 
 class RequestRecord(msgspec.Struct, frozen=True, kw_only=True, tag="request"):

@@ -54,5 +54,9 @@ async def test_request_spans_reach_the_otlp_receiver(tmp_path: Path, monkeypatch
     assert request.trace_id.hex() == PARENT_TRACE
     children = [s for s in spans if s.parent_span_id == request.span_id]
     assert len(children) == 1
+    attempt = children[0]
+    # The attempt span sits inside its request span, placed from when the attempt really ran.
+    assert request.start_time_unix_nano <= attempt.start_time_unix_nano < attempt.end_time_unix_nano
+    assert attempt.end_time_unix_nano <= request.end_time_unix_nano
     attrs = {a.key: a for a in children[0].attributes}
     assert attrs["gen_ai.request.model"].value.string_value == "sim-m-1"

@@ -84,6 +84,8 @@ def full_attempt(request_id: str = "r-1", attempt: int = 2, **changes: object) -
         cancel_reason="hedge_lost",
         cache_hit=True,
         verdict="fail",
+        start_ms=12.5,
+        duration_ms=340.25,
     )
     return msgspec.structs.replace(record, **changes)
 
