@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from interlock._errors import AdmissionRejected, BudgetExceeded, InterlockError, MidStreamError
+from interlock._errors import AdmissionRejected, BudgetExceeded, InterlockError
 from interlock._records import AttemptRecord, Outcome
 from interlock._streams import EventStream
 from interlock._types import (
@@ -94,9 +94,11 @@ class Attempt:
 
     @property
     def partial(self) -> str:
-        """The text produced so far (or carried by a mid-stream error)."""
-        if isinstance(self.error, MidStreamError) and self.error.partial and not self.text:
-            return self.error.partial
+        """The text the caller has been given from this attempt.
+
+        Not the adapter's own partial: a decoder may have decoded text from a chunk it then failed
+        on, which never reached the caller; resuming after it would skip words the caller never saw.
+        """
         return "".join(self.text)
 
     @property

@@ -328,6 +328,7 @@ class AnthropicStreamDecoder:
         self._provider = provider
         self._model_id = model_id
         self._parser = SSEParser()
+        self._deferred: MidStreamError | None = None  # held back until its chunk's events are out
         self._text: list[str] = []
         self._tools: dict[int, _ToolBlock] = {}
         self._usage = w.WireUsage()
@@ -340,14 +341,31 @@ class AnthropicStreamDecoder:
         return "".join(self._text)
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
-        """Decode a network chunk; raises ``MidStreamError`` on an in-band error or bad JSON."""
+        """Decode a network chunk; raises ``MidStreamError`` on an in-band error or bad JSON.
+
+        Events decoded before a failure in the same chunk are returned first; the failure is
+        raised by the next ``feed`` or ``close``.
+        """
+        if self._deferred is not None:
+            raise self._deferred
+        out: list[StreamEvent] = []
         try:
-            return self._handle(self._parser.feed(chunk))
+            self._handle_into(self._parser.feed(chunk), out)
         except msgspec.DecodeError:
-            raise self._broken(f"malformed JSON in a stream event near byte {self._parser.offset}") from None
+            error = self._broken(f"malformed JSON in a stream event near byte {self._parser.offset}")
+        except MidStreamError as exc:
+            error = exc
+        else:
+            return out
+        if not out:
+            raise error from None
+        self._deferred = error
+        return out
 
     def close(self) -> list[StreamEvent]:
         """The body ended; raises ``MidStreamError`` unless ``message_stop`` was seen."""
+        if self._deferred is not None:
+            raise self._deferred
         pending = self._parser.has_pending
         try:
             out = self._handle(self._parser.close())
@@ -365,11 +383,14 @@ class AnthropicStreamDecoder:
 
     def _handle(self, sse_events: list[SSEEvent]) -> list[StreamEvent]:
         out: list[StreamEvent] = []
+        self._handle_into(sse_events, out)
+        return out
+
+    def _handle_into(self, sse_events: list[SSEEvent], out: list[StreamEvent]) -> None:
         for sse in sse_events:
             if self._done:
                 break  # nothing after message_stop belongs to this answer
             self._event(w.EVENT_DECODER.decode(sse.data), out)  # DecodeError: feed/close report it
-        return out
 
     def _event(self, event: w.WireEvent, out: list[StreamEvent]) -> None:
         match event.type:

@@ -168,6 +168,7 @@ class GeminiStreamDecoder:
     def __init__(self, provider: str, model_id: str) -> None:
         self._provider, self._model = provider, model_id
         self._parser = SSEParser()
+        self._deferred: MidStreamError | None = None  # held back until its chunk's events are out
         self._text: list[str] = []
         self._calls = 0
         self._finish: str | None = None
@@ -179,11 +180,27 @@ class GeminiStreamDecoder:
         return "".join(self._text)
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
-        """Decode a network chunk; ``MidStreamError`` on bad JSON or an in-band error."""
-        return [e for event in self._parser.feed(chunk) for e in self._data(event.data)]
+        """Decode a network chunk; ``MidStreamError`` on bad JSON or an in-band error.
+
+        Events decoded before a failure in the same chunk are returned first; the failure is
+        raised by the next ``feed`` or ``close``.
+        """
+        if self._deferred is not None:
+            raise self._deferred
+        out: list[StreamEvent] = []
+        try:
+            for event in self._parser.feed(chunk):
+                out.extend(self._data(event.data))
+        except MidStreamError as exc:
+            if not out:
+                raise
+            self._deferred = exc
+        return out
 
     def close(self) -> list[StreamEvent]:
         """The body ended (Gemini sends no ``[DONE]``): flush, then usage and finish."""
+        if self._deferred is not None:
+            raise self._deferred
         events = [e for event in self._parser.close() for e in self._data(event.data)]
         return events + self.finish()
 

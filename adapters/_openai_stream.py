@@ -141,6 +141,7 @@ class OpenAIStreamDecoder:
     __slots__ = (
         "_calls",
         "_compatible",
+        "_deferred",
         "_done",
         "_finish",
         "_key",
@@ -162,6 +163,7 @@ class OpenAIStreamDecoder:
         self._finish: FinishReason | None = None
         self._usage: Usage | None = None
         self._done = False
+        self._deferred: MidStreamError | None = None  # a failure held back until its chunk's events are out
 
     @property
     def partial_text(self) -> str:
@@ -170,16 +172,25 @@ class OpenAIStreamDecoder:
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         """Decode a network chunk; raises ``MidStreamError`` on an in-band error or bad JSON."""
+        if self._deferred is not None:
+            raise self._deferred
         out: list[StreamEvent] = []
         if not self._done:
-            for event in self._parser.feed(chunk):
-                self._on_data(event.data, out, cut=False)
-                if self._done:
-                    break
+            try:
+                for event in self._parser.feed(chunk):
+                    self._on_data(event.data, out, cut=False)
+                    if self._done:
+                        break
+            except MidStreamError as exc:
+                if not out:
+                    raise
+                self._deferred = exc  # deliver what this chunk decoded first, fail on the next call
         return out
 
     def close(self) -> list[StreamEvent]:
         """The body ended; raises ``MidStreamError`` unless the answer finished."""
+        if self._deferred is not None:
+            raise self._deferred
         out: list[StreamEvent] = []
         if self._done:
             return out

@@ -213,10 +213,16 @@ def test_events_after_message_stop_are_ignored() -> None:
 
 
 def test_in_band_overloaded_error_keeps_partial_text() -> None:
-    """An error event mid-stream raises MidStreamError(overloaded) carrying the text so far."""
+    """An error event mid-stream raises MidStreamError(overloaded) carrying the text so far.
+
+    The events decoded before the error in the same chunk are handed over first; the error follows
+    on the next call, so a caller never loses text it was due.
+    """
     decoder = codec().stream_decoder(MODEL)
+    delivered = decoder.feed(recorded("anthropic_overloaded.sse"))
+    assert "".join(e.text for e in delivered if isinstance(e, TextDelta)) == "Once upon a time"
     with pytest.raises(MidStreamError) as info:
-        decoder.feed(recorded("anthropic_overloaded.sse"))
+        decoder.close()
     err = info.value
     assert err.kind is ErrorClass.OVERLOADED
     assert err.partial == "Once upon a time"
@@ -280,8 +286,9 @@ def test_malformed_json_names_provider_and_offset() -> None:
     good = minimal_stream("end_turn").split(b"event: content_block_stop")[0]
     data = good + b'event: content_block_delta\ndata: {"type": "content_block_delta", "index": 0,,}\n\n'
     decoder = codec().stream_decoder(MODEL)
+    assert [e for e in decoder.feed(data) if isinstance(e, TextDelta)] == [TextDelta("Hi")]
     with pytest.raises(MidStreamError) as info:
-        decoder.feed(data)
+        decoder.feed(b"")
     assert info.value.kind is ErrorClass.SERVER_ERROR
     assert info.value.partial == "Hi"
     assert info.value.detail == f"anthropic: malformed JSON in a stream event near byte {len(data)}"

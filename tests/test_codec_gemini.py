@@ -282,8 +282,9 @@ def test_in_band_error_chunk_is_classified() -> None:
     """An ``{"error": ...}`` chunk mid-stream raises a MidStreamError of the table's kind."""
     error = {"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}}
     decoder = codec().stream_decoder(MODEL)
+    assert decoder.feed(sse(chunk([{"text": "par"}]), error)) == [TextDelta("par")]  # delivered first
     with pytest.raises(MidStreamError) as info:
-        decoder.feed(sse(chunk([{"text": "par"}]), error))
+        decoder.close()
     assert info.value.kind is ErrorClass.OVERLOADED
     assert info.value.partial == "par"
 

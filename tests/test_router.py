@@ -263,3 +263,18 @@ def test_config_error_names_the_key() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(CONFIG.replace('price = { input = 0.5, output = 1.0 }', 'price = { input = -1, output = 1.0 }'))
     assert "models.third.price" in info.value.key
+
+
+async def test_resume_context_is_exactly_what_the_caller_saw(door: interlock.Door) -> None:
+    """After a malformed chunk, the next model is told the partial answer the caller received, no more."""
+    from interlock.adapters.simulator import Malformed
+
+    sim(door).script("sim-a-1", [Malformed(after_tokens=3)])
+    reply = await door.ask("hello", task="default")
+    assert reply.route is not None
+    assert reply.route.degraded_reason == "mid_stream_resume"
+    body = sim(door).stats("sim-b-1").bodies[-1]
+    told = next(m for m in body["messages"] if m["role"] == "assistant")["content"]
+    told_text = told if isinstance(told, str) else "".join(part["text"] for part in told)
+    assert told_text
+    assert reply.content.startswith(told_text)
