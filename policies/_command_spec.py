@@ -34,3 +34,7 @@ class CommandSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     stderr_rules: tuple[StderrRule, ...] = ()
     timeout_s: float = 300.0
     env: dict[str, str] = msgspec.field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        # env values may be credentials: a repr names the variables only.
+        return f"CommandSpec(argv={self.argv!r}, output={self.output!r}, env={sorted(self.env)!r})"

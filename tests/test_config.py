@@ -313,3 +313,12 @@ def test_looks_like_key() -> None:
     assert not looks_like_key("OPENAI_API_KEY")
     assert looks_like_key("sk-abc")
     assert looks_like_key("a1" * 20)
+
+
+def test_command_env_values_never_show_in_reprs() -> None:
+    """A command provider's env values (possibly credentials) stay out of the config's repr."""
+    config = parse_config(
+        '[providers.cli]\nkind = "command"\ncommand = { argv = ["echo"], env = { TOOL_HOME = "hidden-value-123" } }\n'
+    )
+    assert "hidden-value-123" not in repr(config)
+    assert "TOOL_HOME" in repr(config)
