@@ -49,7 +49,7 @@ from interlock._types import (
 )
 
 from . import _anthropic_wire as w
-from ._codec import WireRequest
+from ._codec import HeldFailure, WireRequest
 from ._retry_after import parse_retry_after
 from ._sse import SSEEvent, SSEParser
 
@@ -328,7 +328,7 @@ class AnthropicStreamDecoder:
         self._provider = provider
         self._model_id = model_id
         self._parser = SSEParser()
-        self._deferred: MidStreamError | None = None  # held back until its chunk's events are out
+        self._held = HeldFailure()
         self._text: list[str] = []
         self._tools: dict[int, _ToolBlock] = {}
         self._usage = w.WireUsage()
@@ -346,26 +346,20 @@ class AnthropicStreamDecoder:
         Events decoded before a failure in the same chunk are returned first; the failure is
         raised by the next ``feed`` or ``close``.
         """
-        if self._deferred is not None:
-            raise self._deferred
+        self._held.raise_pending()
         out: list[StreamEvent] = []
         try:
             self._handle_into(self._parser.feed(chunk), out)
         except msgspec.DecodeError:
-            error = self._broken(f"malformed JSON in a stream event near byte {self._parser.offset}")
+            where = f"malformed JSON in a stream event near byte {self._parser.offset}"
+            return self._held.hold(out, self._broken(where))
         except MidStreamError as exc:
-            error = exc
-        else:
-            return out
-        if not out:
-            raise error from None
-        self._deferred = error
+            return self._held.hold(out, exc)
         return out
 
     def close(self) -> list[StreamEvent]:
         """The body ended; raises ``MidStreamError`` unless ``message_stop`` was seen."""
-        if self._deferred is not None:
-            raise self._deferred
+        self._held.raise_pending()
         pending = self._parser.has_pending
         try:
             out = self._handle(self._parser.close())

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import msgspec
 
-from interlock._errors import ProviderError
+from interlock._errors import MidStreamError, ProviderError
 from interlock._types import ChatRequest, StreamEvent
 
 
@@ -73,3 +73,28 @@ class Codec(Protocol):
     def probe_request(self) -> WireRequest:
         """A cheap request whose 2xx answer shows the provider is up (e.g. list models)."""
         ...
+
+
+class HeldFailure:
+    """A decoder's failure held back until the events it decoded before the failure are returned.
+
+    A network chunk may carry good events and then a broken one; the caller must get the good
+    ones (they may already be text the user sees) before the error ends the stream.
+    """
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending: MidStreamError | None = None
+
+    def raise_pending(self) -> None:
+        """Raise the held failure, if any (at the start of the next ``feed`` or ``close``)."""
+        if self.pending is not None:
+            raise self.pending
+
+    def hold(self, out: list[StreamEvent], error: MidStreamError) -> list[StreamEvent]:
+        """Return ``out`` and hold ``error`` for the next call; with nothing to return, raise it now."""
+        if not out:
+            raise error
+        self.pending = error
+        return out

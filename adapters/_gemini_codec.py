@@ -53,7 +53,7 @@ from interlock._types import (
     UsageEvent,
 )
 from interlock.adapters import _gemini_wire as w
-from interlock.adapters._codec import WireRequest
+from interlock.adapters._codec import HeldFailure, WireRequest
 from interlock.adapters._gemini_schema import function_declarations, to_gemini_schema
 from interlock.adapters._retry_after import parse_retry_after
 from interlock.adapters._sse import SSEParser
@@ -168,7 +168,7 @@ class GeminiStreamDecoder:
     def __init__(self, provider: str, model_id: str) -> None:
         self._provider, self._model = provider, model_id
         self._parser = SSEParser()
-        self._deferred: MidStreamError | None = None  # held back until its chunk's events are out
+        self._held = HeldFailure()
         self._text: list[str] = []
         self._calls = 0
         self._finish: str | None = None
@@ -185,22 +185,18 @@ class GeminiStreamDecoder:
         Events decoded before a failure in the same chunk are returned first; the failure is
         raised by the next ``feed`` or ``close``.
         """
-        if self._deferred is not None:
-            raise self._deferred
+        self._held.raise_pending()
         out: list[StreamEvent] = []
         try:
             for event in self._parser.feed(chunk):
                 out.extend(self._data(event.data))
         except MidStreamError as exc:
-            if not out:
-                raise
-            self._deferred = exc
+            return self._held.hold(out, exc)
         return out
 
     def close(self) -> list[StreamEvent]:
         """The body ended (Gemini sends no ``[DONE]``): flush, then usage and finish."""
-        if self._deferred is not None:
-            raise self._deferred
+        self._held.raise_pending()
         events = [e for event in self._parser.close() for e in self._data(event.data)]
         return events + self.finish()
 

@@ -29,6 +29,7 @@ from interlock._types import (
     UsageEvent,
 )
 
+from ._codec import HeldFailure
 from ._openai_wire import CHUNK_DECODER, WireDelta, WireError, WireToolCallDelta, WireUsage
 from ._sse import SSEParser
 
@@ -141,9 +142,9 @@ class OpenAIStreamDecoder:
     __slots__ = (
         "_calls",
         "_compatible",
-        "_deferred",
         "_done",
         "_finish",
+        "_held",
         "_key",
         "_model",
         "_parser",
@@ -163,7 +164,7 @@ class OpenAIStreamDecoder:
         self._finish: FinishReason | None = None
         self._usage: Usage | None = None
         self._done = False
-        self._deferred: MidStreamError | None = None  # a failure held back until its chunk's events are out
+        self._held = HeldFailure()
 
     @property
     def partial_text(self) -> str:
@@ -172,8 +173,7 @@ class OpenAIStreamDecoder:
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         """Decode a network chunk; raises ``MidStreamError`` on an in-band error or bad JSON."""
-        if self._deferred is not None:
-            raise self._deferred
+        self._held.raise_pending()
         out: list[StreamEvent] = []
         if not self._done:
             try:
@@ -182,15 +182,12 @@ class OpenAIStreamDecoder:
                     if self._done:
                         break
             except MidStreamError as exc:
-                if not out:
-                    raise
-                self._deferred = exc  # deliver what this chunk decoded first, fail on the next call
+                return self._held.hold(out, exc)
         return out
 
     def close(self) -> list[StreamEvent]:
         """The body ended; raises ``MidStreamError`` unless the answer finished."""
-        if self._deferred is not None:
-            raise self._deferred
+        self._held.raise_pending()
         out: list[StreamEvent] = []
         if self._done:
             return out
