@@ -36,7 +36,7 @@ async def collect(events: AsyncIterable[StreamEvent | RouteEvent]) -> ChatRespon
         elif isinstance(event, ThinkingDelta):
             thinking.append(event.text)
         elif isinstance(event, ToolCallDone):
-            calls.append(ToolCall(event.id, event.name, event.arguments))
+            calls.append(ToolCall(event.id, event.name, event.arguments, event.signature))
         elif isinstance(event, UsageEvent):
             usage = usage + event.usage
         elif isinstance(event, Finish):

@@ -82,7 +82,7 @@ class Attempt:
         elif kind is ThinkingDelta:
             self.thinking.append(event.text)
         elif kind is ToolCallDone:
-            self.tool_calls.append(ToolCall(event.id, event.name, event.arguments))
+            self.tool_calls.append(ToolCall(event.id, event.name, event.arguments, event.signature))
         elif kind is UsageEvent:
             self.usage = event.usage
         elif kind is Finish:

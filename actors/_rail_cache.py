@@ -60,6 +60,6 @@ def replay(response: ChatResponse) -> Iterator[StreamEvent]:
     if response.content:
         yield TextDelta(response.content)
     for index, call in enumerate(response.tool_calls):
-        yield ToolCallDone(index, call.id, call.name, call.arguments)
+        yield ToolCallDone(index, call.id, call.name, call.arguments, call.signature)
     yield UsageEvent(Usage())
     yield Finish(response.finish_reason)

@@ -16,8 +16,9 @@ each pinned by tests/test_codec_gemini.py:
   (thinking is billed as output). Chunks repeat usage: the last report wins.
 - Finish: STOP -> stop (tool_calls if functions were called), MAX_TOKENS -> length, the
   safety / recitation / blocklist family -> content_filter, any other reason -> error.
-- Known gap: canonical ``ToolCallPart`` has no slot for a ``thoughtSignature``; signatures
-  stream as ``ThinkingDelta(signature=...)`` but cannot be replayed on later turns.
+- A function call's ``thoughtSignature`` travels on ``ToolCallDone.signature`` (and the
+  answer's ``ToolCall.signature``) and is sent back on the ``ToolCallPart`` of later turns, as
+  Gemini requires for multi-turn function calling with thinking models.
 """
 
 from __future__ import annotations
@@ -248,7 +249,8 @@ class GeminiStreamDecoder:
             args = bytes(call.args).decode()
             args = "{}" if args.strip() == "null" else args
             events.append(ToolCallDelta(index, call_id, call.name, args))
-            events.append(ToolCallDone(index, call_id, call.name, args))
+            events.append(ToolCallDone(index, call_id, call.name, args, part.thought_signature or ""))
+            return  # the signature rides on the call, not on a thinking event
         elif part.text and part.thought:
             events.append(ThinkingDelta(text=part.text))
         elif part.text:
@@ -340,8 +342,9 @@ def _part(messages: Sequence[Message], part: Part, i: int, j: int) -> w.GPart:
             if url is not None:
                 return w.GPart(file_data=w.GFileData(file_uri=url, mime_type=media_type))
             raise RequestError(where, "an image needs a url or data")
-        case ToolCallPart(id=call_id, name=name, arguments=arguments):
-            return w.GPart(function_call=w.GFunctionCall(name=name, args=_args(arguments, where), id=call_id or None))
+        case ToolCallPart(id=call_id, name=name, arguments=arguments, signature=signature):
+            call = w.GFunctionCall(name=name, args=_args(arguments, where), id=call_id or None)
+            return w.GPart(function_call=call, thought_signature=signature or None)
         case ToolResultPart(tool_call_id=call_id, content=content, is_error=is_error):
             output = w.GToolOutput(error=content) if is_error else w.GToolOutput(output=content)
             name = _call_name(messages, i, call_id, where)

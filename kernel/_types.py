@@ -34,11 +34,16 @@ class ImagePart(msgspec.Struct, frozen=True, tag="image"):
 
 
 class ToolCallPart(msgspec.Struct, frozen=True, tag="tool_call"):
-    """A tool call the assistant made; ``arguments`` is the JSON text of the arguments."""
+    """A tool call the assistant made; ``arguments`` is the JSON text of the arguments.
+
+    ``signature`` is the provider's opaque reasoning signature for the call (Gemini's
+    ``thoughtSignature``), which must be sent back unchanged on later turns.
+    """
 
     id: str
     name: str
     arguments: str
+    signature: str = ""
 
 
 class ToolResultPart(msgspec.Struct, frozen=True, tag="tool_result"):
@@ -192,12 +197,13 @@ class ToolCallDelta(msgspec.Struct, frozen=True, tag="tool_call_delta"):
 
 
 class ToolCallDone(msgspec.Struct, frozen=True, tag="tool_call_done"):
-    """A complete tool call, its arguments assembled from every fragment."""
+    """A complete tool call, its arguments assembled from every fragment (and its signature, if any)."""
 
     index: int
     id: str
     name: str
     arguments: str
+    signature: str = ""
 
 
 class UsageEvent(msgspec.Struct, frozen=True, tag="usage"):
@@ -219,11 +225,16 @@ StreamEvent = TextDelta | ThinkingDelta | ToolCallDelta | ToolCallDone | UsageEv
 
 
 class ToolCall(msgspec.Struct, frozen=True):
-    """A complete tool call in a final response."""
+    """A complete tool call in a final response; send it back as a ``ToolCallPart`` with its signature."""
 
     id: str
     name: str
     arguments: str
+    signature: str = ""
+
+    def as_part(self) -> ToolCallPart:
+        """The part that replays this call in the next turn's assistant message."""
+        return ToolCallPart(self.id, self.name, self.arguments, self.signature)
 
 
 class AttemptSummary(msgspec.Struct, frozen=True):

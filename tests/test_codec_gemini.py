@@ -24,6 +24,7 @@ from interlock._types import (
     TextDelta,
     TextPart,
     ThinkingDelta,
+    ToolCall,
     ToolCallDelta,
     ToolCallDone,
     ToolCallPart,
@@ -131,19 +132,36 @@ def test_thought_parts_and_signature() -> None:
 
 
 def test_function_calls_arrive_whole() -> None:
-    """Each functionCall gives a delta and a done; a missing id becomes call_<n>; STOP becomes tool_calls."""
+    """Each functionCall gives a delta and a done carrying its thought signature; a missing id becomes
+    call_<n>; STOP becomes tool_calls."""
     events = decode_all([recorded("gemini_function_calls.sse")])
     weather = '{"city": "Paris", "unit": "celsius"}'
     time = '{"tz": "Europe/Paris"}'
     assert events == [
         ToolCallDelta(0, "call_0", "get_weather", weather),
-        ToolCallDone(0, "call_0", "get_weather", weather),
-        ThinkingDelta(signature="EpYDCpMDAb4+9vs="),
+        ToolCallDone(0, "call_0", "get_weather", weather, signature="EpYDCpMDAb4+9vs="),
         ToolCallDelta(1, "fc-7", "get_time", time),
         ToolCallDone(1, "fc-7", "get_time", time),
         UsageEvent(Usage(input_tokens=88, output_tokens=21)),
         Finish("tool_calls"),
     ]
+
+
+def test_thought_signature_is_replayed_on_the_next_turn() -> None:
+    """A call's signature, sent back on its ToolCallPart, goes out as the part's thoughtSignature."""
+    call = ToolCall("call_0", "get_weather", '{"city": "Paris"}', signature="sig-123")
+    request = ChatRequest(
+        messages=(
+            Message.text("user", "weather?"),
+            Message(role="assistant", content=(call.as_part(),)),
+            Message(role="tool", content=(ToolResultPart("call_0", "18C"),)),
+        ),
+        tools=(ToolSpec("get_weather", "", {"type": "object", "properties": {"city": {"type": "string"}}}),),
+    )
+    body = json.loads(codec().encode(request, MODEL, stream=True).body)
+    model_turn = next(c for c in body["contents"] if c["role"] == "model")
+    assert model_turn["parts"][0]["thoughtSignature"] == "sig-123"
+    assert model_turn["parts"][0]["functionCall"]["name"] == "get_weather"
 
 
 def test_function_call_without_args() -> None:
