@@ -117,7 +117,7 @@ class ProviderActor(Actor[ProviderMsg]):
         self._in_flight = 0
         self._calls: dict[int, anyio.CancelScope] = {}
         self._calls_running = 0
-        self._idle = anyio.Event()
+        self._idle: anyio.Event | None = None  # made only when a stop waits for in-flight work
 
     async def on_start(self) -> None:
         self._adapter = self._make_adapter()
@@ -129,6 +129,7 @@ class ProviderActor(Actor[ProviderMsg]):
         # In-flight calls finish (the supervisor's shutdown deadline bounds this); the adapter
         # closes when the actor's tasks end.
         while self._calls_running:
+            self._idle = anyio.Event()
             await self._idle.wait()
 
     async def _own_adapter(self, adapter: ProviderAdapter) -> None:
@@ -204,9 +205,8 @@ class ProviderActor(Actor[ProviderMsg]):
             finally:
                 self._calls.pop(call.call_id, None)
                 self._calls_running -= 1
-                if not self._calls_running:
+                if not self._calls_running and self._idle is not None:
                     self._idle.set()
-                    self._idle = anyio.Event()
         if scope.cancelled_caught:
             sink.fail(ProviderError(ErrorClass.CANCELLED, self._provider, model=call.model_id, detail="cancelled"))
 

@@ -78,11 +78,12 @@ class RequestRun:
         hedge: HedgePolicy,
         rails: AttemptRails | None = None,
         watch: StallWatch | None = None,
+        input_tokens: int | None = None,
     ) -> None:
         self.request = request
         self._rails = rails or AttemptRails(())
         self._watch = watch
-        self._input_tokens = estimate_input_tokens(request)
+        self._input_tokens = estimate_input_tokens(request) if input_tokens is None else input_tokens
         self._entered: list[Attempt] = []
         self.resolution = resolution
         self.policy = resolution.policy

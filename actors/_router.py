@@ -98,7 +98,7 @@ class RouterActor(Actor[RouterMsg]):
         self._budgets: dict[str, HedgeBudget] = {}
         self._ttft: dict[str, RollingLatency] = {}
         self._running = 0
-        self._idle = anyio.Event()
+        self._idle: anyio.Event | None = None  # made only when a stop waits for in-flight work
         self._scopes: dict[str, anyio.CancelScope] = {}
 
     async def on_start(self) -> None:
@@ -114,6 +114,7 @@ class RouterActor(Actor[RouterMsg]):
     async def on_stop(self) -> None:
         # Requests in flight finish and record themselves; the shutdown deadline bounds the wait.
         while self._running:
+            self._idle = anyio.Event()
             await self._idle.wait()
 
     async def receive(self, msg: RouterMsg) -> Any:
@@ -156,7 +157,7 @@ class RouterActor(Actor[RouterMsg]):
                     if key is not None and await self._serve_cached(request, resolution, key, ts, sink):
                         recorded = True
                         return
-                    run = self._member_run(request, resolution)
+                    run = self._member_run(request, resolution, tokens)
                     run.route_label, run.route_detail = route_label, route_detail
                     winner, answer = await self._answer(run, request, sink)
                 except InterlockError as exc:
@@ -178,13 +179,14 @@ class RouterActor(Actor[RouterMsg]):
                 with anyio.CancelScope(shield=True):
                     await self._record(request, ts, started, run, ConsumerGone("cancelled"))
             self._running -= 1
-            if not self._running:
+            if not self._running and self._idle is not None:
                 self._idle.set()
-                self._idle = anyio.Event()
 
-    def _member_run(self, request: ChatRequest, resolution: Resolution) -> RequestRun:
+    def _member_run(self, request: ChatRequest, resolution: Resolution, tokens: int | None = None) -> RequestRun:
         hedge = self._hedge_policy(resolution)
-        return RequestRun(request, resolution, self._providers, self.clock, hedge, self._rails, self._watch)
+        return RequestRun(
+            request, resolution, self._providers, self.clock, hedge, self._rails, self._watch, input_tokens=tokens
+        )
 
     async def _classify(
         self, request: ChatRequest, resolution: Resolution, tokens: int
