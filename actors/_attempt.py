@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from interlock._clock import Clock
 from interlock._errors import AdmissionRejected, BudgetExceeded, InterlockError
 from interlock._records import AttemptRecord, Outcome
 from interlock._streams import EventStream
@@ -11,6 +12,7 @@ from interlock._types import (
     AttemptSummary,
     ChatRequest,
     Finish,
+    StreamEvent,
     TextDelta,
     ThinkingDelta,
     ToolCall,
@@ -37,7 +39,6 @@ class Attempt:
         "finish",
         "hedge",
         "holds",
-        "last_event",
         "number",
         "started",
         "stream",
@@ -56,10 +57,9 @@ class Attempt:
         self.call_id = call_id
         self.started = started
         self.hedge = hedge
-        self.stream: EventStream[Any] | None = None
+        self.stream: EventStream[StreamEvent] | None = None
         self.ttft: float | None = None
         self.ttlt: float | None = None
-        self.last_event = started
         self.text: list[str] = []
         self.thinking: list[str] = []
         self.tool_calls: list[ToolCall] = []
@@ -71,21 +71,24 @@ class Attempt:
         self.holds: dict[str, str] = {}  # rail name -> what it holds for this attempt (reservation, lease)
         self.verdict: str | None = None
 
-    def observe(self, event: Any, now: float) -> None:
-        """Fold one event into the attempt's output and timings."""
-        self.last_event = now
+    def observe(self, event: Any, clock: Clock) -> None:
+        """Fold one event into the attempt's output and timings (the clock is read only for those)."""
         kind = type(event)
-        if self.ttft is None and kind in _CONTENT:
-            self.ttft = now - self.started
         if kind is TextDelta:
             self.text.append(event.text)
-        elif kind is ThinkingDelta:
+            if self.ttft is None:
+                self.ttft = clock.now() - self.started
+            return
+        if self.ttft is None and kind in _CONTENT:
+            self.ttft = clock.now() - self.started
+        if kind is ThinkingDelta:
             self.thinking.append(event.text)
         elif kind is ToolCallDone:
             self.tool_calls.append(ToolCall(event.id, event.name, event.arguments, event.signature))
         elif kind is UsageEvent:
             self.usage = event.usage
         elif kind is Finish:
+            now = clock.now()
             self.finish = event.reason
             self.ttlt = now - self.started
             self.ended = now

@@ -44,7 +44,8 @@ from interlock.actors._rail_budget import BudgetRail
 from interlock.actors._rail_cache import CacheRail
 from interlock.actors._rail_lease import LeaseRail
 from interlock.actors._rails import AttemptRails
-from interlock.actors._router import CancelRequest, RouterActor, RouteRequest, RouterRails, new_request_id
+from interlock.actors._router import RouterActor
+from interlock.actors._serving import InFlight, RouterRails, ServingContext, serve
 from interlock.actors._wiring import build_adapter, is_enabled
 from interlock.adapters._ledger_store import SqliteLedgerStore
 from interlock.adapters._otel import OtelMirror, OtelNaming, setup_from_env
@@ -54,15 +55,16 @@ from interlock.policies._config import Config, ProviderConfig, default_config, l
 from interlock.policies._verify import Verifier
 
 Prompt = str | Message | Sequence[Message]
+_DRAIN_S = 30.0  # how long closing the door waits for requests in flight
 
 
 @final
 class Door:
     """The handle callers use; made by ``interlock.open``, valid inside its ``async with``."""
 
-    def __init__(self, config: Config, router: ActorRef[Any], providers: dict[str, ActorRef[Any]]) -> None:
-        self._config = config
-        self._router = router
+    def __init__(self, context: ServingContext, providers: dict[str, ActorRef[Any]]) -> None:
+        self._context = context
+        self._config = context.config
         self._providers = providers
         self._ledger: ActorRef[Any] | None = None
         self._buffer: LedgerBuffer | None = None
@@ -129,26 +131,13 @@ class Door:
         """Yield the answer's events as they arrive, then one ``RouteEvent``."""
         return self.send(build_request(prompt, options))
 
-    async def send(self, request: ChatRequest) -> AsyncGenerator[StreamEvent | RouteEvent]:
-        """Like ``stream``, for a ready-made ``ChatRequest``; leaving early cancels the upstream call."""
-        if not request.request_id:
-            request = msgspec.structs.replace(request, request_id=new_request_id(self._clock.wall()))
-        events = await self._router.ask_stream(RouteRequest(request))
-        finished = False
-        try:
-            async with events:
-                async for event in events:
-                    if type(event) is RouteEvent:
-                        finished = True
-                    yield event
-            finished = True
-        except InterlockError:
-            finished = True  # the request ended with this error; the router has recorded it
-            raise
-        finally:
-            if not finished:
-                with contextlib.suppress(InterlockError):
-                    self._router.tell_nowait(CancelRequest(request.request_id))
+    def send(self, request: ChatRequest) -> AsyncGenerator[StreamEvent | RouteEvent]:
+        """Like ``stream``, for a ready-made ``ChatRequest``; leaving early cancels the upstream call.
+
+        The request runs in the task that iterates the stream: close it (``aclose``, or leave an
+        ``async for`` by ``break`` inside ``contextlib.aclosing``) to cancel it at once.
+        """
+        return serve(self._context, request)
 
     async def health(self) -> dict[str, ProviderHealth]:
         """Each enabled provider's breaker state, cooldown, health and free slots."""
@@ -199,6 +188,7 @@ class _Opened:
         self._ledger_path = ledger_path
         self._environ = os.environ if environ is None else environ
         self._stack = contextlib.AsyncExitStack()
+        self._in_flight = InFlight()
 
     async def __aenter__(self) -> Door:
         try:
@@ -232,10 +222,12 @@ class _Opened:
         specs = [self._provider_spec(n, p, sim_url, transition) for n, p in enabled.items()]
         await rt.spawn_supervisor("providers", specs, strategy=Strategy.ONE_FOR_ONE, max_restarts=5, period=10.0)
         providers = {n: rt.lookup(f"provider:{n}") for n in enabled}
-        router = await rt.spawn(
-            lambda: RouterActor(config, providers.get, ledger, rails), name="router", shutdown=30.0
+        router = await rt.spawn(lambda: RouterActor(config, rails.lease), name="router", shutdown=30.0)
+        context = ServingContext(
+            config=config, router=router, ledger=ledger, providers=providers.get, clock=clock, rails=rails,
+            in_flight=self._in_flight,
         )
-        door = Door(config, router, providers)
+        door = Door(context, providers)
         door._ledger, door._buffer, door._sim, door._clock = ledger, buffer, sim, clock
         door._state = state
         return door

@@ -24,7 +24,7 @@ from interlock.policies._config import Config
 from interlock.policies._routing import Resolution, resolve
 from interlock.policies._tokens import estimate_input_tokens
 
-MakeRun = Callable[[ChatRequest, Resolution], RequestRun]
+MakeRun = Callable[[ChatRequest, Resolution], Awaitable[RequestRun]]
 Ask = Callable[[ChatRequest], Awaitable[ChatResponse]]
 
 
@@ -50,13 +50,13 @@ async def run_ensemble(
         pinned = msgspec.structs.replace(request, model=name, model_class=None)
         resolution = resolve(config, pinned, tokens)
         if resolution.candidates:
-            members.append(Member(name, make_run(pinned, resolution)))
+            members.append(Member(name, await make_run(pinned, resolution)))
     finished: list[Member] = []
 
     async def one(member: Member) -> None:
         buffer = BufferSink()
         try:
-            member.winner = await member.run.run(buffer)  # type: ignore[arg-type]
+            member.winner = await member.run.run(buffer)
             member.answer, member.events = assemble(member.winner), buffer.events
             finished.append(member)
         except InterlockError as exc:

@@ -153,7 +153,10 @@ class ProviderActor(Actor[ProviderMsg]):
                 if not admission.allowed:
                     sink.fail(AdmissionRejected(self._provider, "breaker_open", retry_after=admission.retry_in_s))
                     return None
-                self.tasks.start_soon(self._run_call, msg, sink, admission.epoch)
+                self._calls_running += 1
+                running = self.run_soon(self._run_call, msg, sink, admission.epoch)
+                if msg.call_id:
+                    self._calls[msg.call_id] = running
             case Cancel(call_id=call_id):
                 scope = self._calls.get(call_id)
                 if scope is not None:
@@ -196,19 +199,14 @@ class ProviderActor(Actor[ProviderMsg]):
         return None
 
     async def _run_call(self, call: Call, sink: EventSink[Any], epoch: int) -> None:
-        self._calls_running += 1
-        with anyio.CancelScope() as scope:
-            if call.call_id:
-                self._calls[call.call_id] = scope
-            try:
-                await self._call(call, sink, epoch)
-            finally:
-                self._calls.pop(call.call_id, None)
-                self._calls_running -= 1
-                if not self._calls_running and self._idle is not None:
-                    self._idle.set()
-        if scope.cancelled_caught:
-            sink.fail(ProviderError(ErrorClass.CANCELLED, self._provider, model=call.model_id, detail="cancelled"))
+        """One admitted call, in a light task whose scope ``Cancel`` (or the actor's end) cancels."""
+        try:
+            await self._call(call, sink, epoch)
+        finally:
+            self._calls.pop(call.call_id, None)
+            self._calls_running -= 1
+            if not self._calls_running and self._idle is not None:
+                self._idle.set()
 
     async def _call(self, call: Call, sink: EventSink[Any], epoch: int) -> None:
         start = self.clock.now()

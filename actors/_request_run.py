@@ -1,18 +1,19 @@
 """One request's walk along its chain: fallback, hedging, stall deadlines, mid-stream resume.
 
-The run is a plain object driven by one task in the router's task group. The caller's stream is
-fed by that task: events cross one memory stream from the provider's call task to this task,
-and one more to the caller. Failover happens only before the first token, on the causes in
-``FAILOVER``; after it, the job's ``mid_stream`` policy resumes on the next candidate (with the
-partial answer as context) or fails with the partial answer attached.
+The run is a plain object driven by the task that serves the request: the caller's own task for
+a streamed answer (``Serving``), so an event crosses one channel, from the provider's call task
+to the caller. Failover happens only before the first token, on the causes in ``FAILOVER``;
+after it, every read waits with the job's stall deadlines, and the job's ``mid_stream`` policy
+resumes on the next candidate (with the partial answer as context) or fails with the partial
+answer attached.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Callable
-from typing import Any, NoReturn
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, Protocol
 
 import anyio
 import msgspec
@@ -26,18 +27,15 @@ from interlock._errors import (
     AdmissionRejected,
     BudgetExceeded,
     ChainExhausted,
-    ConsumerGone,
     ErrorClass,
     InterlockError,
     MidStreamError,
     ProviderError,
 )
-from interlock._streams import EventSink
 from interlock._types import ChatRequest, Finish, Message, StreamEvent
 from interlock.actors._attempt import Attempt
 from interlock.actors._provider_actor import Call, Cancel
 from interlock.actors._rails import AttemptRails
-from interlock.actors._stall_watch import StallWatch
 from interlock.policies._routing import Candidate, Resolution
 from interlock.policies._tokens import estimate_input_tokens
 
@@ -57,10 +55,18 @@ FAILOVER = frozenset(
 _call_ids = itertools.count(1)
 
 
+class EventSinkLike(Protocol):
+    """Where ``RequestRun.run`` puts events: a ``BufferSink``, or an ``EventSink``."""
+
+    def send_nowait(self, event: Any) -> bool: ...
+
+    async def send(self, event: Any) -> None: ...
+
+
 class HedgePolicy:
     """What the run may do about a late first token: the delay, and whether the budget allows a hedge."""
 
-    def __init__(self, delay_s: float | None, max_hedges: int, spend: Callable[[], bool]) -> None:
+    def __init__(self, delay_s: float | None, max_hedges: int, spend: Callable[[], Awaitable[bool]]) -> None:
         self.delay_s = delay_s
         self.max_hedges = max_hedges
         self.spend = spend
@@ -77,20 +83,21 @@ class RequestRun:
         clock: Clock,
         hedge: HedgePolicy,
         rails: AttemptRails | None = None,
-        watch: StallWatch | None = None,
         input_tokens: int | None = None,
     ) -> None:
         self.request = request
         self._rails = rails or AttemptRails(())
-        self._watch = watch
         self._input_tokens = estimate_input_tokens(request) if input_tokens is None else input_tokens
         self._entered: list[Attempt] = []
         self.resolution = resolution
         self.policy = resolution.policy
+        self._gap = self.policy.inter_token_timeout_ms / 1000.0
+        self._total = self.policy.total_timeout_ms / 1000.0
         self._providers = providers
         self._clock = clock
         self._hedge = hedge
         self._pending = list(resolution.candidates)
+        self._prefix = ""
         self.attempts: list[Attempt] = []
         self.errors: list[tuple[str, InterlockError]] = []
         self.winner: Attempt | None = None
@@ -100,20 +107,91 @@ class RequestRun:
         self.route_label: str | None = None
         self.route_detail = ""
 
-    async def run(self, sink: EventSink[Any]) -> Attempt:
-        """Serve the request into ``sink``; returns the attempt that finished the answer."""
+    async def run(self, sink: EventSinkLike) -> Attempt:
+        """Serve the whole answer into ``sink``; returns the attempt that finished it."""
         try:
-            return await self._walk(sink)
+            attempt, event = await self.start()
+            clock = self._clock
+            while True:
+                attempt.observe(event, clock)
+                if not sink.send_nowait(event):
+                    await sink.send(event)
+                if type(event) is Finish:
+                    self.winner = attempt
+                    return attempt
+                try:
+                    event = await self.next_event(attempt)
+                except (InterlockError, Stalled) as exc:
+                    attempt, event = await self.recover(attempt, exc)
         finally:
-            for attempt in self.attempts:
-                if attempt.stream is None:
-                    continue
-                if attempt.finish is None and attempt.error is None:
-                    self._cancel_upstream(attempt)  # the caller left (or we were cancelled) mid-call
-                await attempt.stream.aclose()
+            await self.close()
+
+    async def next_event(self, attempt: Attempt) -> StreamEvent:
+        """The attempt's next event, within its stall deadlines (``Stalled`` when one passes).
+
+        A buffered event is taken at once. Only a read that must wait reads the clock: the stream
+        is stalled when it stays quiet for the inter-token deadline from then, or when the
+        attempt runs past its total deadline.
+        """
+        stream = attempt.stream
+        assert stream is not None
+        event: StreamEvent | None = stream.take_nowait()
+        if event is not None:
+            return event
+        clock = self._clock
+        total = attempt.started + self._total
+        try:
+            event = await stream.next_before(clock, min(clock.now() + self._gap, total))
+        except StopAsyncIteration:
+            raise MidStreamError(
+                ErrorClass.SERVER_ERROR, attempt.candidate.provider, partial=attempt.partial,
+                model=attempt.candidate.name, detail="stream ended without a finish",
+            ) from None
+        if event is None:
+            raise Stalled("total" if clock.now() >= total else "inter_token")
+        return event
+
+    async def recover(self, attempt: Attempt, exc: InterlockError | Stalled) -> tuple[Attempt, StreamEvent]:
+        """``attempt`` failed mid-stream: resume on the next candidate, or raise ``MidStreamError``."""
+        if isinstance(exc, Stalled):
+            self._cancel_losers({attempt}, "stalled")
+            attempt.cancel_reason = None  # it failed (a timeout); it was not cancelled for another
+            error: InterlockError = exc.as_error(attempt)
+        else:
+            error = exc
+        attempt.error = error
+        attempt.ended = self._clock.now()
+        self.errors.append((attempt.candidate.name, error))
+        self._prefix += attempt.partial
+        if self.policy.mid_stream != "resume" or not self._pending:
+            raise MidStreamError(
+                error.kind, attempt.candidate.provider, partial=self._prefix, model=attempt.candidate.name,
+                detail=f"mid-stream failure ({self.policy.mid_stream})",
+            ) from exc
+        self.resumed = True
+        self.request = _resumed(self.request, attempt.partial)
+        return await self.start()
+
+    async def close(self) -> None:
+        """End the run: unfinished attempts are cancelled upstream, streams closed, rails left."""
+        for attempt in self.attempts:
+            stream = attempt.stream
+            if stream is None:
+                continue
+            if attempt.finish is None and attempt.error is None:
+                self._cancel_upstream(attempt)  # the caller left (or we were cancelled) mid-call
+            stream.close_now()
+            attempt.stream = None
+        if self._entered:
             with anyio.CancelScope(shield=True):
                 while self._entered:
                     await self._rails.leave(self._entered.pop())
+
+    def cancel_upstream(self) -> None:
+        """Cancel every unfinished attempt at its provider now (the door is closing under the run)."""
+        for attempt in self.attempts:
+            if attempt.stream is not None and attempt.finish is None and attempt.error is None:
+                self._cancel_upstream(attempt)
 
     def retry_on(self, candidate: Candidate, request: ChatRequest) -> None:
         """Queue one more attempt on ``candidate`` with ``request`` (a corrected tool call), first in line."""
@@ -125,33 +203,10 @@ class RequestRun:
         """True while untried candidates remain (a cascade may escalate to them)."""
         return bool(self._pending)
 
-    async def _walk(self, sink: EventSink[Any]) -> Attempt:
-        prefix = ""
-        while True:
-            winner, first = await self._first_token()
-            try:
-                await self._pump(winner, first, sink)
-                self.winner = winner
-                return winner
-            except ConsumerGone:
-                raise
-            except (InterlockError, _Stalled) as exc:
-                error = exc if isinstance(exc, InterlockError) else exc.as_error(winner)
-                winner.error = error
-                winner.ended = self._clock.now()
-                self.errors.append((winner.candidate.name, error))
-                prefix += winner.partial
-                if self.policy.mid_stream != "resume" or not self._pending:
-                    raise MidStreamError(
-                        error.kind, winner.candidate.provider, partial=prefix, model=winner.candidate.name,
-                        detail=f"mid-stream failure ({self.policy.mid_stream})",
-                    ) from exc
-                self.resumed = True
-                self.request = _resumed(self.request, winner.partial)
-
     # -- before the first token: fallback and hedging ------------------------------------------
 
-    async def _first_token(self) -> tuple[Attempt, StreamEvent]:
+    async def start(self) -> tuple[Attempt, StreamEvent]:
+        """The first event of the next answering candidate, with fallback and hedging before it."""
         if self._hedge.delay_s is None or self._hedge.max_hedges == 0:
             return await self._first_token_in_turn()
         send, recv = anyio.create_memory_object_stream[tuple[str, Attempt | None, Any]](16)
@@ -166,7 +221,7 @@ class RequestRun:
                 what, attempt, value = await recv.receive()
                 if what == "first":
                     assert attempt is not None
-                    await self._cancel_losers(active - {attempt}, "hedge_lost")
+                    self._cancel_losers(active - {attempt}, "hedge_lost")
                     tg.cancel_scope.cancel()
                     return attempt, value
                 if what == "fail":
@@ -179,7 +234,9 @@ class RequestRun:
                         if nxt is not None:
                             active.add(nxt)
                             timer = self._arm(tg, send, nxt)
-                elif what == "hedge" and hedges < self._hedge.max_hedges and self._pending and self._hedge.spend():
+                elif what == "hedge" and hedges < self._hedge.max_hedges and self._pending:
+                    if not await self._hedge.spend():
+                        continue
                     hedge = await self._launch(tg, send, hedge=True)
                     if hedge is not None:
                         hedges += 1
@@ -232,7 +289,8 @@ class RequestRun:
             except (AdmissionRejected, BudgetExceeded) as exc:
                 self._fail(attempt, exc)
                 continue
-            self._entered.append(attempt)
+            if attempt.holds:
+                self._entered.append(attempt)  # a rail only undoes what it holds: nothing held, nothing to leave
             try:
                 call = Call(self.request, candidate.model.id, call_id=attempt.call_id)
                 attempt.stream = await ref.ask_stream(call)
@@ -282,12 +340,12 @@ class RequestRun:
         if error.kind not in FAILOVER and not isinstance(error, (AdmissionRejected, ActorStopped, BudgetExceeded)):
             self._pending.clear()  # bad_request, auth, content policy: no other model will do better
 
-    async def _cancel_losers(self, losers: set[Attempt], reason: str) -> None:
+    def _cancel_losers(self, losers: set[Attempt], reason: str) -> None:
         for loser in losers:
             loser.cancel_reason = reason
             self._cancel_upstream(loser)
             if loser.stream is not None:
-                await loser.stream.aclose()
+                loser.stream.close_now()
 
     def _cancel_upstream(self, attempt: Attempt) -> None:
         """Tell the provider to drop the call now: its connection closes, its slot frees."""
@@ -298,59 +356,12 @@ class RequestRun:
             with contextlib.suppress(InterlockError):
                 ref.tell_nowait(Cancel(attempt.call_id))
 
-    # -- after the first token: pump, stall deadlines ------------------------------------------
-
-    async def _pump(self, attempt: Attempt, first: StreamEvent, sink: EventSink[Any]) -> None:
-        assert attempt.stream is not None
-        failure: BaseException | None = None
-        watched = None
-        with anyio.CancelScope() as scope:
-            if self._watch is not None:
-                policy = self.policy
-                gap, total = policy.inter_token_timeout_ms / 1000.0, policy.total_timeout_ms / 1000.0
-                key, watched = self._watch.watch(attempt, scope, gap, attempt.started + total)
-            try:
-                await self._forward(attempt, first, sink)
-            except (ConsumerGone, InterlockError) as exc:
-                failure = exc
-            finally:
-                if self._watch is not None:
-                    self._watch.unwatch(key)
-        if isinstance(failure, ConsumerGone):
-            await self._cancel_losers({attempt}, "client_gone")
-            raise failure
-        if failure is not None:
-            raise failure
-        if watched is not None and watched.stalled is not None:
-            await self._cancel_losers({attempt}, "stalled")
-            attempt.cancel_reason = None
-            raise _Stalled(watched.stalled, watched.gap)
-
-    async def _forward(self, attempt: Attempt, event: Any, sink: EventSink[Any]) -> None:
-        assert attempt.stream is not None
-        clock, stream = self._clock, attempt.stream
-        while True:
-            attempt.observe(event, clock.now())
-            if not sink.send_nowait(event):
-                await sink.send(event)
-            if type(event) is Finish:
-                return
-            try:
-                event = await stream.__anext__()
-            except StopAsyncIteration:
-                raise MidStreamError(
-                    ErrorClass.SERVER_ERROR, attempt.candidate.provider, partial=attempt.partial,
-                    model=attempt.candidate.name, detail="stream ended without a finish",
-                ) from None
-
-
-class _Stalled(Exception):
+class Stalled(Exception):
     """The stream went quiet past its inter-token deadline, or ran past its total deadline."""
 
-    def __init__(self, which: str, gap: float) -> None:
+    def __init__(self, which: str) -> None:
         super().__init__(which)
         self.which = which
-        self.gap = gap
 
     def as_error(self, attempt: Attempt) -> MidStreamError:
         return MidStreamError(

@@ -1,17 +1,25 @@
 """Clocks: the one place interlock reads time, so tests can move it by hand.
 
 ``RealClock`` reads the monotonic clock for durations and the wall clock for timestamps.
-``FakeClock`` only moves when a test calls ``advance``; sleepers wake in deadline order.
+``FakeClock`` only moves when a test calls ``advance``; sleepers and timers fire in deadline order.
 """
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Callable
 from typing import Protocol, final, runtime_checkable
 
 import anyio
+
+
+class Timer(Protocol):
+    """A pending ``call_at``; ``cancel`` stops it from firing (a no-op once it fired)."""
+
+    def cancel(self) -> None: ...
 
 
 @runtime_checkable
@@ -28,6 +36,14 @@ class Clock(Protocol):
 
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` on this clock."""
+        ...
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        """Call ``callback`` (from the event loop) once ``now()`` reaches ``when``.
+
+        A deadline without a sleeping task: a stream read waits on its data and on this timer
+        at once, so a deadline per token costs a timer, not a task or a cancel scope.
+        """
         ...
 
 
@@ -49,6 +65,21 @@ class RealClock:
         """Sleep on the event loop."""
         await anyio.sleep(seconds)
 
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        """An event-loop timer ``when - now()`` seconds from now."""
+        return asyncio.get_running_loop().call_later(max(0.0, when - time.monotonic()), callback)
+
+
+class _FakeTimer:
+    __slots__ = ("callback", "cancelled")
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
 
 @final
 class FakeClock:
@@ -57,7 +88,7 @@ class FakeClock:
     def __init__(self, start: float = 0.0, wall_start: float = 1_700_000_000.0) -> None:
         self._now = start
         self._wall_offset = wall_start - start
-        self._sleepers: list[tuple[float, int, anyio.Event]] = []
+        self._sleepers: list[tuple[float, int, _FakeTimer]] = []
         self._seq = itertools.count()
 
     def now(self) -> float:
@@ -74,23 +105,40 @@ class FakeClock:
             await anyio.lowlevel.checkpoint()
             return
         event = anyio.Event()
-        heapq.heappush(self._sleepers, (self._now + seconds, next(self._seq), event))
-        await event.wait()
+        timer = self.call_at(self._now + seconds, event.set)
+        try:
+            await event.wait()
+        finally:
+            timer.cancel()
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        """Call ``callback`` when ``advance`` moves the clock to ``when`` (at once if it is past)."""
+        timer = _FakeTimer(callback)
+        if when <= self._now:
+            asyncio.get_running_loop().call_soon(callback)
+            timer.cancelled = True
+            return timer
+        heapq.heappush(self._sleepers, (when, next(self._seq), timer))
+        return timer
 
     def advance(self, seconds: float) -> None:
-        """Move time forward and wake every sleeper whose deadline has passed."""
+        """Move time forward and fire every sleeper and timer whose deadline has passed."""
         if seconds < 0:
             raise ValueError("a clock cannot go backwards")
         self._now += seconds
         while self._sleepers and self._sleepers[0][0] <= self._now:
-            heapq.heappop(self._sleepers)[2].set()
+            timer = heapq.heappop(self._sleepers)[2]
+            if not timer.cancelled:
+                timer.cancelled = True
+                timer.callback()
 
     @property
     def sleepers(self) -> int:
-        """How many tasks are sleeping on this clock (waits already woken excluded)."""
-        return sum(1 for _, _, e in self._sleepers if not e.is_set())
+        """How many sleeps and timers are pending (fired or cancelled ones excluded)."""
+        return sum(1 for _, _, t in self._sleepers if not t.cancelled)
 
     @property
     def next_deadline(self) -> float | None:
         """The earliest pending wake-up time, if any."""
-        return self._sleepers[0][0] if self._sleepers else None
+        live = [when for when, _, t in self._sleepers if not t.cancelled]
+        return min(live) if live else None

@@ -1,69 +1,101 @@
 """Reply slots and event streams: how answers travel back from an actor to its caller.
 
 An ``ask`` waits on a one-shot ``Reply``; an ``ask_stream`` reads an ``EventStream`` fed by the
-actor through an ``EventSink``. A token crosses exactly one memory object stream: the sink sends
-the event object itself, and only a failure is wrapped, so the hot path allocates nothing extra.
+actor through an ``EventSink``. A token crosses exactly one channel: the sink appends the event
+object itself to a bounded queue and wakes the reader only when it is waiting, and only a
+failure is wrapped, so the hot path allocates nothing per token. The reader takes buffered
+events without a trip through the event loop, and may wait with a deadline on the runtime's
+clock (a timer, not a cancel scope per read): that is how a stream that goes quiet is caught.
+
+Both are built on the event loop's futures rather than anyio's memory streams: a memory stream
+pays a scheduling checkpoint on every send and receive, which was most of what a hop cost.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._errors import ActorStopped, ConsumerGone, InterlockError
+
+if TYPE_CHECKING:
+    from ._clock import Clock
 
 T = TypeVar("T")
 E = TypeVar("E")
 
 
-class _Channel:
-    """State shared by a sink and its stream: the writer's failure, raised after the last event."""
-
-    __slots__ = ("closed", "error")
-
-    def __init__(self) -> None:
-        self.error: BaseException | None = None
-        self.closed = False
+def _wake(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 @final
 class Reply(Generic[T]):
     """A one-shot answer slot; the first ``set`` or ``fail`` wins, later ones are ignored."""
 
-    __slots__ = ("_error", "_event", "_value")
+    __slots__ = ("_done", "_error", "_value", "_waiter")
 
     def __init__(self) -> None:
-        self._event = anyio.Event()
+        self._done = False
         self._value: T | None = None
         self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
 
     @property
     def done(self) -> bool:
         """True once answered."""
-        return self._event.is_set()
+        return self._done
 
     def set(self, value: T) -> None:
         """Answer with ``value``."""
-        if not self._event.is_set():
-            self._value = value
-            self._event.set()
+        if not self._done:
+            self._value, self._done = value, True
+            _wake(self._waiter)
 
     def fail(self, error: BaseException) -> None:
         """Answer with an error, raised at the asker."""
-        if not self._event.is_set():
-            self._error = error
-            self._event.set()
+        if not self._done:
+            self._error, self._done = error, True
+            _wake(self._waiter)
 
-    async def wait(self) -> T:
-        """Wait for the answer; raises the error it was failed with."""
-        await self._event.wait()
+    async def wait(self, timeout: float | None = None) -> T:
+        """Wait for the answer; raises the error it was failed with, or ``TimeoutError``."""
+        if not self._done:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(timeout, _wake, waiter) if timeout is not None else None
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+            if not self._done:
+                raise TimeoutError
         if self._error is not None:
             raise self._error
-        return self._value  # type: ignore[return-value]  # set() stored a T before the event fired
+        return self._value  # type: ignore[return-value]  # set() stored a T before done
+
+
+class _Channel:
+    """The queue between one sink and one stream, with the future each side may be waiting on."""
+
+    __slots__ = ("capacity", "closed", "error", "events", "reader", "reader_gone", "writer")
+
+    def __init__(self, capacity: int) -> None:
+        self.events: deque[Any] = deque()
+        self.capacity = max(1, capacity)
+        self.closed = False  # the writer ended the stream (error holds its failure, if any)
+        self.error: BaseException | None = None
+        self.reader_gone = False
+        self.reader: asyncio.Future[None] | None = None  # the reader waits for an event
+        self.writer: asyncio.Future[None] | None = None  # the writer waits for room
 
 
 @final
@@ -74,12 +106,9 @@ class EventSink(Generic[E]):
     the reader. ``send`` raises ``ConsumerGone`` when the reader has gone away.
     """
 
-    __slots__ = ("_channel", "_owner", "_send")
+    __slots__ = ("_channel", "_owner")
 
-    def __init__(
-        self, send: MemoryObjectSendStream[Any], channel: _Channel, owner: set[EventSink[Any]] | None = None
-    ) -> None:
-        self._send = send
+    def __init__(self, channel: _Channel, owner: set[EventSink[Any]] | None = None) -> None:
         self._channel = channel
         self._owner = owner
         if owner is not None:
@@ -87,40 +116,50 @@ class EventSink(Generic[E]):
 
     async def send(self, event: E) -> None:
         """Send one event; waits while the reader's buffer is full (backpressure)."""
-        try:
-            await self._send.send(event)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            raise ConsumerGone() from None
+        while not self.send_nowait(event):
+            channel = self._channel
+            waiter = channel.writer = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                if channel.writer is waiter:
+                    channel.writer = None
 
     def send_nowait(self, event: E) -> bool:
         """Send without waiting; False when the buffer is full (the caller then awaits ``send``)."""
-        try:
-            self._send.send_nowait(event)
-        except anyio.WouldBlock:
+        channel = self._channel
+        if channel.reader_gone or channel.closed:
+            raise ConsumerGone()
+        if len(channel.events) >= channel.capacity:
             return False
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            raise ConsumerGone() from None
+        channel.events.append(event)
+        reader = channel.reader
+        if reader is not None:
+            channel.reader = None
+            if not reader.done():
+                reader.set_result(None)
         return True
 
     @property
     def closed(self) -> bool:
         """True once the stream was ended, failed, or abandoned by its reader."""
-        return self._channel.closed or self._send.statistics().open_receive_streams == 0
+        return self._channel.closed or self._channel.reader_gone
 
     def close(self) -> None:
         """End the stream successfully."""
         self._release()
         self._channel.closed = True
-        self._send.close()
+        _wake(self._channel.reader)
 
     def fail(self, error: BaseException) -> None:
         """End the stream with ``error``, which the reader raises after the events before it."""
         self._release()
-        if self._channel.closed:
+        channel = self._channel
+        if channel.closed:
             return
-        self._channel.closed = True
-        self._channel.error = error
-        self._send.close()
+        channel.closed = True
+        channel.error = error
+        _wake(channel.reader)
 
     def _release(self) -> None:
         if self._owner is not None:
@@ -153,42 +192,91 @@ def _internal(exc: BaseException) -> InterlockError:
 class EventStream(Generic[E]):
     """The reader's end: iterate it for events; a writer's failure is raised in order."""
 
-    __slots__ = ("_channel", "_recv")
+    __slots__ = ("_channel",)
 
-    def __init__(self, recv: MemoryObjectReceiveStream[Any], channel: _Channel) -> None:
-        self._recv = recv
+    def __init__(self, channel: _Channel) -> None:
         self._channel = channel
 
     def __aiter__(self) -> AsyncIterator[E]:
         return self
 
     async def __anext__(self) -> E:
-        recv = self._recv
+        channel = self._channel
+        while True:
+            if channel.events:
+                return self._take()
+            if channel.closed:
+                return self._end()
+            if channel.reader_gone:
+                raise anyio.ClosedResourceError
+            await self._wait(None, None)
+
+    def take_nowait(self) -> E | None:
+        """A buffered event, or None when none is buffered (the end and errors wait for a read)."""
+        channel = self._channel
+        if channel.events:
+            return self._take()
+        return None
+
+    async def next_before(self, clock: Clock, deadline: float) -> E | None:
+        """The next event, or None if none came before ``deadline`` on ``clock``.
+
+        Raises ``StopAsyncIteration`` at the end and the writer's failure after its events.
+        """
+        channel = self._channel
+        while True:
+            if channel.events:
+                return self._take()
+            if channel.closed:
+                return self._end()
+            if channel.reader_gone:
+                raise anyio.ClosedResourceError
+            if clock.now() >= deadline:
+                return None
+            await self._wait(clock, deadline)
+
+    def _take(self) -> E:
+        channel = self._channel
+        event: E = channel.events.popleft()
+        writer = channel.writer
+        if writer is not None:
+            channel.writer = None
+            if not writer.done():
+                writer.set_result(None)
+        return event
+
+    async def _wait(self, clock: Clock | None, deadline: float | None) -> None:
+        channel = self._channel
+        waiter = channel.reader = asyncio.get_running_loop().create_future()
+        timer = clock.call_at(deadline, lambda: _wake(waiter)) if clock is not None and deadline is not None else None
         try:
-            # A buffered event is taken without a trip through the event loop: the writer usually
-            # runs ahead, and a loop turn per token is most of what a hop costs.
-            return recv.receive_nowait()  # type: ignore[no-any-return]
-        except anyio.WouldBlock:
-            pass
-        except anyio.EndOfStream:
-            return self._end()
-        try:
-            item: E = await recv.receive()
-        except anyio.EndOfStream:
-            return self._end()
-        return item
+            await waiter
+        finally:
+            if channel.reader is waiter:
+                channel.reader = None
+            if timer is not None:
+                timer.cancel()
 
     def _end(self) -> E:
-        self._recv.close()
-        error = self._channel.error
+        channel = self._channel
+        channel.reader_gone = True
+        error = channel.error
         if error is not None:
-            self._channel.error = None
+            channel.error = None
             raise error
         raise StopAsyncIteration
 
     async def aclose(self) -> None:
         """Stop reading; the writer's next send raises ``ConsumerGone``."""
-        self._recv.close()
+        self.close_now()
+
+    def close_now(self) -> None:
+        """``aclose`` without the await: drop what is buffered and release a waiting writer."""
+        channel = self._channel
+        channel.reader_gone = True
+        channel.events.clear()
+        _wake(channel.writer)
+        _wake(channel.reader)  # a read waiting in another task ends with ClosedResourceError
 
     async def __aenter__(self) -> EventStream[E]:
         return self
@@ -196,11 +284,10 @@ class EventStream(Generic[E]):
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._recv.close()
+        self.close_now()
 
 
 def event_channel(buffer: int = 64) -> tuple[EventSink[Any], EventStream[Any]]:
     """A connected sink/stream pair with ``buffer`` events of slack."""
-    send, recv = anyio.create_memory_object_stream[Any](buffer)
-    channel = _Channel()
-    return EventSink(send, channel), EventStream(recv, channel)
+    channel = _Channel(buffer)
+    return EventSink(channel), EventStream(channel)
