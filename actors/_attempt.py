@@ -31,6 +31,7 @@ class Attempt:
     """Mutable state of one attempt; the request run owns it, nothing else touches it."""
 
     __slots__ = (
+        "_cost",
         "call_id",
         "cancel_reason",
         "candidate",
@@ -64,6 +65,7 @@ class Attempt:
         self.thinking: list[str] = []
         self.tool_calls: list[ToolCall] = []
         self.usage = Usage()
+        self._cost: float | None = None  # priced once per usage: records, summaries and sums all ask
         self.finish: str | None = None
         self.error: InterlockError | None = None
         self.cancel_reason: str | None = None
@@ -87,6 +89,7 @@ class Attempt:
             self.tool_calls.append(ToolCall(event.id, event.name, event.arguments, event.signature))
         elif kind is UsageEvent:
             self.usage = event.usage
+            self._cost = None
         elif kind is Finish:
             now = clock.now()
             self.finish = event.reason
@@ -114,10 +117,12 @@ class Attempt:
 
     def cost(self) -> float:
         """Cents for this attempt's usage at the model's price (zero for subscription billing)."""
-        model = self.candidate.model
-        if model.price is None or model.billing == "subscription":
-            return 0.0
-        return cost_cents(self.usage, model.price)
+        cost = self._cost
+        if cost is None:
+            model = self.candidate.model
+            free = model.price is None or model.billing == "subscription"
+            cost = self._cost = 0.0 if free else cost_cents(self.usage, model.price)  # type: ignore[arg-type]
+        return cost
 
     def summary(self) -> AttemptSummary:
         """How the caller sees this attempt in ``Route.attempts``."""

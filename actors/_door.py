@@ -268,7 +268,12 @@ class _Opened:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self._stack.__aexit__(exc_type, exc, tb)
+        try:
+            # Requests run in their callers' tasks: they finish (or are recorded as cut) while
+            # the ledger and the providers still run.
+            await self._in_flight.drain(_DRAIN_S)
+        finally:
+            await self._stack.__aexit__(exc_type, exc, tb)
 
 
 def open(  # the door's name is part of the public contract: interlock.open()

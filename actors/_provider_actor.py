@@ -8,8 +8,9 @@ health, cooldown) live in ``interlock.policies``; this actor owns their state an
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, Literal
 
 import anyio
@@ -18,7 +19,15 @@ import msgspec
 from interlock._actor import Actor
 from interlock._errors import AdmissionRejected, ErrorClass, InterlockError, ProviderError
 from interlock._streams import EventSink
-from interlock._types import ChatRequest, Finish, TextDelta, ThinkingDelta, ToolCallDelta, ToolCallDone
+from interlock._types import (
+    ChatRequest,
+    Finish,
+    StreamEvent,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallDelta,
+    ToolCallDone,
+)
 from interlock.adapters._provider import ProviderAdapter
 from interlock.policies._breaker import (
     BreakerConfig,
@@ -38,7 +47,8 @@ from interlock.policies._health import (
     record_probe,
 )
 
-_CONTENT = (TextDelta, ThinkingDelta, ToolCallDelta, ToolCallDone)
+# The events that end the wait for a first token (a finish without content counts too).
+_ANSWERED = frozenset({TextDelta, ThinkingDelta, ToolCallDelta, ToolCallDone, Finish})
 
 
 class Call(msgspec.Struct, frozen=True, tag=True):
@@ -115,7 +125,7 @@ class ProviderActor(Actor[ProviderMsg]):
         self._cooldown_until = -math.inf
         self._slots = anyio.Semaphore(settings.max_concurrency)
         self._in_flight = 0
-        self._calls: dict[int, anyio.CancelScope] = {}
+        self._calls: dict[int, asyncio.Task[None]] = {}
         self._calls_running = 0
         self._idle: anyio.Event | None = None  # made only when a stop waits for in-flight work
 
@@ -154,13 +164,14 @@ class ProviderActor(Actor[ProviderMsg]):
                     sink.fail(AdmissionRejected(self._provider, "breaker_open", retry_after=admission.retry_in_s))
                     return None
                 self._calls_running += 1
-                running = self.run_soon(self._run_call, msg, sink, admission.epoch)
+                running = self.run_soon(self._call, msg, sink, admission.epoch)
+                running.add_done_callback(lambda _: self._call_done(msg, sink))
                 if msg.call_id:
                     self._calls[msg.call_id] = running
             case Cancel(call_id=call_id):
-                scope = self._calls.get(call_id)
-                if scope is not None:
-                    scope.cancel()
+                running = self._calls.get(call_id)
+                if running is not None:
+                    running.cancel()
             case ProbeNow():
                 return await self._probe()
             case GetHealth():
@@ -198,15 +209,14 @@ class ProviderActor(Actor[ProviderMsg]):
             return AdmissionRejected(self._provider, "no_slot")
         return None
 
-    async def _run_call(self, call: Call, sink: EventSink[Any], epoch: int) -> None:
-        """One admitted call, in a light task whose scope ``Cancel`` (or the actor's end) cancels."""
-        try:
-            await self._call(call, sink, epoch)
-        finally:
-            self._calls.pop(call.call_id, None)
-            self._calls_running -= 1
-            if not self._calls_running and self._idle is not None:
-                self._idle.set()
+    def _call_done(self, call: Call, sink: EventSink[Any]) -> None:
+        """A call's task ended, however (even cancelled before it ran): free its place, end its stream."""
+        self._calls.pop(call.call_id, None)
+        self._calls_running -= 1
+        if not self._calls_running and self._idle is not None:
+            self._idle.set()
+        if not sink.closed:  # cancelled before its first step: the reader still waits
+            sink.fail(ProviderError(ErrorClass.CANCELLED, self._provider, model=call.model_id, detail="cancelled"))
 
     async def _call(self, call: Call, sink: EventSink[Any], epoch: int) -> None:
         start = self.clock.now()
@@ -217,21 +227,7 @@ class ProviderActor(Actor[ProviderMsg]):
                 await self._acquire_slot()
                 self._in_flight += 1
                 try:
-                    assert self._adapter is not None
-                    events = self._adapter.stream(call.request, call.model_id, stream=call.stream)
-                    try:
-                        async for event in events:
-                            if ttft is None and isinstance(event, _CONTENT):
-                                ttft = self.clock.now() - start
-                            if type(event) is Finish and ttft is None:
-                                ttft = self.clock.now() - start
-                            if not sink.send_nowait(event):
-                                await sink.send(event)
-                    finally:
-                        # Closing the generator releases the HTTP response or the process at once.
-                        close = getattr(events, "aclose", None)
-                        if close is not None:
-                            await close()
+                    ttft = await self._relay(call, sink, start)
                 finally:
                     self._in_flight -= 1
                     self._slots.release()
@@ -249,6 +245,41 @@ class ProviderActor(Actor[ProviderMsg]):
         finally:
             outcome = CallOutcome(error=error, ttft_s=ttft, epoch=epoch)
             self._set_breaker(record(self._breaker, outcome, self.clock.now(), self._settings.breaker))
+
+    async def _relay(self, call: Call, sink: EventSink[Any], start: float) -> float | None:
+        """Copy the adapter's events into the caller's stream; returns the TTFT (first content or finish).
+
+        An adapter with ``batches`` hands over each network chunk's events as one list, which
+        crosses to the caller with one wake-up instead of one per token.
+        """
+        adapter = self._adapter
+        assert adapter is not None
+        ttft: float | None = None
+        batches: Callable[..., AsyncGenerator[list[StreamEvent], None]] | None = getattr(adapter, "batches", None)
+        if batches is not None:
+            chunks = batches(call.request, call.model_id, stream=call.stream)
+            try:
+                async for batch in chunks:
+                    if ttft is None and any(type(e) in _ANSWERED for e in batch):
+                        ttft = self.clock.now() - start
+                    if not sink.send_batch_nowait(batch):
+                        await sink.send_batch(batch)
+            finally:
+                await chunks.aclose()  # releases the HTTP response at once
+            return ttft
+        events = adapter.stream(call.request, call.model_id, stream=call.stream)
+        try:
+            async for event in events:
+                if ttft is None and type(event) in _ANSWERED:
+                    ttft = self.clock.now() - start
+                if not sink.send_nowait(event):
+                    await sink.send(event)
+        finally:
+            # Closing the generator releases the HTTP response or the process at once.
+            close = getattr(events, "aclose", None)
+            if close is not None:
+                await close()
+        return ttft
 
     async def _acquire_slot(self) -> None:
         if self._slots.value > 0:

@@ -19,7 +19,7 @@ import msgspec
 
 from interlock._actor import ActorRef
 from interlock._clock import Clock
-from interlock._errors import ActorStopped, ConsumerGone, InterlockError
+from interlock._errors import ConsumerGone, InterlockError
 from interlock._records import LedgerRecord
 from interlock._types import ChatRequest, ChatResponse, Finish, RouteEvent, StreamEvent
 from interlock.actors._assemble import BufferSink, assemble, collect
@@ -40,7 +40,12 @@ from interlock.policies._routing import Resolution, resolve
 from interlock.policies._tool_validate import ToolCallProblem, corrective_message, validate_tool_calls
 from interlock.policies._verify import Verdict, Verifier
 
-_SHUTDOWN = ActorStopped("door", "closed while the request ran")
+
+class DoorClosed(Exception):
+    """Why a request cut by the door's close is recorded as cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__("the door closed while the request ran")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -203,7 +208,7 @@ class Serving:
         if self._run is not None:
             self._run.cancel_upstream()
         with anyio.CancelScope(shield=True):
-            await self._record(_SHUTDOWN)
+            await self._record(DoorClosed())
 
     async def _end(self, error: BaseException) -> None:
         with anyio.CancelScope(shield=True):

@@ -140,6 +140,33 @@ class EventSink(Generic[E]):
                 reader.set_result(None)
         return True
 
+    def send_batch_nowait(self, events: list[E]) -> bool:
+        """Send several events at once (one wake-up); False when they do not fit.
+
+        A batch larger than the whole buffer fits an empty buffer, so that it cannot wait forever.
+        """
+        channel = self._channel
+        if channel.reader_gone or channel.closed:
+            raise ConsumerGone()
+        queued = len(channel.events)
+        if queued and queued + len(events) > channel.capacity:
+            return False
+        channel.events.extend(events)
+        _wake(channel.reader)
+        channel.reader = None
+        return True
+
+    async def send_batch(self, events: list[E]) -> None:
+        """Send several events at once; waits while the reader's buffer is too full for them."""
+        while not self.send_batch_nowait(events):
+            channel = self._channel
+            waiter = channel.writer = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                if channel.writer is waiter:
+                    channel.writer = None
+
     @property
     def closed(self) -> bool:
         """True once the stream was ended, failed, or abandoned by its reader."""

@@ -13,10 +13,12 @@ from interlock import (
     AskTimeout,
     ConsumerGone,
     EventSink,
+    FakeClock,
     InterlockError,
     MailboxFull,
     Runtime,
 )
+from interlock._streams import event_channel
 
 pytestmark = pytest.mark.anyio
 
@@ -238,3 +240,87 @@ async def test_lookup_finds_registered_actor() -> None:
         assert await rt.lookup("counter").ask(7) == 7
         with pytest.raises(ActorStopped):
             rt.lookup("nobody")
+
+
+async def test_a_read_with_a_deadline_gives_up_on_the_clock() -> None:
+    """next_before returns None once the clock passes the deadline, and events that came before it."""
+    clock = FakeClock()
+    sink, stream = event_channel(4)
+    sink.send_nowait("early")
+    assert await stream.next_before(clock, 1.0) == "early"
+    got: list[object] = []
+
+    async def read() -> None:
+        got.append(await stream.next_before(clock, 1.0))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read)
+        await anyio.wait_all_tasks_blocked()
+        assert got == []
+        clock.advance(1.0)
+    assert got == [None]
+    sink.close()
+    with pytest.raises(StopAsyncIteration):
+        await stream.next_before(clock, 5.0)
+
+
+async def test_a_full_channel_holds_the_writer_until_the_reader_takes() -> None:
+    """send waits on a full buffer and goes on once the reader takes; a gone reader makes it ConsumerGone."""
+    sink, stream = event_channel(1)
+    assert sink.send_nowait(1)
+    assert not sink.send_nowait(2)
+    sent = anyio.Event()
+
+    async def write() -> None:
+        await sink.send(2)
+        sent.set()
+        with pytest.raises(ConsumerGone):
+            await sink.send(3)
+            await sink.send(4)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(write)
+        await anyio.wait_all_tasks_blocked()
+        assert not sent.is_set()
+        assert await stream.__anext__() == 1
+        await sent.wait()
+        assert stream.take_nowait() == 2
+        await anyio.wait_all_tasks_blocked()
+        await stream.aclose()
+    assert sink.closed
+
+
+class Spawner(Actor[Any]):
+    """Runs each message's work in a light task: 'hang' waits forever, 'boom' fails."""
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.log = log
+
+    async def receive(self, msg: Any) -> Any:
+        self.run_soon(self._work, msg)
+        return None
+
+    async def _work(self, what: str) -> None:
+        try:
+            if what == "boom":
+                raise ValueError("light task failed")
+            await anyio.sleep_forever()
+        finally:
+            self.log.append(f"ended {what}")
+
+
+async def test_light_tasks_end_with_their_actor_and_their_errors_crash_it() -> None:
+    """A stopping actor cancels and awaits its light tasks; a light task's error restarts the actor."""
+    log: list[str] = []
+    async with Runtime() as rt:
+        ref = await rt.spawn(lambda: Spawner(log), name="spawner")
+        await ref.ask("hang")
+        await ref.ask("boom")
+        with anyio.fail_after(5):
+            while "ended hang" not in log:  # the crash took the hanging task down with it
+                await anyio.sleep(0.01)
+        assert "ended boom" in log
+        await ref.ask("hang")  # the restarted actor takes messages again
+        await anyio.wait_all_tasks_blocked()
+    assert log.count("ended hang") == 2  # the runtime's stop ended the second one too

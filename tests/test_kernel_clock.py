@@ -55,3 +55,29 @@ async def test_real_clock_is_a_clock() -> None:
     await clock.sleep(0.001)
     assert clock.now() > t0
     assert clock.wall() > 1_600_000_000
+
+
+async def test_fake_clock_timers_fire_in_order_and_cancel() -> None:
+    """call_at fires when advance reaches the deadline; a cancelled timer never fires."""
+    clock = FakeClock()
+    fired: list[str] = []
+    clock.call_at(2.0, lambda: fired.append("two"))
+    dropped = clock.call_at(1.5, lambda: fired.append("dropped"))
+    clock.call_at(1.0, lambda: fired.append("one"))
+    dropped.cancel()
+    assert clock.sleepers == 2
+    assert clock.next_deadline == 1.0
+    clock.advance(1.0)
+    assert fired == ["one"]
+    clock.advance(5.0)
+    assert fired == ["one", "two"]
+    assert clock.sleepers == 0
+
+
+async def test_a_past_deadline_fires_on_the_next_loop_turn() -> None:
+    """A timer whose deadline has passed fires soon, on both clocks."""
+    for clock in (FakeClock(start=10.0), RealClock()):
+        fired = anyio.Event()
+        clock.call_at(clock.now() - 1.0, fired.set)
+        with anyio.fail_after(1):
+            await fired.wait()

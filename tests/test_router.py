@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import interlock
@@ -278,3 +279,44 @@ async def test_resume_context_is_exactly_what_the_caller_saw(door: interlock.Doo
     told_text = told if isinstance(told, str) else "".join(part["text"] for part in told)
     assert told_text
     assert reply.content.startswith(told_text)
+
+
+async def test_closing_the_door_records_a_stream_left_unread(tmp_path: Path) -> None:
+    """A stream its caller holds but no longer reads is recorded once, as cut, and does not hold the close."""
+    ledger = tmp_path / "ledger.sqlite"
+    with anyio.fail_after(10):  # the door's drain deadline is 30 s: an unread stream must not wait for it
+        async with interlock.open(parse_config(CONFIG), ledger_path=ledger) as door:
+            events = door.stream("hello", task="default")
+            first = await events.__anext__()
+            assert isinstance(first, TextDelta)
+    async with SqliteLedgerStore(ledger) as store:
+        requests = await store.fetch_requests(None, None, None)
+        attempts = await store.fetch_attempts(None, None, None)
+    assert len(requests) == 1
+    assert requests[0].outcome == "cancelled"
+    assert len(attempts) == 1
+    await events.aclose()  # the request was already recorded: closing it late adds nothing
+    async with SqliteLedgerStore(ledger) as store:
+        assert len(await store.fetch_requests(None, None, None)) == 1
+
+
+async def test_closing_the_door_waits_for_streams_being_read(tmp_path: Path) -> None:
+    """A request still being served when the door closes finishes, and is recorded as answered."""
+    ledger = tmp_path / "ledger.sqlite"
+    answers: list[str] = []
+    async with anyio.create_task_group() as tg, interlock.open(parse_config(CONFIG), ledger_path=ledger) as door:
+        door.simulator.script("sim-a-1", [StallFirstToken(0.3)])  # type: ignore[union-attr]
+        started = anyio.Event()
+
+        async def caller() -> None:
+            started.set()
+            answers.append((await door.ask("hello", task="default")).content)
+
+        tg.start_soon(caller)
+        await started.wait()
+        await anyio.lowlevel.checkpoint()  # the caller is inside the door when it starts closing
+    assert len(answers) == 1
+    assert answers[0]
+    async with SqliteLedgerStore(ledger) as store:
+        requests = await store.fetch_requests(None, None, None)
+    assert [r.outcome for r in requests] == ["ok"]
