@@ -141,22 +141,32 @@ class LedgerActor(Actor[LedgerMsg]):
         self._wake.set()
 
     async def _flush(self, batches: int | None = None) -> int:
+        """Write pending records, at most ``batches`` batches (all of them when None); returns how many.
+
+        The write lock is taken per batch, not for the whole backlog: a producer held back by
+        ``max_pending`` waits for one batch, never for everything queued ahead of it.
+        """
         written = 0
-        async with self._write_lock:
-            buffer = self._buffer
-            while buffer.items and (batches is None or batches > 0):
-                batches = None if batches is None else batches - 1
-                batch = buffer.items[: self._batch_size * 4]
-                await self._store.write(batch)
-                # Drop only what was written: records that arrived meanwhile stay queued.
-                del buffer.items[: len(batch)]
-                buffer.written += len(batch)
-                buffer.batches += 1
-                written += len(batch)
-                if self._mirror is not None:
-                    # The SDK costs a few hundred microseconds per request: never on the event loop.
-                    await anyio.to_thread.run_sync(_mirror_batch, self._mirror, batch, self._parents)
+        buffer = self._buffer
+        while buffer.items and (batches is None or batches > 0):
+            batches = None if batches is None else batches - 1
+            async with self._write_lock:
+                written += await self._write_batch(buffer)
         return written
+
+    async def _write_batch(self, buffer: LedgerBuffer) -> int:
+        batch = buffer.items[: self._batch_size * 4]
+        if not batch:  # another flusher emptied the buffer while this one waited for the lock
+            return 0
+        await self._store.write(batch)
+        # Drop only what was written: records that arrived meanwhile stay queued.
+        del buffer.items[: len(batch)]
+        buffer.written += len(batch)
+        buffer.batches += 1
+        if self._mirror is not None:
+            # The SDK costs a few hundred microseconds per request: never on the event loop.
+            await anyio.to_thread.run_sync(_mirror_batch, self._mirror, batch, self._parents)
+        return len(batch)
 
 
 def _mirror_batch(mirror: Mirror, batch: list[LedgerRecord], parents: dict[str, str]) -> None:

@@ -169,9 +169,9 @@ class ProviderActor(Actor[ProviderMsg]):
                 if msg.call_id:
                     self._calls[msg.call_id] = running
             case Cancel(call_id=call_id):
-                running = self._calls.get(call_id)
-                if running is not None:
-                    running.cancel()
+                cancelled = self._calls.get(call_id)
+                if cancelled is not None:
+                    cancelled.cancel()
             case ProbeNow():
                 return await self._probe()
             case GetHealth():

@@ -109,3 +109,50 @@ async def test_producers_feel_backpressure_when_the_ledger_falls_behind(tmp_path
                 assert buffer.statistics().pending >= 8
                 gate.set()
         assert await store.count_requests() == 100
+
+
+class GatedStore:
+    """Wraps a real store; each write waits for one ``gate.release()``."""
+
+    def __init__(self, inner: SqliteLedgerStore) -> None:
+        self.inner = inner
+        self.gate = anyio.Semaphore(0)
+
+    async def write(self, records: Sequence[object]) -> None:
+        await self.gate.acquire()
+        await self.inner.write(records)  # type: ignore[arg-type]
+
+
+async def test_held_back_producer_waits_for_one_batch_not_the_backlog(tmp_path: Path) -> None:
+    """Past max_pending, the ledger resumes taking records after one more batch, not after the whole backlog."""
+
+    class SmallLedger(LedgerActor):
+        mailbox_size = 4
+
+    async with SqliteLedgerStore(tmp_path / "l.sqlite") as store:
+        gated = GatedStore(store)
+        buffer = LedgerBuffer()
+        async with Runtime(clock=FakeClock()) as rt:
+            ref = await rt.spawn(
+                lambda: SmallLedger(gated, buffer, batch_size=5, max_pending=100), name="ledger"  # type: ignore[arg-type]
+            )
+
+            async def producer() -> None:
+                for i in range(300):
+                    await ref.tell(rec(i))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(producer)
+                await anyio.wait_all_tasks_blocked()
+                held = buffer.statistics()
+                # The flush loop's first write is stuck; behind it, a backlog of five writes (of 20).
+                assert held.pending >= 100
+                gated.gate.release()  # the flush loop's batch lands; the held-back receive writes next
+                await anyio.wait_all_tasks_blocked()
+                assert buffer.statistics().accepted == held.accepted
+                gated.gate.release()  # the held-back receive's batch lands: it takes records again
+                await anyio.wait_all_tasks_blocked()
+                assert buffer.statistics().accepted > held.accepted
+                for _ in range(300):
+                    gated.gate.release()
+        assert await store.count_requests() == 300

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from pathlib import Path
 
@@ -18,7 +19,13 @@ from interlock.adapters._ledger_schema import (
     LedgerStoreError,
     migrate,
 )
-from interlock.adapters._ledger_store import LedgerStore, SqliteLedgerStore
+from interlock.adapters._ledger_store import (
+    ROWS_PER_INSERT,
+    LedgerStore,
+    SqliteLedgerStore,
+    _attempt_row,
+    _request_row,
+)
 
 T0 = 1_700_000_000.0
 
@@ -309,3 +316,67 @@ async def test_in_memory_path_is_refused(tmp_path: Path) -> None:
     """':memory:' is refused: the ledger must outlive the process."""
     with pytest.raises(LedgerStoreError, match="in-memory"):
         await SqliteLedgerStore(":memory:").open()
+
+
+def test_row_parameters_bind_on_the_fast_path() -> None:
+    """Each record becomes one value per column, all exact int, float or str: bools as 0/1, None as NaN."""
+    sparse = AttemptRecord(
+        request_id="r", attempt=0, ts=T0, tenant="t", caller="c", task="x", model_class="m", model="m",
+        provider="p", outcome="ok",
+    )  # fmt: skip
+    cases = [
+        (full_request(), _request_row, RequestRecord),
+        (RequestRecord(request_id="r", ts=T0, tenant="t", caller="c", task="x"), _request_row, RequestRecord),
+        (full_attempt(), _attempt_row, AttemptRecord),
+        (sparse, _attempt_row, AttemptRecord),
+    ]
+    for record, build, kind in cases:
+        row = build(record)
+        values = msgspec.structs.astuple(record)
+        assert len(row) == len(msgspec.structs.fields(kind))
+        assert all(type(v) in (int, float, str) for v in row)
+        for got, value in zip(row, values, strict=True):
+            if value is None:
+                assert math.isnan(got)  # type: ignore[arg-type]
+            else:
+                assert got == value
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("n", [1, ROWS_PER_INSERT - 1, ROWS_PER_INSERT, ROWS_PER_INSERT + 1, 2 * ROWS_PER_INSERT + 3])
+async def test_batches_of_any_size_store_each_record_once(tmp_path: Path, n: int) -> None:
+    """Batches that fill the multi-row statements exactly, or not, store every record once and nothing else."""
+    batch: list[AttemptRecord | RequestRecord] = []
+    for r in requests(n):
+        batch += [r, full_attempt(r.request_id, 0, ts=r.ts), full_attempt(r.request_id, 1, ts=r.ts)]
+    async with SqliteLedgerStore(tmp_path / "ledger.db") as store:
+        await store.write(batch)
+        assert await store.fetch_requests() == [r for r in batch if isinstance(r, RequestRecord)]
+        assert await store.fetch_attempts() == [r for r in batch if isinstance(r, AttemptRecord)]
+
+
+@pytest.mark.anyio
+async def test_write_keeps_the_batch_it_was_given(tmp_path: Path) -> None:
+    """The caller's list may change once write has started: the batch as passed is what gets stored."""
+    batch: list[AttemptRecord | RequestRecord] = [*requests(500)]
+    async with SqliteLedgerStore(tmp_path / "ledger.db") as store, anyio.create_task_group() as tg:
+        tg.start_soon(store.write, batch)
+        for _ in range(10_000):  # bounded: the write takes the lock within a few scheduler turns
+            if store._lock.locked():
+                break
+            await anyio.lowlevel.checkpoint()
+        batch.clear()
+    async with SqliteLedgerStore(tmp_path / "ledger.db") as store:
+        assert await store.count_requests() == 500
+
+
+@pytest.mark.anyio
+async def test_first_copy_in_a_batch_wins(tmp_path: Path) -> None:
+    """Two copies of a key in one batch, in the same statement or in different ones, store the first."""
+    first = full_request("dup", cost_cents=1.0)
+    fillers = requests(2 * ROWS_PER_INSERT)
+    batch = [first, full_request("dup", cost_cents=2.0), *fillers, full_request("dup", cost_cents=3.0)]
+    async with SqliteLedgerStore(tmp_path / "ledger.db") as store:
+        await store.write(batch)
+        assert [r for r in await store.fetch_requests() if r.request_id == "dup"] == [first]
+        assert await store.count_requests() == 1 + len(fillers)
