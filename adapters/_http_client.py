@@ -21,6 +21,7 @@ uncompressed, because the adapter feeds raw bytes to the codec.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import aiohttp
@@ -30,7 +31,7 @@ from httpx_aiohttp.httpx2 import AiohttpTransport
 
 from interlock._errors import ConfigError
 
-__all__ = ["HttpTimeouts", "TransportName", "build_client", "set_read_timeout"]
+__all__ = ["HttpTimeouts", "RequestBuilder", "TransportName", "body_chunks", "build_client", "set_read_timeout"]
 
 TransportName = Literal["aiohttp", "httpx"]
 
@@ -38,6 +39,9 @@ TransportName = Literal["aiohttp", "httpx"]
 _AIOHTTP_RESPONSE = "interlock.aiohttp_response"
 _HEADERS = {"accept-encoding": "identity", "user-agent": "interlock"}
 _KEEPALIVE_S = 5.0  # httpx2's default; short enough to dodge most servers' idle-close races
+# Headers that httpx2 fills in itself unless given; a request that brings one is built the slow way.
+_FRAMING = frozenset({"host", "content-length", "transfer-encoding"})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "QUERY"})  # given Content-Length: 0 when empty
 
 
 class HttpTimeouts(msgspec.Struct, frozen=True, kw_only=True):
@@ -110,3 +114,56 @@ def set_read_timeout(response: httpx2.Response, seconds: float) -> None:
             # later on the pooled connection (aiohttp drops it at the end of a body, not after).
             if not aio.content.is_eof():
                 protocol.start_timeout()
+
+
+class RequestBuilder:
+    """Builds one client's requests, header for header as ``httpx2.Request(content=...)`` would.
+
+    The client's default headers go under each request's own (a plain dict merge, as before),
+    then ``Host`` and ``Content-Length`` are added where and as httpx2 adds them. The URL of each
+    path is joined once. ``client.build_request`` re-merges URL, cookies and default headers on
+    every call, and ``Request(content=...)`` rebuilds its header list twice over; handing httpx2
+    the finished list costs about 7 us a request on the reference machine, against 28 for
+    ``Request(content=...)`` and 85 for ``build_request``.
+    """
+
+    __slots__ = ("_client", "_defaults", "_urls")
+
+    def __init__(self, client: httpx2.AsyncClient) -> None:
+        self._client = client
+        self._defaults = dict(client.headers)
+        self._urls: dict[str, httpx2.URL] = {}
+
+    def build(self, method: str, path: str, headers: dict[str, str], body: bytes) -> httpx2.Request:
+        """The request ``method path`` with ``headers`` over the client's defaults and ``body``."""
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = self._client.build_request(method, path).url
+        merged = {**self._defaults, **headers}
+        if not _FRAMING.isdisjoint(map(str.lower, headers)):
+            return httpx2.Request(method, url, headers=merged, content=body or None)
+        # httpx2's order: Host, then the empty body's Content-Length: 0, or a body's after the rest.
+        given = [(name.encode("ascii"), value.encode("ascii")) for name, value in merged.items()]
+        items = [(b"Host", url.netloc)] if url.host else []
+        if body:
+            items += given
+            items.append((b"Content-Length", b"%d" % len(body)))
+        else:
+            if method.upper() in _BODY_METHODS:
+                items.append((b"Content-Length", b"0"))
+            items += given
+        request = httpx2.Request(method, url, headers=items, stream=httpx2.ByteStream(body))
+        request.read()  # what content= does: the transports take the body as bytes
+        request.headers.encoding = "ascii"  # what httpx2 would find, by decoding every header once
+        return request
+
+
+def body_chunks(response: httpx2.Response) -> AsyncIterator[bytes]:
+    """The body as the transport yields it: ``aiter_raw`` without its re-chunking and accounting layer.
+
+    An async generator with both transports; the caller closes it, then the response.
+    """
+    stream = response.stream
+    if not isinstance(stream, httpx2.AsyncByteStream):
+        raise TypeError("the response of an async client has an async stream")
+    return stream.__aiter__()

@@ -9,6 +9,10 @@ Stream rules: text, reasoning and tool-call fragments are emitted as they arrive
 ``ToolCallDone`` of every call when the choice's finish reason arrives; one ``UsageEvent`` then one
 ``Finish`` at ``data: [DONE]`` (usage arrives in its own chunk with empty ``choices``, after the
 finish reason). Any failure leaves as ``MidStreamError`` carrying the text decoded so far.
+
+Each event's data goes to msgspec as the bytes it came in; only data that msgspec refuses (blank,
+padded with non-JSON whitespace, invalid UTF-8, malformed) takes the text path, stripped and with
+invalid UTF-8 replaced, so the outcome is the one a text-first decoder would reach.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from interlock._types import (
 )
 
 from ._codec import HeldFailure
-from ._openai_wire import CHUNK_DECODER, WireDelta, WireError, WireToolCallDelta, WireUsage
+from ._openai_wire import CHUNK_DECODER, WireChunk, WireDelta, WireError, WireToolCallDelta, WireUsage
 from ._sse import SSEParser
 
 __all__ = ["OpenAIStreamDecoder", "describe", "error_kind", "finish_reason", "redact", "status_kind", "usage_of"]
@@ -177,8 +181,8 @@ class OpenAIStreamDecoder:
         out: list[StreamEvent] = []
         if not self._done:
             try:
-                for event in self._parser.feed(chunk):
-                    self._on_data(event.data, out, cut=False)
+                for _, data in self._parser.feed_raw(chunk):
+                    self._on_data(data, out, cut=False)
                     if self._done:
                         break
             except MidStreamError as exc:
@@ -191,8 +195,8 @@ class OpenAIStreamDecoder:
         out: list[StreamEvent] = []
         if self._done:
             return out
-        for event in self._parser.close():
-            self._on_data(event.data, out, cut=True)
+        for _, data in self._parser.close_raw():
+            self._on_data(data, out, cut=True)
             if self._done:
                 return out
         if self._finish is not None and self._compatible:
@@ -205,23 +209,24 @@ class OpenAIStreamDecoder:
     def _error(self, kind: ErrorClass, detail: str) -> MidStreamError:
         return MidStreamError(kind, self._provider, partial=self.partial_text, model=self._model, detail=detail)
 
-    def _on_data(self, data: str, out: list[StreamEvent], *, cut: bool) -> None:
-        payload = data.strip()
-        if not payload:
-            return
-        if payload == "[DONE]":
+    def _on_data(self, data: bytes, out: list[StreamEvent], *, cut: bool) -> None:
+        if data == b"[DONE]":
             self._done = True
             out.extend(self._final())
             return
         try:
-            chunk = CHUNK_DECODER.decode(payload)
-        except msgspec.DecodeError as exc:
-            what = "stream cut mid-event" if cut else "malformed JSON"
-            detail = f"{what} from {self._provider} at stream byte offset {self._parser.offset}: {exc}"
-            raise self._error(ErrorClass.SERVER_ERROR, detail) from exc
-        err = chunk.as_error()
-        if err is not None:
-            raise self._error(error_kind(err), describe(err, self._key))
+            # msgspec reads the bytes as they came; anything it refuses takes the text path below.
+            chunk: WireChunk | None = CHUNK_DECODER.decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            chunk = self._decode_text(data.decode("utf-8", "replace"), out, cut=cut)
+        if chunk is None:
+            return
+        # The fields as_error reads, tested first: most chunks carry no error, and building
+        # the error view of each one cost nearly as much as decoding it.
+        if chunk.error is not None or chunk.message is not None or chunk.object == "error":
+            err = chunk.as_error()
+            if err is not None:
+                raise self._error(error_kind(err), describe(err, self._key))
         usage = chunk.usage or (chunk.x_groq.usage if chunk.x_groq is not None else None)
         if usage is not None:
             self._usage = usage_of(usage)
@@ -232,16 +237,35 @@ class OpenAIStreamDecoder:
                 if choice.finish_reason:
                     self._on_finish(choice.finish_reason, out)
 
+    def _decode_text(self, text: str, out: list[StreamEvent], *, cut: bool) -> WireChunk | None:
+        """The data as text, stripped: blank, ``[DONE]`` (None), or a chunk; invalid UTF-8 is replaced."""
+        payload = text.strip()
+        if not payload:
+            return None
+        if payload == "[DONE]":
+            self._done = True
+            out.extend(self._final())
+            return None
+        try:
+            return CHUNK_DECODER.decode(payload)
+        except msgspec.DecodeError as exc:
+            what = "stream cut mid-event" if cut else "malformed JSON"
+            detail = f"{what} from {self._provider} at stream byte offset {self._parser.offset}: {exc}"
+            raise self._error(ErrorClass.SERVER_ERROR, detail) from exc
+
     def _on_delta(self, delta: WireDelta, out: list[StreamEvent]) -> None:
         thinking = delta.reasoning_content or delta.reasoning
         if thinking:
             out.append(ThinkingDelta(thinking))
-        for text in (delta.content, delta.refusal):
-            if text:
-                self._text.append(text)
-                out.append(TextDelta(text))
-        for fragment in delta.tool_calls or ():
-            self._on_fragment(fragment, out)
+        if delta.content:
+            self._text.append(delta.content)
+            out.append(TextDelta(delta.content))
+        if delta.refusal:
+            self._text.append(delta.refusal)
+            out.append(TextDelta(delta.refusal))
+        if delta.tool_calls:
+            for fragment in delta.tool_calls:
+                self._on_fragment(fragment, out)
         if delta.function_call is not None:
             self._on_fragment(WireToolCallDelta(index=0, function=delta.function_call), out)
 

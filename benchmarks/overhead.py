@@ -6,7 +6,8 @@ floor is a bare aiohttp client that POSTs OpenAI-format streaming requests and p
 ``data:`` line with ``json.loads``; the door is ``interlock.open`` on a config with one
 ``openai_compatible`` provider at the simulator (no hedging, no retries, ledger on a temp file).
 A third column, ``adapter``, streams through interlock's ``HttpAdapter`` (httpx2 over aiohttp,
-the OpenAI codec) with no actors: it splits the door's cost into transport+codec and the rest.
+the OpenAI codec; its ``batches``, as the provider actor reads it) with no actors: it splits the
+door's cost into transport+codec and the rest.
 
 Figures per side: requests/s, p50/p99 latency (request start to end of stream) and CPU ms per
 request (this process's own CPU, ``time.process_time``, all threads: the door's ledger thread
@@ -121,9 +122,10 @@ async def adapter_run(url: str, n: int, concurrency: int, tokens: int, warmup: i
 
         async def one() -> None:
             chunks = 0
-            async for event in adapter.stream(request, MODEL_ID):
-                if type(event) is TextDelta:
-                    chunks += 1
+            async for batch in adapter.batches(request, MODEL_ID):  # what the provider actor reads
+                for event in batch:
+                    if type(event) is TextDelta:
+                        chunks += 1
             if chunks < tokens:
                 raise RuntimeError(f"adapter: {chunks} text chunks, expected {tokens}")
 

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar, Generic, TypeVar, final
 
 import anyio
+import anyio.lowlevel
 import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
 from ._clock import Clock, RealClock
 from ._errors import ActorStopped, AskTimeout, InterlockError, MailboxFull
+from ._mailbox import EMPTY, Mailbox, MailboxClosed
 from ._streams import EventSink, EventStream, Reply, _Channel
 
 M = TypeVar("M")
@@ -65,7 +68,7 @@ class _Cell:
     def __init__(self, name: str, capacity: int) -> None:
         self.name = name
         self.capacity = capacity
-        self.send, self.recv = anyio.create_memory_object_stream[object](capacity)
+        self.mailbox = Mailbox(capacity)
         self.accepting = True
         self.stop_token: _Stop | None = None
 
@@ -73,30 +76,26 @@ class _Cell:
         """Refuse new messages; the loop drains what is queued, then stops."""
         self.accepting = False
         self.stop_token = token = _Stop()
-        try:
-            self.send.send_nowait(token)
-        except anyio.WouldBlock:
+        with contextlib.suppress(MailboxClosed):
             # No room for the sentinel: the loop sees ``accepting`` is off once it has drained
             # the queue; the supervisor's shutdown deadline cancels it if it cannot keep up.
-            pass
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass
+            self.mailbox.put_nowait(token)
 
     def drained(self) -> bool:
         """True when no message is queued."""
-        return self.recv.statistics().current_buffer_used == 0
+        return self.mailbox.queued == 0
 
     def close(self) -> None:
         """Close for good: answer every queued ask and stream with ``ActorStopped``."""
         self.accepting = False
+        mailbox = self.mailbox
+        mailbox.close()
         while True:
             try:
-                item = self.recv.receive_nowait()
-            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                item = mailbox.take_nowait()
+            except MailboxClosed:
                 break
             _refuse(item, self.name)
-        self.recv.close()
-        self.send.close()
 
 
 def _refuse(item: object, name: str) -> None:
@@ -134,15 +133,8 @@ class ActorRef(Generic[M]):
 
     def tell_nowait(self, msg: M) -> None:
         """Deliver ``msg`` now or raise ``MailboxFull``; never waits."""
-        cell = self._cell
-        if not cell.accepting:
-            raise ActorStopped(cell.name)
-        try:
-            cell.send.send_nowait(msg)
-        except anyio.WouldBlock:
-            raise MailboxFull(cell.name, cell.capacity) from None
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            raise ActorStopped(cell.name) from None
+        if not self._put_nowait(msg):
+            raise MailboxFull(self._cell.name, self._cell.capacity)
 
     async def ask(self, msg: M, *, timeout: float | None = 30.0) -> Any:
         """Send ``msg`` and wait for the reply; ``AskTimeout`` after ``timeout`` seconds.
@@ -170,8 +162,8 @@ class ActorRef(Generic[M]):
 
     def statistics(self) -> MailboxStatistics:
         """The mailbox's queue length, capacity and waiting senders."""
-        stats = self._cell.send.statistics()
-        return MailboxStatistics(stats.current_buffer_used, stats.max_buffer_size, stats.tasks_waiting_send)
+        mailbox = self._cell.mailbox
+        return MailboxStatistics(mailbox.queued, mailbox.capacity, mailbox.writers_waiting)
 
     def _put_nowait(self, item: object) -> bool:
         """Queue ``item`` if the mailbox has room (no scheduling point); False when it is full."""
@@ -179,20 +171,17 @@ class ActorRef(Generic[M]):
         if not cell.accepting:
             raise ActorStopped(cell.name)
         try:
-            cell.send.send_nowait(item)
-        except anyio.WouldBlock:
-            return False
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return cell.mailbox.put_nowait(item)
+        except MailboxClosed:
             raise ActorStopped(cell.name) from None
-        return True
 
     async def _put(self, item: object) -> None:
         cell = self._cell
         if not cell.accepting:
             raise ActorStopped(cell.name)
         try:
-            await cell.send.send(item)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await cell.mailbox.put(item)
+        except MailboxClosed:
             raise ActorStopped(cell.name) from None
 
 
@@ -337,25 +326,22 @@ class Actor(abc.ABC, Generic[M]):
             self._tasks = None
 
     async def _actor_loop(self, cell: _Cell) -> bool:
-        recv = cell.recv
+        mailbox = cell.mailbox
         handled = 0
         while True:
             try:
                 # Drain what is queued without a loop turn per message; yield every so often so
                 # one busy actor cannot starve the rest.
-                if handled < 64:
-                    item = recv.receive_nowait()
-                    handled += 1
-                else:
+                if handled >= 64:
                     handled = 0
-                    item = await recv.receive()
-            except anyio.WouldBlock:
-                handled = 0
-                try:
-                    item = await recv.receive()
-                except (anyio.EndOfStream, anyio.ClosedResourceError):
-                    return True
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                    await anyio.lowlevel.checkpoint()  # before taking: a cancelled turn loses nothing
+                item = mailbox.take_nowait()
+                if item is EMPTY:
+                    handled = 0
+                    item = await mailbox.take()
+                else:
+                    handled += 1
+            except MailboxClosed:
                 return True
             if type(item) is _Stop:
                 if item is cell.stop_token:

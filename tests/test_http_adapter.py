@@ -185,6 +185,29 @@ async def test_stream_yields_each_chunk_before_the_next_arrives(make: Make) -> N
 
 
 @pytest.mark.anyio
+async def test_batches_hand_over_each_chunks_events_together(make: Make) -> None:
+    """``batches`` yields one non-empty list per chunk that completed events, in the order ``stream`` gives."""
+    second_sent = anyio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = await stream_then(request, HEAD + _text("Hel") + _text("lo"))
+        await second_sent.wait()
+        await response.write(_text(" there") + TAIL)
+        return response
+
+    async with serve(handler) as url:
+        batches: list[list[StreamEvent]] = []
+        with anyio.fail_after(10):
+            async with contextlib.aclosing(make(url).batches(REQUEST, "m-1")) as it:
+                async for batch in it:
+                    batches.append(batch)
+                    second_sent.set()
+    assert all(batches)
+    assert batches[0] == [TextDelta("Hel"), TextDelta("lo")]  # one chunk, one hand-over
+    assert [e for batch in batches for e in batch] == [TextDelta("Hel"), TextDelta("lo"), TextDelta(" there"), *DONE]
+
+
+@pytest.mark.anyio
 async def test_non_stream_decodes_the_whole_body(make: Make) -> None:
     """``stream=False`` asks for a whole message and yields the events a stream of it would give."""
     bodies: list[Any] = []
