@@ -285,7 +285,8 @@ class RequestRun:
                 self._fail(attempt, AdmissionRejected(candidate.provider, "disabled"))
                 continue
             try:
-                await self._rails.enter(self.request, attempt, self._input_tokens)
+                if self._rails.rails:
+                    await self._rails.enter(self.request, attempt, self._input_tokens)
             except (AdmissionRejected, BudgetExceeded) as exc:
                 self._fail(attempt, exc)
                 continue

@@ -110,6 +110,8 @@ class RouterActor(Actor[RouterMsg]):
 
     def _hedge_policy(self, resolution: Resolution) -> HedgePolicy:
         job = resolution.policy
+        if job.hedge_after_ms is None:
+            return _NO_HEDGE
         first = resolution.candidates[0].name if resolution.candidates else ""
         delay = _delay(job, self._ttft.get(first))
         return HedgePolicy(delay, job.max_hedges if delay is not None else 0, self._spender(resolution.job))
@@ -140,6 +142,13 @@ class RouterActor(Actor[RouterMsg]):
         self._budgets[msg.job] = on_success(budget, self._config.hedge_budget)
         if msg.ttft_s is not None and not msg.hedge:
             self._ttft.setdefault(msg.model, RollingLatency()).add(msg.ttft_s)
+
+
+async def _never() -> bool:
+    return False
+
+
+_NO_HEDGE = HedgePolicy(None, 0, _never)  # shared by every request of a job that does not hedge
 
 
 def _delay(job: JobConfig, window: RollingLatency | None) -> float | None:

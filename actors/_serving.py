@@ -163,23 +163,24 @@ class Serving:
                     self.parked = False
             else:
                 attempt, event = await run.start()
-                take = _taker(attempt)
+                batch = [event]
                 while True:
-                    attempt.observe(event, clock)
-                    self.parked = True
-                    yield event
-                    self.parked = False
-                    if type(event) is Finish:
+                    for event in batch:
+                        attempt.observe(event, clock)
+                        self.parked = True
+                        yield event
+                        self.parked = False
+                        if type(event) is Finish:
+                            break
+                    if attempt.finish is not None:
                         break
-                    buffered = take()  # no call into the run while events are buffered
-                    if buffered is not None:
-                        event = buffered
-                        continue
-                    try:
-                        event = await run.next_event(attempt)
-                    except (InterlockError, Stalled) as exc:
-                        attempt, event = await run.recover(attempt, exc)
-                        take = _taker(attempt)
+                    batch = _buffered(attempt)  # what arrived meanwhile, taken without a wait
+                    if not batch:
+                        try:
+                            batch = [await run.next_event(attempt)]
+                        except (InterlockError, Stalled) as exc:
+                            attempt, event = await run.recover(attempt, exc)
+                            batch = [event]
                 run.winner = winner = attempt
                 await run.close()
                 if key is not None:
@@ -332,10 +333,10 @@ class Serving:
         return ttft, elapsed
 
 
-def _taker(attempt: Attempt) -> Callable[[], StreamEvent | None]:
+def _buffered(attempt: Attempt) -> list[StreamEvent]:
     stream = attempt.stream
     assert stream is not None
-    return stream.take_nowait
+    return stream.take_buffered()
 
 
 def _holds_events(ctx: ServingContext, run: RequestRun, request: ChatRequest) -> bool:

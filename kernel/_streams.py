@@ -245,6 +245,18 @@ class EventStream(Generic[E]):
             return self._take()
         return None
 
+    def take_buffered(self) -> list[E]:
+        """Every buffered event at once (an empty list when none is buffered), oldest first."""
+        channel = self._channel
+        events = channel.events
+        if not events:
+            return []
+        taken = list(events)
+        events.clear()
+        _wake(channel.writer)
+        channel.writer = None
+        return taken
+
     async def next_before(self, clock: Clock, deadline: float) -> E | None:
         """The next event, or None if none came before ``deadline`` on ``clock``.
 

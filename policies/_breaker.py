@@ -274,6 +274,10 @@ def _trim(window: tuple[Sample, ...], now: float, cfg: BreakerConfig) -> tuple[S
 
 def _record_closed(state: BreakerState, sample: Sample, now: float, cfg: BreakerConfig) -> BreakerState:
     window = _trim((*state.window, sample), now, cfg)
+    if not (sample.failed or sample.slow) and cfg.window_s is None and len(state.window) >= cfg.min_calls:
+        # A good call added to a full-enough count window (which did not trip) cannot raise either
+        # rate: the window only gains a good call and maybe drops its oldest. No need to count.
+        return replace(state, window=window)
     reason = _trip_reason(window, cfg)
     if reason is None:
         return replace(state, window=window)
