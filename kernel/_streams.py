@@ -117,13 +117,7 @@ class EventSink(Generic[E]):
     async def send(self, event: E) -> None:
         """Send one event; waits while the reader's buffer is full (backpressure)."""
         while not self.send_nowait(event):
-            channel = self._channel
-            waiter = channel.writer = asyncio.get_running_loop().create_future()
-            try:
-                await waiter
-            finally:
-                if channel.writer is waiter:
-                    channel.writer = None
+            await self._room()
 
     def send_nowait(self, event: E) -> bool:
         """Send without waiting; False when the buffer is full (the caller then awaits ``send``)."""
@@ -134,7 +128,7 @@ class EventSink(Generic[E]):
             return False
         channel.events.append(event)
         reader = channel.reader
-        if reader is not None:
+        if reader is not None:  # inline _wake: this runs once per token
             channel.reader = None
             if not reader.done():
                 reader.set_result(None)
@@ -159,13 +153,17 @@ class EventSink(Generic[E]):
     async def send_batch(self, events: list[E]) -> None:
         """Send several events at once; waits while the reader's buffer is too full for them."""
         while not self.send_batch_nowait(events):
-            channel = self._channel
-            waiter = channel.writer = asyncio.get_running_loop().create_future()
-            try:
-                await waiter
-            finally:
-                if channel.writer is waiter:
-                    channel.writer = None
+            await self._room()
+
+    async def _room(self) -> None:
+        """Wait until the reader takes something (or goes away)."""
+        channel = self._channel
+        waiter = channel.writer = asyncio.get_running_loop().create_future()
+        try:
+            await waiter
+        finally:
+            if channel.writer is waiter:
+                channel.writer = None
 
     @property
     def closed(self) -> bool:
