@@ -118,7 +118,7 @@ class LedgerActor(Actor[LedgerMsg]):
             buffer.items.append(msg)  # type: ignore[arg-type]  # a single record
             buffer.accepted += 1
         pending = len(buffer.items)
-        if pending >= self._batch_size:
+        if pending >= self._batch_size and not self._wake.is_set():
             self._wake.set()
         if pending >= self._max_pending:
             # Backpressure: write one batch (just below the limit again), not the whole backlog,

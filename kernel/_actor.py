@@ -347,18 +347,15 @@ class Actor(abc.ABC, Generic[M]):
                 if item is cell.stop_token:
                     return True
                 continue
-            await self._actor_dispatch(item)
+            kind = type(item)
+            if kind is _Ask:
+                await self._actor_ask(item)  # type: ignore[arg-type]
+            elif kind is _AskStream:
+                await self._actor_stream(item)  # type: ignore[arg-type]
+            else:
+                await self.receive(item)  # type: ignore[arg-type]  # tells carry the actor's M
             if not cell.accepting and cell.drained():
                 return True
-
-    async def _actor_dispatch(self, item: object) -> None:
-        kind = type(item)
-        if kind is _Ask:
-            await self._actor_ask(item)  # type: ignore[arg-type]
-        elif kind is _AskStream:
-            await self._actor_stream(item)  # type: ignore[arg-type]
-        else:
-            await self.receive(item)  # type: ignore[arg-type]  # tells carry the actor's M
 
     async def _actor_ask(self, item: _Ask) -> None:
         self._current, self._detached = item, False
