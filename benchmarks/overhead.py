@@ -248,7 +248,7 @@ def run() -> None:
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight at once")
     parser.add_argument("--tokens", type=int, default=20, help="output tokens (SSE chunks) per answer")
     parser.add_argument("--warmup", type=int, default=200, help="unmeasured requests before each side")
-    parser.add_argument("--rounds", type=int, default=5, help="best of N rounds (lowest CPU) per side")
+    parser.add_argument("--rounds", type=int, default=7, help="best of N rounds (lowest CPU) per side")
     parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the door's best round")
     args = parser.parse_args()
     results = anyio.run(main, args)
