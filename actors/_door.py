@@ -45,7 +45,7 @@ from interlock.actors._rail_budget import BudgetRail
 from interlock.actors._rail_cache import CacheRail
 from interlock.actors._rail_lease import LeaseRail
 from interlock.actors._rails import AttemptRail, AttemptRails
-from interlock.actors._router import RouterActor
+from interlock.actors._router import RouterActor, new_request_id
 from interlock.actors._serving import InFlight, RouterRails, ServingContext, serve
 from interlock.actors._wiring import build_adapter, is_enabled
 from interlock.adapters._ledger_store import SqliteLedgerStore
@@ -130,6 +130,8 @@ class Door:
 
     def stream(self, prompt: Prompt, **options: Any) -> AsyncGenerator[StreamEvent | RouteEvent]:
         """Yield the answer's events as they arrive, then one ``RouteEvent``."""
+        if "request_id" not in options:  # the id is made here, not by a copy of the request later
+            options = {**options, "request_id": new_request_id(self._context.clock.wall())}
         return self.send(build_request(prompt, options))
 
     def send(self, request: ChatRequest) -> AsyncGenerator[StreamEvent | RouteEvent]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
@@ -270,7 +271,15 @@ class EventStream(Generic[E]):
                 raise anyio.ClosedResourceError
             if clock.now() >= deadline:
                 return None
-            await self._wait(clock, deadline)
+            # The wait is inlined (not ``_wait``): one coroutine less on every wake-up of a stream.
+            waiter = channel.reader = asyncio.get_running_loop().create_future()
+            timer = clock.call_at(deadline, partial(_wake, waiter))
+            try:
+                await waiter
+            finally:
+                if channel.reader is waiter:
+                    channel.reader = None
+                timer.cancel()
 
     def _take(self) -> E:
         channel = self._channel
