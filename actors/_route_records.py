@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from interlock._errors import ChainExhausted, ConsumerGone, ErrorClass, InterlockError
 from interlock._records import Outcome, RequestRecord
-from interlock._types import ChatRequest, ChatResponse, Route
+from interlock._types import ChatRequest, ChatResponse, Route, Usage
 from interlock.actors._attempt import Attempt, _ms
 from interlock.actors._request_run import RequestRun
 
@@ -65,7 +65,10 @@ def request_record(
 ) -> RequestRecord:
     """The request's row; TTFT and TTLT are measured from when the request entered the router."""
     attempts = run.attempts if run is not None else []
-    usage = [a.usage for a in attempts]
+    if len(attempts) == 1:  # the common case: no sums over one attempt
+        total, cost = attempts[0].usage, attempts[0].cost()
+    else:
+        total, cost = sum((a.usage for a in attempts), Usage()), sum(a.cost() for a in attempts)
     degraded = winner is not None and run is not None and is_degraded(run, winner)
     kind: str | None = None
     if isinstance(error, ConsumerGone) or (error is not None and not isinstance(error, InterlockError)):
@@ -83,11 +86,11 @@ def request_record(
         model=winner.candidate.name if winner else "",
         provider=winner.candidate.provider if winner else "",
         outcome=outcome,
-        input_tokens=sum(u.input_tokens for u in usage),
-        output_tokens=sum(u.output_tokens for u in usage),
-        cache_read_tokens=sum(u.cache_read_tokens for u in usage),
-        cache_write_tokens=sum(u.cache_write_tokens for u in usage),
-        cost_cents=sum(a.cost() for a in attempts),
+        input_tokens=total.input_tokens,
+        output_tokens=total.output_tokens,
+        cache_read_tokens=total.cache_read_tokens,
+        cache_write_tokens=total.cache_write_tokens,
+        cost_cents=cost,
         ttft_ms=_ms(timings[0]),
         ttlt_ms=_ms(timings[1]) if winner else None,
         error=str(kind) if kind else None,
