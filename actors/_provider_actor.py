@@ -226,11 +226,21 @@ class ProviderActor(Actor[ProviderMsg]):
             async with sink:
                 await self._acquire_slot()
                 self._in_flight += 1
+                held = True
+
+                def free() -> None:
+                    # Once, at the answer's finish: the caller may send its next call at once, and
+                    # must find the slot free rather than held while this response is put away.
+                    nonlocal held
+                    if held:
+                        held = False
+                        self._in_flight -= 1
+                        self._slots.release()
+
                 try:
-                    ttft = await self._relay(call, sink, start)
+                    ttft = await self._relay(call, sink, start, free)
                 finally:
-                    self._in_flight -= 1
-                    self._slots.release()
+                    free()
         except AdmissionRejected:
             error = ErrorClass.CANCELLED  # never reached the provider: the breaker must not count it
         except InterlockError as exc:
@@ -246,8 +256,12 @@ class ProviderActor(Actor[ProviderMsg]):
             outcome = CallOutcome(error=error, ttft_s=ttft, epoch=epoch)
             self._set_breaker(record(self._breaker, outcome, self.clock.now(), self._settings.breaker))
 
-    async def _relay(self, call: Call, sink: EventSink[Any], start: float) -> float | None:
+    async def _relay(
+        self, call: Call, sink: EventSink[Any], start: float, answered: Callable[[], None]
+    ) -> float | None:
         """Copy the adapter's events into the caller's stream; returns the TTFT (first content or finish).
+
+        ``answered`` is called as soon as the ``Finish`` event is handed over.
 
         An adapter with ``batches`` hands over each network chunk's events as one list, which
         crosses to the caller with one wake-up instead of one per token.
@@ -264,6 +278,8 @@ class ProviderActor(Actor[ProviderMsg]):
                         ttft = self.clock.now() - start
                     if not sink.send_batch_nowait(batch):
                         await sink.send_batch(batch)
+                    if type(batch[-1]) is Finish:
+                        answered()
             finally:
                 await chunks.aclose()  # releases the HTTP response at once
             return ttft
@@ -274,6 +290,8 @@ class ProviderActor(Actor[ProviderMsg]):
                     ttft = self.clock.now() - start
                 if not sink.send_nowait(event):
                     await sink.send(event)
+                if type(event) is Finish:
+                    answered()
         finally:
             # Closing the generator releases the HTTP response or the process at once.
             close = getattr(events, "aclose", None)
