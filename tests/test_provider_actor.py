@@ -51,6 +51,8 @@ class ScriptedAdapter:
         yield TextDelta("hello")
         yield UsageEvent(Usage(3, 1))
         yield Finish("stop")
+        if outcome == "linger":  # the answer is complete, but putting the response away takes a while
+            await anyio.sleep_forever()
 
     async def probe(self) -> None:
         if not self.probe_ok:
@@ -162,6 +164,24 @@ async def test_no_free_slot_is_refused_at_once() -> None:
             await call(ref)
         assert info.value.reason == "no_slot"
         await hung.aclose()
+
+
+async def test_a_finished_answer_frees_its_slot_before_the_call_is_put_away() -> None:
+    """The slot comes back at the answer's Finish: the caller's next call is admitted at once."""
+    clock = FakeClock()
+    adapter = ScriptedAdapter(["linger", "ok"])
+    async with Runtime(clock=clock) as rt:
+        ref = await rt.spawn(
+            lambda: ProviderActor("fake", lambda: adapter, settings(max_concurrency=1)), name="p", shutdown=0.2
+        )
+        first = await ref.ask_stream(Call(REQUEST, "m"))
+        async for event in first:  # a caller stops reading at the Finish, as the request walk does
+            if type(event) is Finish:
+                break
+        assert (await ref.ask(GetHealth())).free_slots == 1  # the adapter is still open, the slot is not held
+        second = await call(ref)
+        assert type(second[-1]) is Finish
+        await first.aclose()
 
 
 async def test_crash_ends_in_flight_calls_typed_and_restarts() -> None:
