@@ -126,24 +126,22 @@ class Serving:
         self._ts, self._started = ctx.clock.wall(), ctx.clock.now()
 
     async def events(self) -> AsyncGenerator[StreamEvent | RouteEvent]:
+        """The caller's stream: plan, cache, walk (or judged answer), records, then the route.
+
+        The plain streamed walk is written out here rather than in a helper generator: a token
+        then passes through one generator, not two.
+        """
         ctx = self._ctx
         clock = ctx.clock
         ctx.in_flight.add(self)
         try:
-            plan: Plan = await ctx.router.ask(RouteRequest(self.request), timeout=None)
-            request, resolution, hedge = self.request, plan.resolution, plan.hedge
-            label: str | None = None
-            detail = ""
-            if resolution.policy.classifier is not None:
-                resolution, label, detail = await self._classify(request, resolution, plan.tokens)
-                hedge = await ctx.router.ask(HedgeFor(resolution), timeout=None)
-            request = self.request = _with_prompt_cache(request, resolution.policy)
+            request, resolution, hedge, tokens, label, detail = await self._plan()
             key = self._cache_key(request, resolution)
             if key is not None:
                 hit = await self._cached(key)
                 if hit is not None:
-                    self._recorded = True
                     await ctx.ledger.tell(cache_hit_record(request, resolution.job, self._ts, hit))
+                    self._recorded = True
                     for event in replay(hit):
                         self.parked = True
                         yield event
@@ -151,7 +149,7 @@ class Serving:
                     yield RouteEvent(cached_route(hit, resolution.job))
                     return
             run = self._run = RequestRun(
-                request, resolution, ctx.providers, clock, hedge, ctx.rails.attempt, input_tokens=plan.tokens
+                request, resolution, ctx.providers, clock, hedge, ctx.rails.attempt, input_tokens=tokens
             )
             run.route_label, run.route_detail = label, detail
             answer: ChatResponse | None = None
@@ -200,6 +198,19 @@ class Serving:
             raise
         finally:
             ctx.in_flight.discard(self)
+
+    async def _plan(self) -> tuple[ChatRequest, Resolution, HedgePolicy, int, str | None, str]:
+        """The router's plan, with the job's classifier applied and its prompt-cache marks added."""
+        ctx = self._ctx
+        plan: Plan = await ctx.router.ask(RouteRequest(self.request), timeout=None)
+        request, resolution, hedge = self.request, plan.resolution, plan.hedge
+        label: str | None = None
+        detail = ""
+        if resolution.policy.classifier is not None:
+            resolution, label, detail = await self._classify(request, resolution, plan.tokens)
+            hedge = await ctx.router.ask(HedgeFor(resolution), timeout=None)
+        request = self.request = _with_prompt_cache(request, resolution.policy)
+        return request, resolution, hedge, plan.tokens, label, detail
 
     async def abandon(self) -> None:
         """The door is closing under this request: cancel its calls and record it now."""
