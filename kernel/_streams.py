@@ -14,6 +14,7 @@ pays a scheduling checkpoint on every send and receive, which was most of what a
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from collections.abc import AsyncIterator
 from functools import partial
@@ -227,15 +228,9 @@ class EventStream(Generic[E]):
         return self
 
     async def __anext__(self) -> E:
-        channel = self._channel
-        while True:
-            if channel.events:
-                return self._take()
-            if channel.closed:
-                return self._end()
-            if channel.reader_gone:
-                raise anyio.ClosedResourceError
-            await self._wait(None, None)
+        event = await self._read(None, math.inf)
+        assert event is not None  # no deadline: the read only ends with an event, the end or an error
+        return event
 
     def take_nowait(self) -> E | None:
         """A buffered event, or None when none is buffered (the end and errors wait for a read)."""
@@ -261,25 +256,7 @@ class EventStream(Generic[E]):
 
         Raises ``StopAsyncIteration`` at the end and the writer's failure after its events.
         """
-        channel = self._channel
-        while True:
-            if channel.events:
-                return self._take()
-            if channel.closed:
-                return self._end()
-            if channel.reader_gone:
-                raise anyio.ClosedResourceError
-            if clock.now() >= deadline:
-                return None
-            # The wait is inlined (not ``_wait``): one coroutine less on every wake-up of a stream.
-            waiter = channel.reader = asyncio.get_running_loop().create_future()
-            timer = clock.call_at(deadline, partial(_wake, waiter))
-            try:
-                await waiter
-            finally:
-                if channel.reader is waiter:
-                    channel.reader = None
-                timer.cancel()
+        return await self._read(clock, deadline)
 
     def _take(self) -> E:
         channel = self._channel
@@ -291,17 +268,27 @@ class EventStream(Generic[E]):
                 writer.set_result(None)
         return event
 
-    async def _wait(self, clock: Clock | None, deadline: float | None) -> None:
+    async def _read(self, clock: Clock | None, deadline: float) -> E | None:
+        """The next event; with a clock, None once ``deadline`` passes on it first."""
         channel = self._channel
-        waiter = channel.reader = asyncio.get_running_loop().create_future()
-        timer = clock.call_at(deadline, lambda: _wake(waiter)) if clock is not None and deadline is not None else None
-        try:
-            await waiter
-        finally:
-            if channel.reader is waiter:
-                channel.reader = None
-            if timer is not None:
-                timer.cancel()
+        while True:
+            if channel.events:
+                return self._take()
+            if channel.closed:
+                return self._end()
+            if channel.reader_gone:
+                raise anyio.ClosedResourceError
+            if clock is not None and clock.now() >= deadline:
+                return None
+            waiter = channel.reader = asyncio.get_running_loop().create_future()
+            timer = clock.call_at(deadline, partial(_wake, waiter)) if clock is not None else None
+            try:
+                await waiter
+            finally:
+                if channel.reader is waiter:
+                    channel.reader = None
+                if timer is not None:
+                    timer.cancel()
 
     def _end(self) -> E:
         channel = self._channel
