@@ -38,20 +38,20 @@ from interlock._types import (
     StreamEvent,
     ToolSpec,
 )
-from interlock.actors._assemble import collect
 from interlock.actors._ledger_actor import Flush, LedgerActor, LedgerBuffer, LedgerStatistics
 from interlock.actors._provider_actor import GetHealth, ProviderActor, ProviderHealth, ProviderSettings
-from interlock.actors._rail_budget import BudgetRail
-from interlock.actors._rail_cache import CacheRail
-from interlock.actors._rail_lease import LeaseRail
-from interlock.actors._rails import AttemptRail, AttemptRails
-from interlock.actors._router import RouterActor, new_request_id
-from interlock.actors._serving import InFlight, RouterRails, ServingContext, serve
+from interlock.actors._router_actor import RouterActor, new_request_id
 from interlock.actors._wiring import build_adapter, is_enabled
-from interlock.adapters._ledger_store import SqliteLedgerStore
-from interlock.adapters._otel import OtelMirror, OtelNaming, setup_from_env
-from interlock.adapters._state_store import SqliteStateStore
-from interlock.adapters.simulator import SimConfig, Simulator
+from interlock.actors.rails._budget import BudgetRail
+from interlock.actors.rails._cache import CacheRail
+from interlock.actors.rails._chain import AttemptRail, AttemptRails
+from interlock.actors.rails._lease import LeaseRail
+from interlock.actors.request._assemble import collect
+from interlock.actors.request._serving import InFlight, RouterRails, ServingContext, serve
+from interlock.adapters.simulator._server import SimConfig, Simulator
+from interlock.adapters.stores._ledger_store import SqliteLedgerStore
+from interlock.adapters.stores._state_store import SqliteStateStore
+from interlock.adapters.telemetry._otel import OtelMirror, OtelNaming, setup_from_env
 from interlock.policies._config import Config, ProviderConfig, default_config, load_config
 from interlock.policies._verify import Verifier
 

@@ -17,7 +17,7 @@ import msgspec
 
 from interlock._actor import Actor
 from interlock._records import AttemptRecord, LedgerRecord, RequestRecord
-from interlock.adapters._ledger_store import LedgerStore
+from interlock.adapters.stores._ledger_store import LedgerStore
 
 
 class Flush(msgspec.Struct, frozen=True, tag=True):

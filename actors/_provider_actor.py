@@ -28,7 +28,7 @@ from interlock._types import (
     ToolCallDelta,
     ToolCallDone,
 )
-from interlock.adapters._provider import ProviderAdapter
+from interlock.adapters.providers._protocol import ProviderAdapter
 from interlock.policies._breaker import (
     BreakerConfig,
     BreakerState,

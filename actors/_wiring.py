@@ -12,13 +12,13 @@ from collections.abc import Mapping
 from interlock._clock import Clock
 from interlock._errors import ConfigError
 from interlock._secret import Secret
-from interlock.adapters._anthropic_codec import AnthropicCodec
-from interlock.adapters._codec import Codec
-from interlock.adapters._command import CommandAdapter
-from interlock.adapters._gemini_codec import GeminiCodec
-from interlock.adapters._http import HttpAdapter, HttpTimeouts
-from interlock.adapters._openai_codec import OpenAICodec
-from interlock.adapters._provider import ProviderAdapter
+from interlock.adapters.providers._codec import Codec
+from interlock.adapters.providers._command import CommandAdapter
+from interlock.adapters.providers._http import HttpAdapter, HttpTimeouts
+from interlock.adapters.providers._protocol import ProviderAdapter
+from interlock.adapters.providers.anthropic._codec import AnthropicCodec
+from interlock.adapters.providers.gemini._codec import GeminiCodec
+from interlock.adapters.providers.openai._codec import OpenAICodec
 from interlock.policies._config import ProviderConfig
 
 DEFAULT_BASE_URLS = {

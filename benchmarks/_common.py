@@ -16,7 +16,7 @@ from pathlib import Path
 
 import msgspec
 
-from interlock.adapters.simulator import ModelStats
+from interlock.adapters.simulator._server import ModelStats
 
 # A simulated model that answers at once: no TTFT, no gap between tokens, a fixed answer length.
 INSTANT_SIM_TOML = """\
@@ -76,13 +76,13 @@ def temp_dir() -> Iterator[Path]:
 
 @contextlib.contextmanager
 def simulator_process(config_toml: str, workdir: Path, timeout_s: float = 30.0) -> Iterator[str]:
-    """Run ``python -m interlock.adapters.simulator`` on 127.0.0.1:<ephemeral>; yields its base URL.
+    """Run ``python -m interlock.adapters.simulator._server`` on 127.0.0.1:<ephemeral>; yields its base URL.
 
     The process is terminated (then killed, if it lingers) when the block ends.
     """
     config = workdir / "simulator.toml"
     config.write_text(config_toml, encoding="utf-8")
-    argv = [sys.executable, "-m", "interlock.adapters.simulator", "--host", "127.0.0.1", "--port", "0",
+    argv = [sys.executable, "-m", "interlock.adapters.simulator._server", "--host", "127.0.0.1", "--port", "0",
             "--config", str(config)]
     errors = workdir / "simulator.stderr"
     with errors.open("w", encoding="utf-8") as err:
@@ -106,7 +106,7 @@ def _read_url(proc: subprocess.Popen[str], errors: Path) -> str:
 # A simulator process that also answers "stats" on stdin with ``Simulator.stats()`` as one JSON line.
 _STATS_SIMULATOR = """\
 import sys, anyio, msgspec
-from interlock.adapters.simulator import Simulator, load_config
+from interlock.adapters.simulator._server import Simulator, load_config
 
 async def main() -> None:
     async with Simulator(load_config(sys.argv[1]), host="127.0.0.1", port=0) as sim:

@@ -44,8 +44,8 @@ from _common import percentile, temp_dir
 
 from interlock import RealClock, RequestRecord, Runtime
 from interlock.actors._ledger_actor import Flush, LedgerActor, LedgerBuffer
-from interlock.actors._router import new_request_id
-from interlock.adapters._ledger_store import SqliteLedgerStore
+from interlock.actors._router_actor import new_request_id
+from interlock.adapters.stores._ledger_store import SqliteLedgerStore
 
 TENANTS = ("acme", "globex", "initech", "umbrella")
 TASKS = ("cheap_bulk", "default", "hard_reasoning", "review")

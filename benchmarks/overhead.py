@@ -34,8 +34,8 @@ from _common import INSTANT_SIM_TOML, model_toml, percentile, provider_toml, sim
 import interlock
 from interlock._clock import RealClock
 from interlock._types import ChatRequest, Message, RouteEvent, TextDelta
-from interlock.adapters._http import HttpAdapter
-from interlock.adapters._openai_codec import OpenAICodec
+from interlock.adapters.providers._http import HttpAdapter
+from interlock.adapters.providers.openai._codec import OpenAICodec
 from interlock.policies._config import Config, parse_config
 
 MODEL_ID = "sim-bench-1"

@@ -21,21 +21,21 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS: dict[str, str] = {
     "FakeClock": "interlock._clock",
-    "Simulator": "interlock.adapters.simulator",
-    "SimConfig": "interlock.adapters.simulator",
-    "Behaviour": "interlock.adapters.simulator",
-    "Outage": "interlock.adapters.simulator",
-    "Chance": "interlock.adapters.simulator",
-    "Normal": "interlock.adapters.simulator",
-    "RateLimit": "interlock.adapters.simulator",
-    "ServerError": "interlock.adapters.simulator",
-    "Unavailable": "interlock.adapters.simulator",
-    "Overloaded": "interlock.adapters.simulator",
-    "Reset": "interlock.adapters.simulator",
-    "StallHeaders": "interlock.adapters.simulator",
-    "StallFirstToken": "interlock.adapters.simulator",
-    "Drop": "interlock.adapters.simulator",
-    "Malformed": "interlock.adapters.simulator",
+    "Simulator": "interlock.adapters.simulator._server",
+    "SimConfig": "interlock.adapters.simulator._server",
+    "Behaviour": "interlock.adapters.simulator._server",
+    "Outage": "interlock.adapters.simulator._server",
+    "Chance": "interlock.adapters.simulator._server",
+    "Normal": "interlock.adapters.simulator._server",
+    "RateLimit": "interlock.adapters.simulator._server",
+    "ServerError": "interlock.adapters.simulator._server",
+    "Unavailable": "interlock.adapters.simulator._server",
+    "Overloaded": "interlock.adapters.simulator._server",
+    "Reset": "interlock.adapters.simulator._server",
+    "StallHeaders": "interlock.adapters.simulator._server",
+    "StallFirstToken": "interlock.adapters.simulator._server",
+    "Drop": "interlock.adapters.simulator._server",
+    "Malformed": "interlock.adapters.simulator._server",
 }
 
 __all__ = [*_EXPORTS, "read_ledger"]
@@ -44,56 +44,56 @@ if TYPE_CHECKING:
     from interlock._clock import FakeClock as FakeClock
     from interlock._records import AttemptRecord as AttemptRecord
     from interlock._records import RequestRecord as RequestRecord
-    from interlock.adapters.simulator import (
+    from interlock.adapters.simulator._server import (
         Behaviour as Behaviour,
     )
-    from interlock.adapters.simulator import (
+    from interlock.adapters.simulator._server import (
         Chance as Chance,
     )
-    from interlock.adapters.simulator import (
+    from interlock.adapters.simulator._server import (
         Drop as Drop,
     )
-    from interlock.adapters.simulator import (
+    from interlock.adapters.simulator._server import (
         Malformed as Malformed,
     )
-    from interlock.adapters.simulator import (
+    from interlock.adapters.simulator._server import (
         Normal as Normal,
     )
-    from interlock.adapters.simulator import (
+    from interlock.adapters.simulator._server import (
         Outage as Outage,
     )
-    from interlock.adapters.simulator import (
+    from interlock.adapters.simulator._server import (
         Overloaded as Overloaded,
     )
-    from interlock.adapters.simulator import (
+    from interlock.adapters.simulator._server import (
         RateLimit as RateLimit,
     )
-    from interlock.adapters.simulator import (
+    from interlock.adapters.simulator._server import (
         Reset as Reset,
     )
-    from interlock.adapters.simulator import (
+    from interlock.adapters.simulator._server import (
         ServerError as ServerError,
     )
-    from interlock.adapters.simulator import (
+    from interlock.adapters.simulator._server import (
         SimConfig as SimConfig,
     )
-    from interlock.adapters.simulator import (
+    from interlock.adapters.simulator._server import (
         Simulator as Simulator,
     )
-    from interlock.adapters.simulator import (
+    from interlock.adapters.simulator._server import (
         StallFirstToken as StallFirstToken,
     )
-    from interlock.adapters.simulator import (
+    from interlock.adapters.simulator._server import (
         StallHeaders as StallHeaders,
     )
-    from interlock.adapters.simulator import (
+    from interlock.adapters.simulator._server import (
         Unavailable as Unavailable,
     )
 
 
 async def read_ledger(path: str | Path) -> tuple[list[RequestRecord], list[AttemptRecord]]:
     """Every request and attempt record in the ledger file at ``path``, oldest first."""
-    from interlock.adapters._ledger_store import SqliteLedgerStore
+    from interlock.adapters.stores._ledger_store import SqliteLedgerStore
 
     async with SqliteLedgerStore(path) as store:
         return await store.fetch_requests(), await store.fetch_attempts()

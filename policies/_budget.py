@@ -9,7 +9,7 @@
     └── reservation_ttl_s           how long a reservation of a process that died keeps counting
 
 A call reserves an upper estimate before it starts and settles the real amount when it ends
-(the ``BudgetStore`` in ``interlock.adapters._state_store`` does both atomically). Metered
+(the ``BudgetStore`` in ``interlock.adapters.stores._state_store`` does both atomically). Metered
 models spend cents against their provider's, tenant's and caller's budgets; subscription models
 (a flat-rate plan, 0 cents a call) spend tokens against their provider's ``tokens_per_day``.
 Budgets are per UTC day: ``day_bucket`` turns a wall-clock timestamp into the day's key.

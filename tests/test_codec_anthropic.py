@@ -36,7 +36,7 @@ from interlock._types import (
     Usage,
     UsageEvent,
 )
-from interlock.adapters._anthropic_codec import AnthropicCodec
+from interlock.adapters.providers.anthropic._codec import AnthropicCodec
 
 DATA = Path(__file__).parent / "data"
 KEY = "sk-ant-api03-SECRETSECRETSECRET"

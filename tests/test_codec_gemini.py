@@ -35,9 +35,9 @@ from interlock._types import (
     Usage,
     UsageEvent,
 )
-from interlock.adapters._codec import Codec, StreamDecoder
-from interlock.adapters._gemini_codec import GeminiCodec
-from interlock.adapters._gemini_schema import to_gemini_schema
+from interlock.adapters.providers._codec import Codec, StreamDecoder
+from interlock.adapters.providers.gemini._codec import GeminiCodec
+from interlock.adapters.providers.gemini._schema import to_gemini_schema
 
 DATA = Path(__file__).parent / "data"
 KEY = "AIzaSyD-SECRETSECRETSECRET0123456789"

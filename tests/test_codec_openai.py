@@ -36,7 +36,7 @@ from interlock._types import (
     Usage,
     UsageEvent,
 )
-from interlock.adapters._openai_codec import OpenAICodec
+from interlock.adapters.providers.openai._codec import OpenAICodec
 
 DATA = Path(__file__).parent / "data"
 KEY = "sk-proj-TESTKEY0123456789abcdef"

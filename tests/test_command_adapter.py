@@ -1,4 +1,4 @@
-"""The command-line adapter, run against the real fake CLI (``interlock.adapters._fake_cli``)."""
+"""The command-line adapter, run against the real fake CLI (``interlock.adapters.simulator._fake_cli``)."""
 
 from __future__ import annotations
 
@@ -26,11 +26,11 @@ from interlock._types import (
     Usage,
     UsageEvent,
 )
-from interlock.adapters._command import CommandAdapter, _JsonLines, render_prompt
+from interlock.adapters.providers._command import CommandAdapter, _JsonLines, render_prompt
 from interlock.policies._command_spec import CommandSpec, StderrRule
 from interlock.policies._tokens import estimate_input_tokens, estimate_text_tokens
 
-FAKE = (sys.executable, "-m", "interlock.adapters._fake_cli")
+FAKE = (sys.executable, "-m", "interlock.adapters.simulator._fake_cli")
 SECRET = "sk-test-0123456789abcdef"
 WAIT_S = 10.0
 

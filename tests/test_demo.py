@@ -15,7 +15,7 @@ def test_demo_shows_fallbacks_hedges_a_breaker_trip_and_the_report(tmp_path: Pat
     ledger = tmp_path / "demo.sqlite"
     env = {**os.environ, "COLUMNS": "200"}
     done = subprocess.run(
-        [sys.executable, "-m", "interlock.actors._cli", "demo", "--ledger", str(ledger)],
+        [sys.executable, "-m", "interlock.actors.cli._main", "demo", "--ledger", str(ledger)],
         capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env, check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]

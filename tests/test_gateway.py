@@ -20,11 +20,11 @@ import uvicorn
 import interlock
 from interlock import ChatRequest, ConfigError, RouteEvent, StreamEvent, ToolCallDone, ToolCallPart
 from interlock._records import RequestRecord
-from interlock.actors._serve import load_keys
-from interlock.adapters._gateway_app import GatewayDoor, ProviderState, VirtualKey, build_app, mask_key
-from interlock.adapters._gateway_codec import ChunkWriter
-from interlock.adapters._ledger_store import SqliteLedgerStore
-from interlock.adapters.simulator import Drop, RateLimit, StallFirstToken
+from interlock.actors.cli._serve import load_keys
+from interlock.adapters.gateway._app import GatewayDoor, ProviderState, VirtualKey, build_app, mask_key
+from interlock.adapters.gateway._codec import ChunkWriter
+from interlock.adapters.simulator._server import Drop, RateLimit, StallFirstToken
+from interlock.adapters.stores._ledger_store import SqliteLedgerStore
 from interlock.policies._config import Config, parse_config
 
 pytestmark = pytest.mark.anyio
@@ -551,7 +551,7 @@ async def test_serve_command_stops_gracefully_and_flushes(tmp_path: Path) -> Non
     config, keys, ledger = tmp_path / "c.toml", tmp_path / "keys.toml", tmp_path / "serve.sqlite"
     config.write_text(CONFIG)
     keys.write_text(f'[keys."{KEY}"]\ntenant = "acme"\n')
-    argv = [sys.executable, "-m", "interlock.actors._serve", "--config", str(config), "--keys", str(keys),
+    argv = [sys.executable, "-m", "interlock.actors.cli._serve", "--config", str(config), "--keys", str(keys),
             "--ledger", str(ledger), "--port", "0", "--log-level", "info"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     async with await anyio.open_process(argv, env=env) as process:

@@ -13,8 +13,8 @@ import pytest
 import uvicorn
 
 import interlock
-from interlock.adapters._gateway_app import build_app
-from interlock.adapters._ledger_store import SqliteLedgerStore
+from interlock.adapters.gateway._app import build_app
+from interlock.adapters.stores._ledger_store import SqliteLedgerStore
 from interlock.policies._config import parse_config
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]

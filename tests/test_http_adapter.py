@@ -22,11 +22,11 @@ from interlock._clock import Clock, FakeClock, RealClock
 from interlock._errors import ConfigError, ErrorClass, MidStreamError, ProviderError
 from interlock._secret import Secret
 from interlock._types import ChatRequest, Finish, Message, StreamEvent, TextDelta, Usage, UsageEvent
-from interlock.adapters._anthropic_codec import AnthropicCodec
-from interlock.adapters._codec import Codec, StreamDecoder, WireRequest
-from interlock.adapters._http import HttpAdapter, HttpTimeouts, _scrub
-from interlock.adapters._http_client import TransportName
-from interlock.adapters.simulator import dead_url
+from interlock.adapters.providers._codec import Codec, StreamDecoder, WireRequest
+from interlock.adapters.providers._http import HttpAdapter, HttpTimeouts, _scrub
+from interlock.adapters.providers._http_client import TransportName
+from interlock.adapters.providers.anthropic._codec import AnthropicCodec
+from interlock.adapters.simulator._server import dead_url
 
 KEY = "sk-ant-TESTKEY-0123456789abcdef"
 REQUEST = ChatRequest(messages=(Message.text("user", "Say hello."),))

@@ -10,7 +10,7 @@ import pytest
 
 from interlock import FakeClock, RequestRecord, Runtime
 from interlock.actors._ledger_actor import Flush, LedgerActor, LedgerBuffer
-from interlock.adapters._ledger_store import SqliteLedgerStore
+from interlock.adapters.stores._ledger_store import SqliteLedgerStore
 
 pytestmark = pytest.mark.anyio
 

@@ -12,14 +12,14 @@ import msgspec
 import pytest
 
 from interlock._records import AttemptRecord, RequestRecord
-from interlock.adapters._ledger_schema import (
+from interlock.adapters.stores._ledger_schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
     LedgerSchemaTooNew,
     LedgerStoreError,
     migrate,
 )
-from interlock.adapters._ledger_store import (
+from interlock.adapters.stores._ledger_store import (
     ROWS_PER_INSERT,
     LedgerStore,
     SqliteLedgerStore,

@@ -14,8 +14,8 @@ from otlp_receiver import OtlpReceiver, attributes
 
 from interlock._errors import ConfigError
 from interlock._records import AttemptRecord, RequestRecord
-from interlock.adapters._otel import OtelMirror, RecordGrouper, layout, setup_from_env
-from interlock.adapters._otel_names import OtelNaming
+from interlock.adapters.telemetry._names import OtelNaming
+from interlock.adapters.telemetry._otel import OtelMirror, RecordGrouper, layout, setup_from_env
 from interlock.policies._config import default_config
 
 TS = 1_700_000_000.25

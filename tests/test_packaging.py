@@ -59,3 +59,15 @@ def test_wheel_installs_into_a_fresh_venv_and_imports(wheel: Path, tmp_path: Pat
     for generic in ("kernel", "actors", "adapters", "policies"):
         probe = f"import importlib.util,sys; sys.exit(importlib.util.find_spec({generic!r}) is not None)"
         assert subprocess.run([python, "-c", probe], env={**env, "PYTHONPATH": ""}, cwd=tmp_path).returncode == 0
+
+
+def test_wheel_ships_every_source_module(wheel: Path) -> None:
+    """Every module of the four rooms, nested folders included, is in the wheel at its installed path."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    rooms = {"kernel": "interlock", "actors": "interlock/actors", "adapters": "interlock/adapters",
+             "policies": "interlock/policies"}
+    for folder, installed in rooms.items():
+        for source in (ROOT / folder).rglob("*.py"):
+            if folder == "kernel" and source.parent != ROOT / "kernel":
+                continue
+            assert f"{installed}/{source.relative_to(ROOT / folder).as_posix()}" in names, source

@@ -29,13 +29,13 @@ from interlock._types import (
     Usage,
     UsageEvent,
 )
-from interlock.adapters._anthropic_codec import AnthropicCodec
-from interlock.adapters._codec import Codec
-from interlock.adapters._gemini_codec import GeminiCodec
-from interlock.adapters._http import HttpAdapter, HttpTimeouts
-from interlock.adapters._http_client import TransportName
-from interlock.adapters._openai_codec import OpenAICodec
-from interlock.adapters.simulator import (
+from interlock.adapters.providers._codec import Codec
+from interlock.adapters.providers._http import HttpAdapter, HttpTimeouts
+from interlock.adapters.providers._http_client import TransportName
+from interlock.adapters.providers.anthropic._codec import AnthropicCodec
+from interlock.adapters.providers.gemini._codec import GeminiCodec
+from interlock.adapters.providers.openai._codec import OpenAICodec
+from interlock.adapters.simulator._server import (
     Behaviour,
     Drop,
     Fault,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from interlock._records import AttemptRecord
-from interlock.adapters._quality_render import quality_json, render_quality
+from interlock.adapters.report._quality import quality_json, render_quality
 from interlock.policies._quality import (
     QualityRollup,
     QualitySettings,

@@ -11,8 +11,8 @@ import pytest
 
 import interlock
 from interlock import BudgetExceeded, Message, ToolSpec
-from interlock.adapters._ledger_store import SqliteLedgerStore
-from interlock.adapters.simulator import StallFirstToken
+from interlock.adapters.simulator._server import StallFirstToken
+from interlock.adapters.stores._ledger_store import SqliteLedgerStore
 from interlock.policies._config import parse_config
 
 pytestmark = pytest.mark.anyio
@@ -230,7 +230,7 @@ async def test_invalid_tool_call_is_retried_once_then_reported(door: interlock.D
 
 async def test_map_keeps_order_survives_failures_and_resumes_from_cache(door: interlock.Door) -> None:
     """door.map returns per-item results in order, one failure loses nothing else, and a rerun replays the cache."""
-    from interlock.adapters.simulator import ServerError
+    from interlock.adapters.simulator._server import ServerError
 
     door._sim.script("sim-cheap-1", [ServerError()])  # type: ignore[attr-defined]
     seen: list[tuple[int, int]] = []

@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from interlock._records import AttemptRecord, RequestRecord
-from interlock.adapters._report_render import render_rollup, rollup_json
+from interlock.adapters.report._render import render_rollup, rollup_json
 from interlock.policies._rollup import (
     HOUR,
     CostOutlier,

@@ -11,8 +11,8 @@ import pytest
 
 import interlock
 from interlock import ChainExhausted, ConfigError, MidStreamError, RequestError, RouteEvent, TextDelta
-from interlock.adapters._ledger_store import SqliteLedgerStore
-from interlock.adapters.simulator import Drop, Normal, Overloaded, RateLimit, ServerError, StallFirstToken
+from interlock.adapters.simulator._server import Drop, Normal, Overloaded, RateLimit, ServerError, StallFirstToken
+from interlock.adapters.stores._ledger_store import SqliteLedgerStore
 from interlock.policies._config import parse_config
 
 pytestmark = pytest.mark.anyio
@@ -268,7 +268,7 @@ def test_config_error_names_the_key() -> None:
 
 async def test_resume_context_is_exactly_what_the_caller_saw(door: interlock.Door) -> None:
     """After a malformed chunk, the next model is told the partial answer the caller received, no more."""
-    from interlock.adapters.simulator import Malformed
+    from interlock.adapters.simulator._server import Malformed
 
     sim(door).script("sim-a-1", [Malformed(after_tokens=3)])
     reply = await door.ask("hello", task="default")

@@ -9,8 +9,8 @@ import anyio
 import pytest
 
 import interlock
-from interlock.actors._router import _delay
-from interlock.adapters.simulator import StallFirstToken
+from interlock.actors._router_actor import _delay
+from interlock.adapters.simulator._server import StallFirstToken
 from interlock.policies._config import JobConfig, parse_config
 from interlock.policies._latency import RollingLatency
 

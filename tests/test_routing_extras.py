@@ -10,8 +10,8 @@ import pytest
 
 import interlock
 from interlock import ChatResponse, ConfigError, Message
-from interlock.adapters._ledger_store import SqliteLedgerStore
-from interlock.adapters.simulator import ServerError
+from interlock.adapters.simulator._server import ServerError
+from interlock.adapters.stores._ledger_store import SqliteLedgerStore
 from interlock.policies._classifier import (
     ClassifierConfig,
     ClassifierRule,

@@ -16,9 +16,9 @@ import pytest
 
 from interlock._clock import FakeClock
 from interlock._errors import ConfigError
-from interlock.adapters._sim_behaviour import VOCAB, draw, draw_plan, request_rng, sample_arguments
-from interlock.adapters._sse import SSEEvent, SSEParser
-from interlock.adapters.simulator import (
+from interlock.adapters.providers._sse import SSEEvent, SSEParser
+from interlock.adapters.simulator._behaviour import VOCAB, draw, draw_plan, request_rng, sample_arguments
+from interlock.adapters.simulator._server import (
     Behaviour,
     Chance,
     Drop,
@@ -665,7 +665,7 @@ async def test_dead_url_refuses_connections(client: httpx2.AsyncClient) -> None:
 
 async def test_cli_serves_until_terminated(client: httpx2.AsyncClient) -> None:
     """`main` in a subprocess prints its URL, serves /v1/models, and exits 0 on SIGTERM."""
-    argv = [sys.executable, "-m", "interlock.adapters.simulator", "--port", "0"]
+    argv = [sys.executable, "-m", "interlock.adapters.simulator._server", "--port", "0"]
     async with await anyio.open_process(argv) as proc:
         assert proc.stdout is not None
         line = b""

@@ -18,9 +18,9 @@ import pytest
 
 from interlock._errors import BudgetExceeded
 from interlock._types import ChatRequest, Message, Usage
-from interlock.adapters._ledger_store import SqliteLedgerStore
-from interlock.adapters._state_schema import SCHEMA_VERSION, StateStoreError
-from interlock.adapters._state_store import SqliteStateStore
+from interlock.adapters.stores._ledger_store import SqliteLedgerStore
+from interlock.adapters.stores._state_schema import SCHEMA_VERSION, StateStoreError
+from interlock.adapters.stores._state_store import SqliteStateStore
 from interlock.policies._budget import (
     BudgetConfig,
     BudgetScope,
@@ -305,7 +305,7 @@ _PRELUDE = """
 import json, os, sys
 import anyio, anyio.lowlevel
 from interlock._errors import BudgetExceeded
-from interlock.adapters._state_store import SqliteStateStore
+from interlock.adapters.stores._state_store import SqliteStateStore
 
 path, me, args = sys.argv[1], int(sys.argv[2]), [float(a) for a in sys.argv[3:]]
 NOW, DAY = 1_700_000_000.0, "2023-11-14"

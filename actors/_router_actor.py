@@ -1,0 +1,162 @@
+"""The router actor: decides each request's chain and hedging, and learns from the answers.
+
+Its mailbox only decides; a request never waits behind another. ``RouteRequest`` is answered at
+once with a ``Plan`` — the resolved chain (routing table -> rules -> tenant allow-list -> pinned
+override) and the hedge policy (a fixed delay, or the first candidate's rolling p95 TTFT) — and
+the request then runs in its caller's task (``interlock.actors.request._serving``). The router keeps the
+state that outlives one request: each job's hedge budget (a token bucket) and each model's
+TTFT window, fed by ``Learned`` after every answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+from interlock._actor import Actor
+from interlock._errors import InterlockError
+from interlock._types import ChatRequest
+from interlock.actors.rails._lease import LeaseRail
+from interlock.actors.request._run import HedgePolicy
+from interlock.policies._config import Config, JobConfig
+from interlock.policies._hedge import HedgeBudget, HedgeDelay, full_budget, hedge_delay_s, on_success, spend_hedge
+from interlock.policies._latency import RollingLatency
+from interlock.policies._routing import Resolution, resolve
+from interlock.policies._tokens import estimate_input_tokens
+
+_random = random.Random()  # ids need uniqueness, not secrecy: no OS entropy per request
+
+
+def new_request_id(wall: float) -> str:
+    """A time-ordered id (milliseconds first, then 64 random bits): the ledger's key index stays append-only."""
+    return f"{int(wall * 1000):012x}{_random.getrandbits(64):016x}"
+
+
+class RouteRequest(msgspec.Struct, frozen=True, tag=True):
+    """Plan ``request``; sent with ``ask``, answered with its ``Plan``."""
+
+    request: ChatRequest
+
+
+class HedgeFor(msgspec.Struct, frozen=True, tag=True):
+    """The hedge policy for a chain resolved elsewhere (a classifier's pick, an ensemble member)."""
+
+    resolution: Resolution
+
+
+class SpendHedge(msgspec.Struct, frozen=True, tag=True):
+    """May ``job`` hedge now? Takes a token from its hedge budget when it may; answered with a bool."""
+
+    job: str
+
+
+class Learned(msgspec.Struct, frozen=True, tag=True):
+    """A request of ``job`` was answered by ``model``: refill the hedge budget, add the TTFT."""
+
+    job: str
+    model: str
+    ttft_s: float | None
+    hedge: bool
+
+
+RouterMsg = RouteRequest | HedgeFor | SpendHedge | Learned
+
+
+class Plan:
+    """The router's answer to ``RouteRequest``: the chain, the input-token estimate, the hedge policy."""
+
+    __slots__ = ("hedge", "resolution", "tokens")
+
+    def __init__(self, resolution: Resolution, tokens: int, hedge: HedgePolicy) -> None:
+        self.resolution = resolution
+        self.tokens = tokens
+        self.hedge = hedge
+
+
+class RouterActor(Actor[RouterMsg]):
+    """Job chains and hedging decisions; the hedge budgets and TTFT windows they learn from."""
+
+    def __init__(self, config: Config, lease: LeaseRail | None = None) -> None:
+        super().__init__()
+        self._config = config
+        self._lease = lease
+        self._budgets: dict[str, HedgeBudget] = {}
+        self._ttft: dict[str, RollingLatency] = {}
+        self._spenders: dict[str, Callable[[], Awaitable[bool]]] = {}
+
+    async def on_start(self) -> None:
+        if self._lease is not None:
+            self.tasks.start_soon(self._lease.renew_forever)  # the machine-wide slots this process holds
+
+    async def receive(self, msg: RouterMsg) -> Any:
+        kind = type(msg)
+        if kind is RouteRequest:
+            request = msg.request  # type: ignore[union-attr]
+            tokens = estimate_input_tokens(request)
+            resolution = resolve(self._config, request, tokens)
+            return Plan(resolution, tokens, self._hedge_policy(resolution))
+        if kind is Learned:
+            self._learn(msg)  # type: ignore[arg-type]
+            return None
+        if kind is HedgeFor:
+            return self._hedge_policy(msg.resolution)  # type: ignore[union-attr]
+        if kind is SpendHedge:
+            return self._spend(msg.job)  # type: ignore[union-attr]
+        return None
+
+    def _hedge_policy(self, resolution: Resolution) -> HedgePolicy:
+        job = resolution.policy
+        if job.hedge_after_ms is None:
+            return _NO_HEDGE
+        first = resolution.candidates[0].name if resolution.candidates else ""
+        delay = _delay(job, self._ttft.get(first))
+        return HedgePolicy(delay, job.max_hedges if delay is not None else 0, self._spender(resolution.job))
+
+    def _spender(self, job: str) -> Callable[[], Awaitable[bool]]:
+        """Asks this router to spend a hedge token for ``job`` (a request runs outside the mailbox)."""
+        spend = self._spenders.get(job)
+        if spend is None:
+            ref = self.ref
+
+            async def spend() -> bool:
+                with contextlib.suppress(InterlockError):
+                    allowed: bool = await ref.ask(SpendHedge(job), timeout=5.0)
+                    return allowed
+                return False  # no router to ask: no hedge
+
+            spend = self._spenders[job] = spend
+        return spend
+
+    def _spend(self, job: str) -> bool:
+        budget = self._budgets.get(job) or full_budget(self._config.hedge_budget)
+        budget, ok = spend_hedge(budget, self._config.hedge_budget)
+        self._budgets[job] = budget
+        return ok
+
+    def _learn(self, msg: Learned) -> None:
+        budget = self._budgets.get(msg.job) or full_budget(self._config.hedge_budget)
+        self._budgets[msg.job] = on_success(budget, self._config.hedge_budget)
+        if msg.ttft_s is not None and not msg.hedge:
+            self._ttft.setdefault(msg.model, RollingLatency()).add(msg.ttft_s)
+
+
+async def _never() -> bool:
+    return False
+
+
+_NO_HEDGE = HedgePolicy(None, 0, _never)  # shared by every request of a job that does not hedge
+
+
+def _delay(job: JobConfig, window: RollingLatency | None) -> float | None:
+    setting = job.hedge_after_ms
+    if setting is None:
+        return None
+    if setting == "p95":
+        spec = HedgeDelay(mode="p95", min_ms=job.hedge_min_ms, max_ms=job.hedge_max_ms, fallback_ms=job.hedge_max_ms)
+    else:
+        spec = HedgeDelay(mode="fixed", fixed_ms=setting)
+    return hedge_delay_s(spec, window)

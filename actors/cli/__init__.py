@@ -1,0 +1,1 @@
+"""The ``interlock`` command: main, demo, report, serve, simulate."""

@@ -1,0 +1,151 @@
+"""``interlock serve``: the OpenAI-compatible gateway over one door, served by uvicorn.
+
+::
+
+    interlock serve [--config FILE] [--host 127.0.0.1] [--port 4000] [--keys FILE] [--ledger FILE]
+                    [--max-body-bytes N] [--grace SECONDS] [--log-level info]
+
+With no ``--config`` it serves the embedded default (the simulated fleet), so it works with no
+keys; with a config, hosted providers are enabled by their keys in the environment. ``--keys``
+names a TOML file of virtual keys, each mapped to a tenant and caller::
+
+    [keys."sk-ilk-0123456789abcdef"]
+    tenant = "acme"
+    caller = "billing-svc"
+
+Without it every bearer (or none) is tenant ``default``, and the start-up banner says so. A key
+is never printed: messages show its first 6 characters at most.
+
+SIGINT / SIGTERM stop uvicorn gracefully (in-flight answers get ``--grace`` seconds), then the
+door closes, which drains the router and flushes every ledger record before the process exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import threading
+import tomllib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+
+import anyio
+import msgspec
+
+from interlock._errors import ConfigError
+from interlock.actors._door import Door
+from interlock.actors._door import open as open_door
+from interlock.adapters.gateway._app import VirtualKey, build_app, mask_key
+
+
+class _KeysFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    keys: dict[str, VirtualKey] = msgspec.field(default_factory=dict)
+
+
+def load_keys(path: str | Path) -> dict[str, VirtualKey]:
+    """The virtual keys of a ``--keys`` TOML file; a ``ConfigError`` names the (masked) key at fault."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read the keys file ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+    table = raw.get("keys")
+    if isinstance(table, dict):
+        for key, value in table.items():
+            where = f"keys.{mask_key(key)}"
+            if len(key) < 16:
+                raise ConfigError(where, "a key must be at least 16 characters long")
+            try:
+                msgspec.convert(value, VirtualKey)
+            except msgspec.ValidationError as exc:
+                raise ConfigError(where, str(exc).replace("`$.", "`")) from None
+    try:
+        return msgspec.convert(raw, _KeysFile).keys
+    except msgspec.ValidationError as exc:  # only the top level is left to go wrong here
+        raise ConfigError(str(path), str(exc)) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="interlock serve", description="Serve the OpenAI-compatible gateway.")
+    parser.add_argument("--config", help="the interlock TOML config (default: the embedded simulated fleet)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=4000, help="port to listen on (default 4000; 0 picks one)")
+    parser.add_argument("--keys", help="TOML file of virtual keys: [keys.\"sk-...\"] tenant, caller")
+    parser.add_argument("--ledger", help="the SQLite ledger file (default: the config's ledger.path)")
+    parser.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024, help="request body limit")
+    parser.add_argument("--grace", type=float, default=30.0, help="seconds in-flight answers get on shutdown")
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``interlock serve`` until SIGINT or SIGTERM; returns the exit code."""
+    ns = _parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    try:
+        keys = load_keys(ns.keys) if ns.keys else None
+        anyio.run(_serve, ns, keys)
+    except ConfigError as exc:
+        print(f"interlock serve: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+async def _serve(ns: argparse.Namespace, keys: dict[str, VirtualKey] | None) -> None:
+    import uvicorn  # the `server` extra: imported only when serving
+
+    async with open_door(ns.config, ledger_path=ns.ledger) as door:
+        app = build_app(door, virtual_keys=keys, max_body_bytes=ns.max_body_bytes)
+        config = uvicorn.Config(
+            app, host=ns.host, port=ns.port, log_level=ns.log_level, lifespan="off", ws="none",
+            timeout_graceful_shutdown=ns.grace, server_header=False,
+        )
+        await _announce(door, keys, ns)
+        with _signals_absorbed():
+            await uvicorn.Server(config).serve()
+    _say(f"stopped; ledger flushed to {ns.ledger or door.config.ledger.path}")
+
+
+async def _announce(door: Door, keys: dict[str, VirtualKey] | None, ns: argparse.Namespace) -> None:
+    providers = ", ".join(sorted(await door.health())) or "none (set the providers' key variables)"
+    _say(f"config {ns.config or 'embedded default (simulated fleet)'}; providers: {providers}")
+    if keys is None:
+        _say("no --keys file: accepting any bearer key (or none) as tenant 'default'")
+    else:
+        tenants = sorted({k.tenant for k in keys.values()})
+        _say(f"{len(keys)} virtual key(s) from {ns.keys}, tenants: {', '.join(tenants) or 'none'}")
+
+
+def _say(line: str) -> None:
+    print(f"interlock serve: {line}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _signals_absorbed() -> Iterator[None]:
+    """Receive the SIGINT/SIGTERM that uvicorn raises again once it has stopped.
+
+    uvicorn handles both signals while it serves, and re-raises the one it got when it returns so
+    that the default action runs; for SIGTERM that would kill the process before the door closes
+    and flushes the ledger. These handlers take that second delivery; the door then closes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def absorb(signum: int, frame: FrameType | None) -> None:
+        _say(f"{signal.Signals(signum).name}: closing the door")
+
+    previous = {sig: signal.signal(sig, absorb) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

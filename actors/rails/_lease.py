@@ -1,0 +1,72 @@
+"""The concurrency rail: a machine-wide cap on in-flight calls, shared by every process using the store.
+
+Each attempt takes a lease per capped scope (``all``, ``provider:<name>``); leases expire unless
+renewed, and a renewal loop in the router keeps the held ones alive every third of their TTL,
+so a process that dies cannot leak slots.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from interlock._clock import Clock
+from interlock._errors import AdmissionRejected
+from interlock._types import ChatRequest
+from interlock.actors.request._attempt import Attempt
+from interlock.adapters.stores._state_store import LeaseStore
+from interlock.policies._config import LimitsConfig
+
+
+class LeaseRail:
+    """Takes the capped scopes' leases for an attempt, or refuses it with ``no_slot``."""
+
+    name = "lease"
+
+    def __init__(self, store: LeaseStore, limits: LimitsConfig, clock: Clock) -> None:
+        self._store = store
+        self._limits = limits
+        self._clock = clock
+        self._held: set[str] = set()
+
+    def _scopes(self, provider: str) -> list[tuple[str, int]]:
+        scopes: list[tuple[str, int]] = []
+        if self._limits.max_in_flight is not None:
+            scopes.append(("all", self._limits.max_in_flight))
+        cap = self._limits.per_provider.get(provider)
+        if cap is not None:
+            scopes.append((f"provider:{provider}", cap))
+        return scopes
+
+    async def enter(self, request: ChatRequest, attempt: Attempt, input_tokens: int) -> None:
+        scopes = self._scopes(attempt.candidate.provider)
+        if not scopes:
+            return
+        taken: list[str] = []
+        now, ttl = self._clock.wall(), float(self._limits.lease_ttl_s)
+        for scope, limit in scopes:
+            lease_id = f"{scope}|{uuid.uuid4().hex}"
+            if not await self._store.acquire(scope, limit, lease_id, now, ttl):
+                for done in taken:
+                    await self._release(done)
+                raise AdmissionRejected(attempt.candidate.provider, "no_slot")
+            taken.append(lease_id)
+            self._held.add(lease_id)
+        attempt.holds[self.name] = " ".join(taken)
+
+    async def leave(self, attempt: Attempt) -> None:
+        held = attempt.holds.pop(self.name, None)
+        for lease_id in (held or "").split():
+            await self._release(lease_id)
+
+    async def _release(self, lease_id: str) -> None:
+        self._held.discard(lease_id)
+        await self._store.release(lease_id)
+
+    async def renew_forever(self) -> None:
+        """Keep held leases alive; runs in the router's task group for the router's life."""
+        ttl = float(self._limits.lease_ttl_s)
+        while True:
+            await self._clock.sleep(ttl / 3.0)
+            now = self._clock.wall()
+            for lease_id in list(self._held):
+                await self._store.renew(lease_id, now, ttl)

@@ -1,0 +1,1 @@
+"""The walk of one request: plan, cache, attempts with fallback and hedging, verify, records."""

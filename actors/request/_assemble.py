@@ -1,0 +1,74 @@
+"""Turning streams of events into whole answers, and holding events back until an answer is judged."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable
+from typing import Any
+
+from interlock._types import (
+    ChatResponse,
+    Finish,
+    FinishReason,
+    Route,
+    RouteEvent,
+    StreamEvent,
+    TextDelta,
+    ThinkingDelta,
+    ToolCall,
+    ToolCallDone,
+    Usage,
+    UsageEvent,
+)
+from interlock.actors.request._attempt import Attempt
+
+
+async def collect(events: AsyncIterable[StreamEvent | RouteEvent]) -> ChatResponse:
+    """The whole answer a stream of events carries (its route from the final ``RouteEvent``)."""
+    text: list[str] = []
+    thinking: list[str] = []
+    calls: list[ToolCall] = []
+    usage = Usage()
+    finish: FinishReason = "stop"
+    route: Route | None = None
+    async for event in events:
+        if isinstance(event, TextDelta):
+            text.append(event.text)
+        elif isinstance(event, ThinkingDelta):
+            thinking.append(event.text)
+        elif isinstance(event, ToolCallDone):
+            calls.append(ToolCall(event.id, event.name, event.arguments, event.signature))
+        elif isinstance(event, UsageEvent):
+            usage = usage + event.usage
+        elif isinstance(event, Finish):
+            finish = event.reason
+        elif isinstance(event, RouteEvent):
+            route = event.route
+    return ChatResponse(
+        content="".join(text), thinking="".join(thinking), tool_calls=tuple(calls),
+        finish_reason=finish, usage=usage, route=route,
+    )
+
+
+def assemble(attempt: Attempt) -> ChatResponse:
+    """The answer one attempt produced, from what it observed."""
+    finish: FinishReason = attempt.finish if attempt.finish is not None else "stop"  # type: ignore[assignment]
+    return ChatResponse(
+        content="".join(attempt.text), thinking="".join(attempt.thinking), tool_calls=tuple(attempt.tool_calls),
+        finish_reason=finish, usage=attempt.usage,
+    )
+
+
+class BufferSink:
+    """A stand-in for the caller's sink that keeps the events until the answer is judged."""
+
+    __slots__ = ("events",)
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def send_nowait(self, event: Any) -> bool:
+        self.events.append(event)
+        return True
+
+    async def send(self, event: Any) -> None:
+        self.events.append(event)

@@ -1,0 +1,115 @@
+"""How a finished request is described: its ``Route`` for the caller and its ledger rows."""
+
+from __future__ import annotations
+
+from interlock._errors import ChainExhausted, ConsumerGone, ErrorClass, InterlockError
+from interlock._records import Outcome, RequestRecord
+from interlock._types import ChatRequest, ChatResponse, Route, Usage
+from interlock.actors.request._attempt import Attempt, _ms
+from interlock.actors.request._run import RequestRun
+
+
+def is_degraded(run: RequestRun, winner: Attempt) -> bool:
+    """Served by any candidate but the first for a reason other than a cascade escalation, or resumed."""
+    first = run.resolution.candidates[0].name if run.resolution.candidates else None
+    return run.resumed or (winner.candidate.name != first and not run.escalated)
+
+
+def route_of(run: RequestRun, winner: Attempt, timings: tuple[float | None, float]) -> Route:
+    """The caller's view of how ``run`` was served; timings are request-relative seconds."""
+    degraded = is_degraded(run, winner)
+    return Route(
+        model=winner.candidate.name,
+        provider=winner.candidate.provider,
+        model_class=winner.candidate.model.model_class,
+        task=run.resolution.job,
+        attempts=tuple(a.summary() for a in run.attempts),
+        degraded=degraded,
+        degraded_reason=reason(run, winner) if degraded else None,
+        hedged=run.hedged,
+        cost_cents=sum(a.cost() for a in run.attempts),
+        ttft_ms=_ms(timings[0]),
+        ttlt_ms=_ms(timings[1]),
+        verdict=winner.verdict,
+    )
+
+
+def cached_route(hit: ChatResponse, task: str) -> Route:
+    """The route of an answer replayed from the cache: zero cost, no attempts."""
+    model = hit.route.model if hit.route is not None else ""
+    provider = hit.route.provider if hit.route is not None else ""
+    return Route(model=model, provider=provider, task=task, cache_hit=True, cost_cents=0.0, ttft_ms=0.0, ttlt_ms=0.0)
+
+
+def reason(run: RequestRun, winner: Attempt) -> str:
+    """Why the answer is degraded: the causes of the attempts before the winner, and what was skipped."""
+    if run.resumed:
+        return "mid_stream_resume"
+    causes = [str(a.error.kind) for a in run.attempts if a is not winner and a.error is not None]
+    if winner.hedge:
+        causes.append("slow_first_token")
+    skipped = [s.model for s in run.resolution.skipped]
+    reason = ",".join(c for c in causes if c) or "fallback"
+    return reason + (f"; skipped {','.join(skipped)}" if skipped else "")
+
+
+def request_record(
+    request: ChatRequest,
+    request_id: str,
+    task: str,
+    ts: float,
+    run: RequestRun | None,
+    winner: Attempt | None,
+    error: BaseException | None,
+    timings: tuple[float | None, float],
+) -> RequestRecord:
+    """The request's row; TTFT and TTLT are measured from when the request entered the router."""
+    attempts = run.attempts if run is not None else []
+    if len(attempts) == 1:  # the common case: no sums over one attempt
+        total, cost = attempts[0].usage, attempts[0].cost()
+    else:
+        total, cost = sum((a.usage for a in attempts), Usage()), sum(a.cost() for a in attempts)
+    degraded = winner is not None and run is not None and is_degraded(run, winner)
+    kind: str | None = None
+    if isinstance(error, ConsumerGone) or (error is not None and not isinstance(error, InterlockError)):
+        kind = ErrorClass.CANCELLED
+    elif isinstance(error, InterlockError):
+        kind = error.kind
+    outcome: Outcome = "ok" if error is None else ("cancelled" if kind == ErrorClass.CANCELLED else "error")
+    return RequestRecord(
+        request_id=request_id,
+        ts=ts,
+        tenant=request.tenant,
+        caller=request.caller,
+        task=task,
+        model_class=winner.candidate.model.model_class if winner else "",
+        model=winner.candidate.name if winner else "",
+        provider=winner.candidate.provider if winner else "",
+        outcome=outcome,
+        input_tokens=total.input_tokens,
+        output_tokens=total.output_tokens,
+        cache_read_tokens=total.cache_read_tokens,
+        cache_write_tokens=total.cache_write_tokens,
+        cost_cents=cost,
+        ttft_ms=_ms(timings[0]),
+        ttlt_ms=_ms(timings[1]) if winner else None,
+        error=str(kind) if kind else None,
+        error_detail=str(error)[:300] if error is not None and not isinstance(error, ChainExhausted) else "",
+        degraded=degraded,
+        degraded_reason=reason(run, winner) if degraded and run and winner else None,
+        hedged=run.hedged if run is not None else False,
+        attempts=len(attempts),
+        verdict=winner.verdict if winner is not None else None,
+        route_label=run.route_label if run is not None else None,
+        route_detail=run.route_detail if run is not None else "",
+    )
+
+
+def cache_hit_record(request: ChatRequest, task: str, ts: float, hit: ChatResponse) -> RequestRecord:
+    """The one row of a request served from the response cache."""
+    route = hit.route
+    return RequestRecord(
+        request_id=request.request_id, ts=ts, tenant=request.tenant, caller=request.caller, task=task,
+        model=route.model if route else "", provider=route.provider if route else "",
+        model_class=route.model_class if route else "", outcome="ok", cache_hit=True, ttft_ms=0.0, ttlt_ms=0.0,
+    )

@@ -1,0 +1,385 @@
+"""One request served in the caller's own task: the router's plan, then cache, walk, verify, record.
+
+The router actor decides — chain, hedge delay, hedge budget — in its mailbox; the request then
+runs in the task that asked for it, so a token crosses one channel (from the provider's call to
+the caller) and a request costs no task of its own. Every request that entered ends with exactly
+one request record and one record per attempt sent to the ledger, whatever happened: success,
+fallback, hedge, total failure, the caller leaving, cancellation, or the door closing under it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import msgspec
+
+from interlock._actor import ActorRef
+from interlock._clock import Clock
+from interlock._errors import ConsumerGone, InterlockError
+from interlock._records import LedgerRecord
+from interlock._types import ChatRequest, ChatResponse, Finish, RouteEvent, StreamEvent
+from interlock.actors._ledger_actor import Records, TraceContext
+from interlock.actors._router_actor import HedgeFor, Learned, Plan, RouteRequest, new_request_id
+from interlock.actors.rails._cache import CacheRail, replay
+from interlock.actors.rails._chain import AttemptRails
+from interlock.actors.rails._lease import LeaseRail
+from interlock.actors.rails._verify import VerifyRail
+from interlock.actors.request._assemble import BufferSink, assemble, collect
+from interlock.actors.request._attempt import Attempt
+from interlock.actors.request._ensemble import run_ensemble
+from interlock.actors.request._records import cache_hit_record, cached_route, request_record, route_of
+from interlock.actors.request._run import HedgePolicy, RequestRun, Stalled
+from interlock.policies._classifier import classify_by_rules, label_request, parse_label
+from interlock.policies._config import Config, JobConfig
+from interlock.policies._quality import verdict_string
+from interlock.policies._routing import Resolution, resolve
+from interlock.policies._tool_validate import ToolCallProblem, corrective_message, validate_tool_calls
+from interlock.policies._verify import Verdict, Verifier
+
+
+class DoorClosed(Exception):
+    """Why a request cut by the door's close is recorded as cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__("the door closed while the request ran")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RouterRails:
+    """The rails folded once at start-up: the response cache, the attempt rails, the lease renewer."""
+
+    cache: CacheRail | None = None
+    attempt: AttemptRails = field(default_factory=lambda: AttemptRails(()))
+    lease: LeaseRail | None = None
+    verifiers: dict[str, tuple[Verifier, ...]] = field(default_factory=dict)  # Python-side, per job
+
+
+class InFlight:
+    """The requests being served, so that closing the door waits for them and records stragglers."""
+
+    def __init__(self) -> None:
+        self._live: set[Serving] = set()
+        self._idle: anyio.Event | None = None  # made only when a close waits
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def add(self, serving: Serving) -> None:
+        self._live.add(serving)
+
+    def discard(self, serving: Serving) -> None:
+        self._live.discard(serving)
+        if not self._live and self._idle is not None:
+            self._idle.set()
+
+    async def drain(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for requests being driven; record and cancel the rest.
+
+        A request parked at a ``yield`` (its caller holds the stream but does not read it) cannot
+        finish by itself: it is recorded as cut by shutdown at once rather than waited for.
+        """
+        with anyio.move_on_after(timeout):
+            while any(not s.parked for s in self._live):
+                self._idle = anyio.Event()
+                with anyio.move_on_after(0.05):  # a driven request may park meanwhile
+                    await self._idle.wait()
+        for serving in list(self._live):
+            await serving.abandon()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServingContext:
+    """What every request of one door shares: the actors it talks to, the rails, the clock."""
+
+    config: Config
+    router: ActorRef[Any]
+    ledger: ActorRef[Any]
+    providers: Callable[[str], ActorRef[Any] | None]
+    clock: Clock
+    rails: RouterRails
+    in_flight: InFlight
+
+
+def serve(ctx: ServingContext, request: ChatRequest) -> AsyncGenerator[StreamEvent | RouteEvent]:
+    """The events of ``request`` (then one ``RouteEvent``), served in the task that iterates them."""
+    if not request.request_id:
+        request = msgspec.structs.replace(request, request_id=new_request_id(ctx.clock.wall()))
+    return Serving(ctx, request).events()
+
+
+class Serving:
+    """One request's life; ``events`` is the stream the caller reads."""
+
+    __slots__ = ("_abandoned", "_ctx", "_recorded", "_run", "_started", "_ts", "parked", "request")
+
+    def __init__(self, ctx: ServingContext, request: ChatRequest) -> None:
+        self._ctx = ctx
+        self.request = request
+        self._run: RequestRun | None = None
+        self._recorded = False
+        self._abandoned = False
+        self.parked = False  # suspended at a yield: the caller holds the stream
+        self._ts, self._started = ctx.clock.wall(), ctx.clock.now()
+
+    async def events(self) -> AsyncGenerator[StreamEvent | RouteEvent]:
+        """The caller's stream: plan, cache, walk (or judged answer), records, then the route.
+
+        The plain streamed walk is written out here rather than in a helper generator: a token
+        then passes through one generator, not two.
+        """
+        ctx = self._ctx
+        clock = ctx.clock
+        ctx.in_flight.add(self)
+        try:
+            request, resolution, hedge, tokens, label, detail = await self._plan()
+            key = self._cache_key(request, resolution)
+            if key is not None:
+                hit = await self._cached(key)
+                if hit is not None:
+                    await ctx.ledger.tell(cache_hit_record(request, resolution.job, self._ts, hit))
+                    self._recorded = True
+                    for event in replay(hit):
+                        self.parked = True
+                        yield event
+                        self.parked = False
+                    yield RouteEvent(cached_route(hit, resolution.job))
+                    return
+            run = self._run = RequestRun(
+                request, resolution, ctx.providers, clock, hedge, ctx.rails.attempt, input_tokens=tokens
+            )
+            run.route_label, run.route_detail = label, detail
+            answer: ChatResponse | None = None
+            if _holds_events(ctx, run, request):
+                winner, answer, held = await self._answer_held(run, request)
+                for event in held:
+                    self.parked = True
+                    yield event
+                    self.parked = False
+            else:
+                attempt, event = await run.start()
+                batch = [event]
+                while True:
+                    for event in batch:
+                        attempt.observe(event, clock)
+                        self.parked = True
+                        yield event
+                        self.parked = False
+                        if type(event) is Finish:
+                            break
+                    if attempt.finish is not None:
+                        break
+                    batch = _buffered(attempt)  # what arrived meanwhile, taken without a wait
+                    if not batch:
+                        try:
+                            batch = [await run.next_event(attempt)]
+                        except (InterlockError, Stalled) as exc:
+                            attempt, event = await run.recover(attempt, exc)
+                            batch = [event]
+                run.winner = winner = attempt
+                await run.close()
+                if key is not None:
+                    answer = assemble(winner)
+            self._learn(run, winner)
+            timings = await self._record(None)
+            if key is not None and answer is not None and (winner.verdict or "accept").startswith("accept"):
+                assert ctx.rails.cache is not None
+                await ctx.rails.cache.store(key, answer, resolution.policy.cache_ttl_s or 0)
+            yield RouteEvent(route_of(run, winner, timings))
+        except InterlockError as exc:
+            # Recorded before the caller hears of it: a stream's end implies its rows are queued.
+            await self._end(exc)
+            raise
+        except BaseException:  # the caller left (GeneratorExit) or the task was cancelled
+            await self._end(ConsumerGone("cancelled"))
+            raise
+        finally:
+            ctx.in_flight.discard(self)
+
+    async def _plan(self) -> tuple[ChatRequest, Resolution, HedgePolicy, int, str | None, str]:
+        """The router's plan, with the job's classifier applied and its prompt-cache marks added."""
+        ctx = self._ctx
+        plan: Plan = await ctx.router.ask(RouteRequest(self.request), timeout=None)
+        request, resolution, hedge = self.request, plan.resolution, plan.hedge
+        label: str | None = None
+        detail = ""
+        if resolution.policy.classifier is not None:
+            resolution, label, detail = await self._classify(request, resolution, plan.tokens)
+            hedge = await ctx.router.ask(HedgeFor(resolution), timeout=None)
+        request = self.request = _with_prompt_cache(request, resolution.policy)
+        return request, resolution, hedge, plan.tokens, label, detail
+
+    async def abandon(self) -> None:
+        """The door is closing under this request: cancel its calls and record it now."""
+        self._abandoned = True
+        if self._recorded:
+            return
+        if self._run is not None:
+            self._run.cancel_upstream()
+        with anyio.CancelScope(shield=True):
+            await self._record(DoorClosed())
+
+    async def _end(self, error: BaseException) -> None:
+        with anyio.CancelScope(shield=True):
+            try:
+                if self._run is not None:
+                    await self._run.close()
+                if not self._recorded:
+                    await self._record(error)
+            except InterlockError:
+                if not self._abandoned:  # after the door closed, the actors are gone: it was recorded
+                    raise
+
+    # -- before the walk: classifier, cache --------------------------------------------------
+
+    async def _classify(
+        self, request: ChatRequest, resolution: Resolution, tokens: int
+    ) -> tuple[Resolution, str | None, str]:
+        """Pick the chain by the job's classifier: rules, then the small model, then the default label."""
+        config = self._ctx.config
+        job = resolution.policy
+        spec = job.classifier
+        assert spec is not None
+        found = classify_by_rules(spec, request, tokens)
+        label, decided_by = found.label, found.decided_by
+        if label is None and spec.model is not None:
+            try:
+                reply = await self._ask_sub(label_request(spec, request))
+                label = parse_label(reply.content, list(spec.labels))
+                decided_by = "model" if label is not None else "none"
+            except InterlockError:
+                label = None
+        if label is None and spec.default_label is not None:
+            label, decided_by = spec.default_label, "default"
+        chain = spec.labels.get(label) if label is not None else None
+        if chain:
+            jobs = {**config.jobs, resolution.job: msgspec.structs.replace(job, chain=chain, classifier=None)}
+            resolution = resolve(msgspec.structs.replace(config, jobs=jobs), request, tokens)
+        detail = _detail_json({"decided_by": decided_by, "features": found.features, "chain": chain or job.chain})
+        return resolution, label, detail
+
+    def _cache_key(self, request: ChatRequest, resolution: Resolution) -> str | None:
+        cache = self._ctx.rails.cache
+        if cache is None or not resolution.policy.cache_ttl_s or request.metadata.get("cache") == "off":
+            return None
+        return CacheRail.key(request, resolution.job)
+
+    async def _cached(self, key: str) -> ChatResponse | None:
+        """The cached answer, unless the caller asked for a refresh."""
+        cache = self._ctx.rails.cache
+        if cache is None or self.request.metadata.get("cache") == "refresh":
+            return None
+        return await cache.lookup(key)
+
+    async def _ask_sub(self, request: ChatRequest) -> ChatResponse:
+        """A sub-request (a reviewer, a label, a judge) through the router and every rail."""
+        return await collect(serve(self._ctx, request))
+
+    # -- answers held until judged: ensembles, verifiers, tool-call checks --------------------
+
+    async def _answer_held(self, run: RequestRun, request: ChatRequest) -> tuple[Attempt, ChatResponse, list[Any]]:
+        """Walk the chain; the caller hears the answer only once it is judged."""
+        ctx = self._ctx
+        job = run.resolution.policy
+        if job.ensemble is not None:
+            return await run_ensemble(ctx.config, job.ensemble, request, run, self._member_run, self._ask_sub)
+        check_tools = bool(request.tools) and job.tool_retry
+        verifiers = (*job.verify, *ctx.rails.verifiers.get(run.resolution.job, ()))
+        verify = VerifyRail(ctx.config, self._ask_sub)
+        retried = False
+        while True:
+            buffer = BufferSink()
+            winner = await run.run(buffer)
+            answer = assemble(winner)
+            problems = validate_tool_calls(request.tools, answer.tool_calls) if check_tools else []
+            if problems and not retried:
+                retried = True  # one corrective retry on the same model, then the problems are reported
+                run.retry_on(winner.candidate, _corrected(request, problems))
+                winner.verdict = verdict_string(Verdict(False, _problem_text(problems), "tool_calls"))
+                continue
+            verdict = Verdict(False, _problem_text(problems), "tool_calls") if problems else None
+            if verifiers and verdict is None:
+                verdict = await verify.judge(verifiers, request, answer, winner)
+            winner.verdict = verdict_string(verdict) if verdict is not None else None
+            if verdict is None or verdict.accepted or not job.cascade or not run.has_pending:
+                return winner, answer, buffer.events
+            run.escalated = True
+
+    async def _member_run(self, request: ChatRequest, resolution: Resolution) -> RequestRun:
+        ctx = self._ctx
+        hedge: HedgePolicy = await ctx.router.ask(HedgeFor(resolution), timeout=None)
+        return RequestRun(request, resolution, ctx.providers, ctx.clock, hedge, ctx.rails.attempt)
+
+    # -- after the answer: learning, records ----------------------------------------------------
+
+    def _learn(self, run: RequestRun, winner: Attempt) -> None:
+        with contextlib.suppress(InterlockError):  # learning is best effort: never fail an answer for it
+            self._ctx.router.tell_nowait(Learned(run.resolution.job, winner.candidate.name, winner.ttft, winner.hedge))
+
+    async def _record(self, error: BaseException | None) -> tuple[float | None, float]:
+        """Tell the ledger every attempt row and the one request row; returns the request's (TTFT, TTLT)."""
+        self._recorded = True
+        ctx, request, run = self._ctx, self.request, self._run
+        clock, ts, started = ctx.clock, self._ts, self._started
+        request_id = request.request_id
+        traceparent = request.metadata.get("traceparent")
+        if traceparent:
+            await ctx.ledger.tell(TraceContext(request_id, traceparent))
+        attempts = run.attempts if run is not None else []
+        task = (run.resolution.job if run is not None else request.task) or ""
+        rows: list[LedgerRecord] = []
+        now = clock.now()
+        for attempt in attempts:
+            if attempt.error is None and attempt.finish is None and attempt.cancel_reason is None:
+                attempt.cancel_reason = "client_gone" if isinstance(error, ConsumerGone) else "cancelled"
+            rows.append(attempt.record(request, request_id, task, ts, started, now))
+        winner = run.winner if run is not None else None
+        elapsed = now - started
+        ttft = None if winner is None or winner.ttft is None else winner.started - started + winner.ttft
+        rows.append(request_record(request, request_id, task, ts, run, winner, error, (ttft, elapsed)))
+        await ctx.ledger.tell(Records(tuple(rows)))
+        return ttft, elapsed
+
+
+def _buffered(attempt: Attempt) -> list[StreamEvent]:
+    stream = attempt.stream
+    assert stream is not None
+    return stream.take_buffered()
+
+
+def _holds_events(ctx: ServingContext, run: RequestRun, request: ChatRequest) -> bool:
+    """True when the caller must not hear the answer before it is judged (or combined)."""
+    job = run.resolution.policy
+    if job.ensemble is not None or job.verify or job.cascade:
+        return True
+    return (bool(request.tools) and job.tool_retry) or run.resolution.job in ctx.rails.verifiers
+
+
+def _corrected(request: ChatRequest, problems: list[ToolCallProblem]) -> ChatRequest:
+    """The original request plus the corrective message (the failed assistant turn is left out)."""
+    return msgspec.structs.replace(request, messages=(*request.messages, corrective_message(problems)))
+
+
+def _problem_text(problems: list[ToolCallProblem]) -> str:
+    return "; ".join(f"{p.tool}: {p.kind} at {p.path}" for p in problems[:3])
+
+
+_json = msgspec.json.Encoder()
+
+
+def _detail_json(detail: dict[str, object]) -> str:
+    return _json.encode(detail).decode()
+
+
+def _with_prompt_cache(request: ChatRequest, job: JobConfig) -> ChatRequest:
+    """The job's prompt-cache breakpoints added to what the request already marks."""
+    if not job.prompt_cache:
+        return request
+    system = request.cache_system or "system" in job.prompt_cache
+    tools = request.cache_tools or "tools" in job.prompt_cache
+    if (system, tools) == (request.cache_system, request.cache_tools):
+        return request
+    return msgspec.structs.replace(request, cache_system=system, cache_tools=tools)

@@ -1,0 +1,1 @@
+"""The Google Gemini wire, codec, stream decoder and schema dialect."""

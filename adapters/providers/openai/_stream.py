@@ -1,0 +1,306 @@
+"""The response side of the OpenAI Chat Completions codec: stream decoder and shared mappings.
+
+Holds the incremental ``chat.completion.chunk`` decoder and what it shares with the non-streamed
+path of ``_openai_codec``: usage normalization (``usage_of``), finish reasons (``finish_reason``),
+the status table and the in-band error table (``status_kind``, ``error_kind``), and redaction of
+error text (``describe``, ``redact``). The normalization rules are documented in ``_openai_codec``.
+
+Stream rules: text, reasoning and tool-call fragments are emitted as they arrive; the
+``ToolCallDone`` of every call when the choice's finish reason arrives; one ``UsageEvent`` then one
+``Finish`` at ``data: [DONE]`` (usage arrives in its own chunk with empty ``choices``, after the
+finish reason). Any failure leaves as ``MidStreamError`` carrying the text decoded so far.
+
+Each event's data goes to msgspec as the bytes it came in; only data that msgspec refuses (blank,
+padded with non-JSON whitespace, invalid UTF-8, malformed) takes the text path, stripped and with
+invalid UTF-8 replaced, so the outcome is the one a text-first decoder would reach.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from interlock._errors import ErrorClass, MidStreamError
+from interlock._secret import Secret
+from interlock._types import Finish as FinishEvent
+from interlock._types import (
+    FinishReason,
+    StreamEvent,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallDelta,
+    ToolCallDone,
+    Usage,
+    UsageEvent,
+)
+from interlock.adapters.providers._codec import HeldFailure
+from interlock.adapters.providers._sse import SSEParser
+from interlock.adapters.providers.openai._wire import (
+    CHUNK_DECODER,
+    WireChunk,
+    WireDelta,
+    WireError,
+    WireToolCallDelta,
+    WireUsage,
+)
+
+__all__ = ["OpenAIStreamDecoder", "describe", "error_kind", "finish_reason", "redact", "status_kind", "usage_of"]
+
+# HTTP status -> error class; statuses not listed fall back by range (see ``status_kind``).
+_STATUS: dict[int, ErrorClass] = {
+    400: ErrorClass.BAD_REQUEST,
+    401: ErrorClass.AUTH,
+    403: ErrorClass.AUTH,
+    404: ErrorClass.BAD_REQUEST,
+    408: ErrorClass.TIMEOUT,
+    413: ErrorClass.BAD_REQUEST,
+    422: ErrorClass.BAD_REQUEST,
+    429: ErrorClass.RATE_LIMIT,
+    500: ErrorClass.SERVER_ERROR,
+    502: ErrorClass.SERVER_ERROR,
+    503: ErrorClass.OVERLOADED,
+    504: ErrorClass.TIMEOUT,
+    529: ErrorClass.OVERLOADED,
+}
+# An in-band error (stream chunk or 200 body): its code, else its type, names the class.
+_INBAND_CODES: dict[str, ErrorClass] = {
+    "context_length_exceeded": ErrorClass.CONTEXT_LENGTH,
+    "content_policy_violation": ErrorClass.CONTENT_POLICY,
+    "content_filter": ErrorClass.CONTENT_FILTER,  # mid-answer: the output was stopped
+    "rate_limit_exceeded": ErrorClass.RATE_LIMIT,
+    "rate_limit_error": ErrorClass.RATE_LIMIT,
+    "insufficient_quota": ErrorClass.RATE_LIMIT,
+    "invalid_request_error": ErrorClass.BAD_REQUEST,
+    "invalid_api_key": ErrorClass.AUTH,
+    "authentication_error": ErrorClass.AUTH,
+    "permission_error": ErrorClass.AUTH,
+    "server_error": ErrorClass.SERVER_ERROR,
+    "api_error": ErrorClass.SERVER_ERROR,
+    "overloaded_error": ErrorClass.OVERLOADED,
+    "service_unavailable": ErrorClass.OVERLOADED,
+    "timeout": ErrorClass.TIMEOUT,
+}
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "content_filter": "content_filter",
+    "function_call": "tool_calls",  # legacy functions API
+}
+_DETAIL_LIMIT = 200
+
+
+def status_kind(status: int) -> ErrorClass:
+    """Class of an HTTP status: the table, else any other 4xx is a bad request and the rest a server error."""
+    known = _STATUS.get(status)
+    if known is not None:
+        return known
+    return ErrorClass.BAD_REQUEST if 400 <= status < 500 else ErrorClass.SERVER_ERROR
+
+
+def error_kind(err: WireError) -> ErrorClass:
+    """Class of an in-band error: named code, then type, then an integer code read as a status."""
+    for name in (err.code, err.type):
+        if isinstance(name, str) and name in _INBAND_CODES:
+            return _INBAND_CODES[name]
+    return status_kind(err.code) if isinstance(err.code, int) else ErrorClass.SERVER_ERROR
+
+
+def usage_of(wire: WireUsage | None) -> Usage:
+    """OpenAI usage -> canonical usage; ``prompt_tokens`` includes the cached tokens it reports."""
+    if wire is None:
+        return Usage()
+    prompt = wire.prompt_tokens or 0
+    details = wire.prompt_tokens_details
+    cached = details.cached_tokens if details is not None and details.cached_tokens is not None else None
+    if cached is None:
+        cached = wire.prompt_cache_hit_tokens or 0
+    cached = min(max(cached, 0), prompt)
+    return Usage(input_tokens=prompt - cached, output_tokens=wire.completion_tokens or 0, cache_read_tokens=cached)
+
+
+def finish_reason(reason: str, *, has_calls: bool) -> FinishReason:
+    # An unknown reason from a compatible server ends the answer normally.
+    mapped = _FINISH.get(reason, "stop")
+    return "tool_calls" if mapped == "stop" and has_calls else mapped
+
+
+def redact(text: str, key: Secret | None) -> str:
+    """Error text made safe and short: servers may echo what they were sent, never the key."""
+    secret = key.reveal() if key is not None else ""
+    if secret:
+        text = text.replace(secret, "****")
+    return text[:_DETAIL_LIMIT]
+
+
+def describe(err: WireError, key: Secret | None) -> str:
+    """``code: message`` of a wire error, redacted."""
+    label = str(err.code) if err.code is not None else (err.type or "")
+    return redact(f"{label}: {err.message}" if label and err.message else (label or err.message), key)
+
+
+class _ToolCallState(msgspec.Struct):
+    """The parts of one streamed tool call received so far (mutable, decoder-private)."""
+
+    id: str = ""
+    name: str = ""
+    arguments: list[str] = []
+
+
+class OpenAIStreamDecoder:
+    """Incremental decoder of one ``chat.completion.chunk`` stream; see ``StreamDecoder``."""
+
+    __slots__ = (
+        "_calls",
+        "_compatible",
+        "_done",
+        "_finish",
+        "_held",
+        "_key",
+        "_model",
+        "_parser",
+        "_provider",
+        "_text",
+        "_usage",
+    )
+
+    def __init__(self, provider: str, model_id: str, key: Secret | None, *, compatible: bool) -> None:
+        self._provider = provider
+        self._model = model_id
+        self._key = key
+        self._compatible = compatible
+        self._parser = SSEParser()
+        self._text: list[str] = []
+        self._calls: dict[int, _ToolCallState] = {}
+        self._finish: FinishReason | None = None
+        self._usage: Usage | None = None
+        self._done = False
+        self._held = HeldFailure()
+
+    @property
+    def partial_text(self) -> str:
+        """The answer text decoded so far."""
+        return "".join(self._text)
+
+    def feed(self, chunk: bytes) -> list[StreamEvent]:
+        """Decode a network chunk; raises ``MidStreamError`` on an in-band error or bad JSON."""
+        self._held.raise_pending()
+        out: list[StreamEvent] = []
+        if not self._done:
+            try:
+                for _, data in self._parser.feed_raw(chunk):
+                    self._on_data(data, out, cut=False)
+                    if self._done:
+                        break
+            except MidStreamError as exc:
+                return self._held.hold(out, exc)
+        return out
+
+    def close(self) -> list[StreamEvent]:
+        """The body ended; raises ``MidStreamError`` unless the answer finished."""
+        self._held.raise_pending()
+        out: list[StreamEvent] = []
+        if self._done:
+            return out
+        for _, data in self._parser.close_raw():
+            self._on_data(data, out, cut=True)
+            if self._done:
+                return out
+        if self._finish is not None and self._compatible:
+            # Several compatible servers end the body after the last chunk without [DONE].
+            self._done = True
+            return [*out, *self._final()]
+        problem = "stream closed without [DONE]" if self._finish else "stream closed before the answer finished"
+        raise self._error(ErrorClass.SERVER_ERROR, f"{problem} (byte {self._parser.offset})")
+
+    def _error(self, kind: ErrorClass, detail: str) -> MidStreamError:
+        return MidStreamError(kind, self._provider, partial=self.partial_text, model=self._model, detail=detail)
+
+    def _on_data(self, data: bytes, out: list[StreamEvent], *, cut: bool) -> None:
+        if data == b"[DONE]":
+            self._done = True
+            out.extend(self._final())
+            return
+        try:
+            # msgspec reads the bytes as they came; anything it refuses takes the text path below.
+            chunk: WireChunk | None = CHUNK_DECODER.decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            chunk = self._decode_text(data.decode("utf-8", "replace"), out, cut=cut)
+        if chunk is None:
+            return
+        # The fields as_error reads, tested first: most chunks carry no error, and building
+        # the error view of each one cost nearly as much as decoding it.
+        if chunk.error is not None or chunk.message is not None or chunk.object == "error":
+            err = chunk.as_error()
+            if err is not None:
+                raise self._error(error_kind(err), describe(err, self._key))
+        usage = chunk.usage or (chunk.x_groq.usage if chunk.x_groq is not None else None)
+        if usage is not None:
+            self._usage = usage_of(usage)
+        for choice in chunk.choices:
+            # One choice is asked for; anything after its finish reason is ignored.
+            if choice.index == 0 and self._finish is None:
+                self._on_delta(choice.delta, out)
+                if choice.finish_reason:
+                    self._on_finish(choice.finish_reason, out)
+
+    def _decode_text(self, text: str, out: list[StreamEvent], *, cut: bool) -> WireChunk | None:
+        """The data as text, stripped: blank, ``[DONE]`` (None), or a chunk; invalid UTF-8 is replaced."""
+        payload = text.strip()
+        if not payload:
+            return None
+        if payload == "[DONE]":
+            self._done = True
+            out.extend(self._final())
+            return None
+        try:
+            return CHUNK_DECODER.decode(payload)
+        except msgspec.DecodeError as exc:
+            what = "stream cut mid-event" if cut else "malformed JSON"
+            detail = f"{what} from {self._provider} at stream byte offset {self._parser.offset}: {exc}"
+            raise self._error(ErrorClass.SERVER_ERROR, detail) from exc
+
+    def _on_delta(self, delta: WireDelta, out: list[StreamEvent]) -> None:
+        thinking = delta.reasoning_content or delta.reasoning
+        if thinking:
+            out.append(ThinkingDelta(thinking))
+        if delta.content:
+            self._text.append(delta.content)
+            out.append(TextDelta(delta.content))
+        if delta.refusal:
+            self._text.append(delta.refusal)
+            out.append(TextDelta(delta.refusal))
+        if delta.tool_calls:
+            for fragment in delta.tool_calls:
+                self._on_fragment(fragment, out)
+        if delta.function_call is not None:
+            self._on_fragment(WireToolCallDelta(index=0, function=delta.function_call), out)
+
+    def _on_fragment(self, fragment: WireToolCallDelta, out: list[StreamEvent]) -> None:
+        index = self._index_of(fragment)
+        state = self._calls.setdefault(index, _ToolCallState())
+        name = fragment.function.name if fragment.function is not None else None
+        arguments = (fragment.function.arguments if fragment.function is not None else None) or ""
+        # id and name arrive whole on the first fragment; a server that repeats them is not appended.
+        state.id = state.id or fragment.id or ""
+        state.name = state.name or name or ""
+        state.arguments.append(arguments)
+        out.append(ToolCallDelta(index, id=fragment.id or None, name=name or None, arguments=arguments))
+
+    def _index_of(self, fragment: WireToolCallDelta) -> int:
+        if fragment.index is not None:
+            return fragment.index
+        # Servers that omit the index send one call at a time: a new id starts the next call.
+        if fragment.id and all(c.id != fragment.id for c in self._calls.values()):
+            return len(self._calls)
+        return max(self._calls, default=0)
+
+    def _on_finish(self, reason: str, out: list[StreamEvent]) -> None:
+        self._finish = finish_reason(reason, has_calls=bool(self._calls))
+        for index in sorted(self._calls):
+            c = self._calls[index]
+            out.append(ToolCallDone(index, c.id or f"call_{index}", c.name, "".join(c.arguments)))
+
+    def _final(self) -> list[StreamEvent]:
+        if self._finish is None:
+            raise self._error(ErrorClass.SERVER_ERROR, "stream ended without a finish reason")
+        return [UsageEvent(self._usage or Usage()), FinishEvent(self._finish)]

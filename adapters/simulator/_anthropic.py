@@ -1,0 +1,242 @@
+"""Simulator, Anthropic Messages wire: request view in, ``Message`` or its event stream out.
+
+Facts from Anthropic's API reference: a stream is named SSE events, ``message_start`` (the message
+with empty content and the input usage), per block ``content_block_start`` / ``_delta`` /
+``_stop`` (``text_delta`` or ``input_json_delta`` fragments of a ``tool_use`` input), ``ping``s,
+then ``message_delta`` (stop reason, cumulative usage) and ``message_stop``. Cache reads are
+reported in ``cache_read_input_tokens``, outside ``input_tokens``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from interlock.adapters.simulator._wire import (
+    SENTINEL,
+    Ask,
+    Reply,
+    StreamParts,
+    StreamTemplate,
+    ToolSpec,
+    chars_of,
+    split_args,
+    sse,
+    words_text,
+)
+
+_enc = msgspec.json.Encoder()
+_EMPTY = msgspec.Raw(b"{}")
+
+
+class _ABlock(msgspec.Struct, frozen=True):
+    text: str = ""
+
+
+class _AMessage(msgspec.Struct, frozen=True):
+    content: str | list[_ABlock] = ""
+
+
+class _ATool(msgspec.Struct, frozen=True):
+    name: str
+    input_schema: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class _AToolChoice(msgspec.Struct, frozen=True):
+    type: str = "auto"
+    name: str | None = None
+
+
+class _ARequest(msgspec.Struct, frozen=True):
+    model: str
+    messages: list[_AMessage] = []
+    system: str | list[_ABlock] | None = None
+    stream: bool = False
+    tools: list[_ATool] = []
+    tool_choice: _AToolChoice | None = None
+    max_tokens: int | None = None
+
+
+_A_REQUEST = msgspec.json.Decoder(_ARequest)
+
+
+class ATextBlock(msgspec.Struct, frozen=True, tag="text", tag_field="type"):
+    """A text content block."""
+
+    text: str
+
+
+class AToolUse(msgspec.Struct, frozen=True, tag="tool_use", tag_field="type"):
+    """A tool-use content block; ``input`` is the arguments object (raw JSON)."""
+
+    id: str
+    name: str
+    input: msgspec.Raw
+
+
+class AUsage(msgspec.Struct, frozen=True):
+    """Token usage; cache reads are outside ``input_tokens``."""
+
+    input_tokens: int
+    output_tokens: int
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+
+class AMessage(msgspec.Struct, frozen=True, kw_only=True, tag="message", tag_field="type"):
+    """A ``Message`` object."""
+
+    id: str
+    role: str = "assistant"
+    model: str
+    content: list[ATextBlock | AToolUse]
+    stop_reason: str | None
+    stop_sequence: None = None
+    usage: AUsage
+
+
+class AMessageStart(msgspec.Struct, frozen=True, tag="message_start", tag_field="type"):
+    """``message_start`` event."""
+
+    message: AMessage
+
+
+class ABlockStart(msgspec.Struct, frozen=True, tag="content_block_start", tag_field="type"):
+    """``content_block_start`` event."""
+
+    index: int
+    content_block: ATextBlock | AToolUse
+
+
+class ATextDelta(msgspec.Struct, frozen=True, tag="text_delta", tag_field="type"):
+    """A text fragment."""
+
+    text: str
+
+
+class AJsonDelta(msgspec.Struct, frozen=True, tag="input_json_delta", tag_field="type"):
+    """A fragment of a tool-use input's JSON."""
+
+    partial_json: str
+
+
+class ABlockDelta(msgspec.Struct, frozen=True, tag="content_block_delta", tag_field="type"):
+    """``content_block_delta`` event."""
+
+    index: int
+    delta: ATextDelta | AJsonDelta
+
+
+class ABlockStop(msgspec.Struct, frozen=True, tag="content_block_stop", tag_field="type"):
+    """``content_block_stop`` event."""
+
+    index: int
+
+
+class AStop(msgspec.Struct, frozen=True):
+    """``delta`` of ``message_delta``."""
+
+    stop_reason: str
+    stop_sequence: None = None
+
+
+class AMessageDelta(msgspec.Struct, frozen=True, tag="message_delta", tag_field="type"):
+    """``message_delta`` event: stop reason and cumulative usage."""
+
+    delta: AStop
+    usage: AUsage
+
+
+class AMessageStop(msgspec.Struct, frozen=True, tag="message_stop", tag_field="type"):
+    """``message_stop`` event."""
+
+
+class APing(msgspec.Struct, frozen=True, tag="ping", tag_field="type"):
+    """``ping`` event."""
+
+
+class AErrorBody(msgspec.Struct, frozen=True):
+    """``error`` of an Anthropic error body."""
+
+    type: str
+    message: str
+
+
+class AError(msgspec.Struct, frozen=True, tag="error", tag_field="type"):
+    """An Anthropic error body."""
+
+    error: AErrorBody
+
+
+_A_ERRORS = {
+    400: "invalid_request_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    503: "overloaded_error",  # what the Messages API says when it sheds load
+    529: "overloaded_error",
+}
+
+
+def _event(obj: msgspec.Struct) -> bytes:
+    return sse(_enc.encode(obj), str(type(obj).__struct_config__.tag))
+
+
+def _usage(r: Reply, output: int) -> AUsage:
+    return AUsage(r.input_tokens - r.cached_tokens, output, cache_read_input_tokens=r.cached_tokens)
+
+
+def _stop_reason(r: Reply) -> str:
+    return "tool_use" if r.calls else "max_tokens" if r.truncated else "end_turn"
+
+
+def _tool_choice(choice: _AToolChoice | None) -> tuple[str, str | None]:
+    if choice is None or choice.type == "auto":
+        return "auto", None
+    if choice.type == "none":
+        return "none", None
+    return "required", choice.name if choice.type == "tool" else None
+
+
+class AnthropicWire:
+    """Anthropic Messages, server side."""
+
+    name = "anthropic"
+
+    def decode(self, body: bytes, model: str = "", stream: bool = False) -> Ask:
+        """An ``Ask`` from a ``POST /v1/messages`` body."""
+        req = _A_REQUEST.decode(body)
+        tools = tuple(ToolSpec(t.name, t.input_schema) for t in req.tools)
+        mode, forced = _tool_choice(req.tool_choice)
+        chars = chars_of(req.system) + sum(chars_of(m.content) for m in req.messages)
+        return Ask(req.model, req.stream, True, chars, tools, mode, forced, req.max_tokens)
+
+    def body(self, r: Reply) -> bytes:
+        """A non-stream ``Message``."""
+        blocks: list[ATextBlock | AToolUse] = [AToolUse(c.id, c.name, msgspec.Raw(c.arguments)) for c in r.calls]
+        content = blocks or [ATextBlock(words_text(r.words))]
+        usage = _usage(r, r.output_tokens)
+        return _enc.encode(AMessage(id=r.id, model=r.model, content=content, stop_reason=_stop_reason(r), usage=usage))
+
+    def stream(self, r: Reply, include_usage: bool) -> StreamParts:
+        """Events of a streamed message (usage is always reported)."""
+        start = AMessage(id=r.id, model=r.model, content=[], stop_reason=None, usage=_usage(r, 1))
+        head = _event(AMessageStart(start))
+        if not r.calls:
+            head += _event(ABlockStart(0, ATextBlock("")))
+        head += _event(APing())
+        calls = []
+        for k, c in enumerate(r.calls):
+            frames = _event(ABlockStart(k, AToolUse(c.id, c.name, _EMPTY)))
+            frames += b"".join(_event(ABlockDelta(k, AJsonDelta(p))) for p in split_args(c.arguments))
+            calls.append(frames + _event(ABlockStop(k)))
+        tail = b"" if r.calls else _event(ABlockStop(0))
+        tail += _event(AMessageDelta(AStop(_stop_reason(r)), _usage(r, r.output_tokens))) + _event(AMessageStop())
+        return StreamParts(head, StreamTemplate(_event(ABlockDelta(0, ATextDelta(SENTINEL)))), tuple(calls), tail)
+
+    def error(self, status: int, message: str) -> bytes:
+        """An Anthropic error body for ``status``."""
+        return _enc.encode(AError(AErrorBody(_A_ERRORS.get(status, "api_error"), message)))
+
+
+ANTHROPIC = AnthropicWire()

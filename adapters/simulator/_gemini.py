@@ -1,0 +1,222 @@
+"""Simulator, Gemini ``generateContent`` wire: request view in, ``GenerateContentResponse``(s) out.
+
+Facts from Google's Gemini API reference: the model and the method are in the path
+(``models/{model}:generateContent`` or ``:streamGenerateContent?alt=sse``); JSON is camelCase;
+a stream is ``data:`` frames, each a whole ``GenerateContentResponse``, and simply ends (no
+sentinel); a tool call is a ``functionCall`` part with finish reason ``STOP``; usage is in
+``usageMetadata`` with ``cachedContentTokenCount`` counted within ``promptTokenCount``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from interlock.adapters.simulator._wire import (
+    SENTINEL,
+    Ask,
+    Reply,
+    StreamParts,
+    StreamTemplate,
+    ToolSpec,
+    sse,
+    words_text,
+)
+
+_enc = msgspec.json.Encoder()
+_SEP = b"\r\n\r\n"
+
+
+class _GPart(msgspec.Struct, frozen=True):
+    text: str = ""
+
+
+class _GContent(msgspec.Struct, frozen=True):
+    parts: list[_GPart] = []
+
+
+class _GDeclaration(msgspec.Struct, frozen=True, rename="camel"):
+    name: str
+    parameters: dict[str, Any] | None = None
+    parameters_json_schema: dict[str, Any] | None = None
+
+
+class _GTool(msgspec.Struct, frozen=True, rename="camel"):
+    function_declarations: list[_GDeclaration] = []
+
+
+class _GCallingConfig(msgspec.Struct, frozen=True, rename="camel"):
+    mode: str = "AUTO"
+    allowed_function_names: list[str] = []
+
+
+class _GToolConfig(msgspec.Struct, frozen=True, rename="camel"):
+    function_calling_config: _GCallingConfig | None = None
+
+
+class _GGeneration(msgspec.Struct, frozen=True, rename="camel"):
+    max_output_tokens: int | None = None
+
+
+class _GRequest(msgspec.Struct, frozen=True, rename="camel"):
+    contents: list[_GContent] = []
+    system_instruction: _GContent | None = None
+    tools: list[_GTool] = []
+    tool_config: _GToolConfig | None = None
+    generation_config: _GGeneration | None = None
+
+
+_G_REQUEST = msgspec.json.Decoder(_GRequest)
+
+
+class GFunctionCall(msgspec.Struct, frozen=True):
+    """A ``functionCall`` part's payload; ``args`` is the arguments object (raw JSON)."""
+
+    name: str
+    args: msgspec.Raw
+
+
+class GPart(msgspec.Struct, frozen=True, rename="camel"):
+    """A content part: text or a function call."""
+
+    text: str | UnsetType = UNSET
+    function_call: GFunctionCall | UnsetType = UNSET
+
+
+class GContent(msgspec.Struct, frozen=True):
+    """A candidate's content."""
+
+    parts: list[GPart]
+    role: str = "model"
+
+
+class GCandidate(msgspec.Struct, frozen=True, rename="camel"):
+    """A response candidate."""
+
+    content: GContent
+    finish_reason: str | UnsetType = UNSET
+    index: int = 0
+
+
+class GUsage(msgspec.Struct, frozen=True, rename="camel"):
+    """``usageMetadata``; cached tokens are within the prompt count."""
+
+    prompt_token_count: int
+    candidates_token_count: int
+    total_token_count: int
+    cached_content_token_count: int | UnsetType = UNSET
+
+
+class GResponse(msgspec.Struct, frozen=True, rename="camel"):
+    """A ``GenerateContentResponse`` (also each streamed frame)."""
+
+    candidates: list[GCandidate]
+    model_version: str
+    response_id: str
+    usage_metadata: GUsage | UnsetType = UNSET
+
+
+class GErrorBody(msgspec.Struct, frozen=True):
+    """``error`` of a Google API error body."""
+
+    code: int
+    message: str
+    status: str
+
+
+class GError(msgspec.Struct, frozen=True):
+    """A Google API error body."""
+
+    error: GErrorBody
+
+
+class GModel(msgspec.Struct, frozen=True, rename="camel"):
+    """An entry of ``GET /v1beta/models``."""
+
+    name: str
+    display_name: str
+    supported_generation_methods: list[str]
+    input_token_limit: int = 1_000_000
+    output_token_limit: int = 8192
+    version: str = "001"
+
+
+class GModelList(msgspec.Struct, frozen=True):
+    """``GET /v1beta/models``."""
+
+    models: list[GModel]
+
+
+_G_STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL"}
+
+
+def _usage(r: Reply) -> GUsage:
+    cached: int | UnsetType = r.cached_tokens or UNSET
+    return GUsage(r.input_tokens, r.output_tokens, r.input_tokens + r.output_tokens, cached)
+
+
+def _finish(r: Reply) -> str:
+    return "MAX_TOKENS" if r.truncated and not r.calls else "STOP"
+
+
+def _tool_mode(config: _GToolConfig | None) -> tuple[str, str | None]:
+    calling = config.function_calling_config if config else None
+    if calling is None or calling.mode.upper() not in ("ANY", "NONE"):
+        return "auto", None
+    if calling.mode.upper() == "NONE":
+        return "none", None
+    allowed = calling.allowed_function_names
+    return "required", allowed[0] if len(allowed) == 1 else None
+
+
+def model_list(ids: list[str]) -> bytes:
+    """The ``/v1beta/models`` body."""
+    methods = ["generateContent", "streamGenerateContent"]
+    return _enc.encode(GModelList([GModel(f"models/{i}", f"{i} (simulated)", methods) for i in ids]))
+
+
+class GeminiWire:
+    """Gemini ``generateContent`` / ``streamGenerateContent``, server side."""
+
+    name = "gemini"
+
+    def decode(self, body: bytes, model: str = "", stream: bool = False) -> Ask:
+        """An ``Ask`` from a request body; model and streaming come from the path."""
+        req = _G_REQUEST.decode(body)
+        contents = [*req.contents, req.system_instruction] if req.system_instruction else req.contents
+        chars = sum(len(p.text) for c in contents for p in c.parts)
+        tools = tuple(
+            ToolSpec(d.name, d.parameters_json_schema or d.parameters or {})
+            for t in req.tools
+            for d in t.function_declarations
+        )
+        mode, forced = _tool_mode(req.tool_config)
+        limit = req.generation_config.max_output_tokens if req.generation_config else None
+        return Ask(model, stream, True, chars, tools, mode, forced, limit)
+
+    def _response(self, r: Reply, parts: list[GPart], final: bool) -> GResponse:
+        candidate = GCandidate(GContent(parts), _finish(r) if final else UNSET)
+        return GResponse([candidate], r.model, r.id, _usage(r) if final else UNSET)
+
+    def body(self, r: Reply) -> bytes:
+        """A non-stream ``GenerateContentResponse``."""
+        calls = [GPart(function_call=GFunctionCall(c.name, msgspec.Raw(c.arguments))) for c in r.calls]
+        return _enc.encode(self._response(r, calls or [GPart(words_text(r.words))], True))
+
+    def stream(self, r: Reply, include_usage: bool) -> StreamParts:
+        """``alt=sse`` frames; a tool-call reply is one final frame."""
+        template = StreamTemplate(sse(_enc.encode(self._response(r, [GPart(SENTINEL)], False)), sep=_SEP))
+        if r.calls:
+            parts = [GPart(function_call=GFunctionCall(c.name, msgspec.Raw(c.arguments))) for c in r.calls]
+            return StreamParts(b"", template, (sse(_enc.encode(self._response(r, parts, True)), sep=_SEP),), b"")
+        tail = sse(_enc.encode(self._response(r, [GPart("")], True)), sep=_SEP)
+        return StreamParts(b"", template, (), tail)
+
+    def error(self, status: int, message: str) -> bytes:
+        """A Google API error body for ``status``."""
+        return _enc.encode(GError(GErrorBody(status, message, _G_STATUS.get(status, "UNAVAILABLE"))))
+
+
+GEMINI = GeminiWire()

@@ -1,0 +1,195 @@
+"""Simulator wire formats, the shared part: the format-neutral ``Ask`` and ``Reply``, SSE framing,
+the per-token byte template and the model list that OpenAI and Anthropic clients both read.
+
+A whole object is a msgspec Struct encoded once; the per-token hot path is a byte template made
+once per response by encoding a chunk whose text is a sentinel and splitting around it, so a token
+costs two concatenations with a pre-encoded word. The three formats live in ``_sim_openai``,
+``_sim_anthropic`` and ``_sim_gemini``; each is a ``WireFormat``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import msgspec
+
+from interlock.adapters.simulator._behaviour import VOCAB, Behaviour, Plan, sample_arguments
+
+_enc = msgspec.json.Encoder()
+SENTINEL = "@@sim-token@@"
+_SENTINEL_JSON = _enc.encode(SENTINEL)
+_PLAIN = tuple(_enc.encode(w) for w in VOCAB)
+_SPACED = tuple(_enc.encode(" " + w) for w in VOCAB)
+
+
+def words_text(words: tuple[int, ...]) -> str:
+    """The text a sequence of VOCAB indices spells: words joined by single spaces."""
+    return " ".join(VOCAB[w] for w in words)
+
+
+class ToolSpec(msgspec.Struct, frozen=True):
+    """A tool the request offers: its name and JSON Schema of arguments."""
+
+    name: str
+    schema: dict[str, Any]
+
+
+class Ask(msgspec.Struct, frozen=True):
+    """What a request asks for, whatever its format; ``tool_mode`` is auto, none or required."""
+
+    model: str
+    stream: bool
+    include_usage: bool
+    prompt_chars: int
+    tools: tuple[ToolSpec, ...] = ()
+    tool_mode: str = "auto"
+    forced_tool: str | None = None
+    max_tokens: int | None = None
+
+
+class Call(msgspec.Struct, frozen=True):
+    """One tool call of a reply; ``arguments`` is the JSON object as bytes."""
+
+    id: str
+    name: str
+    arguments: bytes
+
+
+class Reply(msgspec.Struct, frozen=True):
+    """What the simulator answers: text words or tool calls, and the usage to report."""
+
+    id: str
+    model: str
+    created: int
+    words: tuple[int, ...]
+    calls: tuple[Call, ...]
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    truncated: bool = False
+
+
+_IDS = {"openai": ("chatcmpl-sim", "call_sim"), "anthropic": ("msg_sim", "toolu_sim"), "gemini": ("sim-", "")}
+
+
+def build_reply(fmt: str, ask: Ask, plan: Plan, behaviour: Behaviour, seq: int, created: int) -> Reply:
+    """The reply to ``ask``: tool calls if offered and wanted, else the plan's words (cut at max_tokens).
+
+    Input tokens are prompt characters / 4 (rounded up); ``seq`` makes ids unique per simulator.
+    """
+    reply_prefix, call_prefix = _IDS[fmt]
+    input_tokens = max(1, -(-ask.prompt_chars // 4))
+    cached = int(input_tokens * behaviour.cached_fraction)
+    rid = f"{reply_prefix}{seq:08d}"
+    wants = ask.tool_mode == "required" or (ask.tool_mode == "auto" and plan.tool_roll < behaviour.tool_call_p)
+    if ask.tools and wants:
+        chosen = [t for t in ask.tools if t.name == ask.forced_tool] or ask.tools[: max(1, behaviour.tool_calls)]
+        calls = tuple(
+            Call(f"{call_prefix}{seq:08d}_{k}", t.name, _enc.encode(sample_arguments(t.schema)))
+            for k, t in enumerate(chosen)
+        )
+        output = sum((len(c.name) + len(c.arguments) + 3) // 4 for c in calls)
+        return Reply(rid, ask.model, created, (), calls, input_tokens, cached, output)
+    words = plan.words
+    truncated = ask.max_tokens is not None and len(words) > ask.max_tokens
+    words = words[: ask.max_tokens] if truncated else words
+    return Reply(rid, ask.model, created, words, (), input_tokens, cached, len(words), truncated)
+
+
+def sse(data: bytes, event: str | None = None, sep: bytes = b"\n\n") -> bytes:
+    """One SSE frame."""
+    head = b"event: " + event.encode() + b"\ndata: " if event else b"data: "
+    return head + data + sep
+
+
+class StreamTemplate:
+    """A chunk's bytes split around the sentinel text: ``token`` fills in a pre-encoded word."""
+
+    __slots__ = ("_post", "_pre")
+
+    def __init__(self, frame: bytes) -> None:
+        self._pre, _, self._post = frame.partition(_SENTINEL_JSON)
+
+    def token(self, word: int, first: bool) -> bytes:
+        """The chunk carrying VOCAB[word] (with a leading space unless first)."""
+        return self._pre + (_PLAIN if first else _SPACED)[word] + self._post
+
+    def malformed(self) -> bytes:
+        """A chunk whose JSON breaks off mid-string."""
+        return self._pre + b'"broken' + b"\n\n"
+
+
+class StreamParts(msgspec.Struct, frozen=True):
+    """A streamed reply, in order: ``head``, tokens (via ``template``) or ``calls``, ``tail``."""
+
+    head: bytes
+    template: StreamTemplate
+    calls: tuple[bytes, ...]
+    tail: bytes
+
+
+def split_args(arguments: bytes) -> tuple[str, str]:
+    """Tool arguments in two pieces, as providers stream them."""
+    text = arguments.decode()
+    half = len(text) // 2
+    return text[:half], text[half:]
+
+
+def chars_of(content: Any) -> int:
+    """Characters of text in a message content: a string or a list of blocks with ``text``."""
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, list):
+        return sum(len(getattr(part, "text", "") or "") for part in content)
+    return 0
+
+
+
+class WireFormat(Protocol):
+    """One provider format, server side."""
+
+    name: str
+
+    def decode(self, body: bytes, model: str = "", stream: bool = False) -> Ask:
+        """An ``Ask`` from a request body (``model``/``stream`` come from the path where the format says so)."""
+        ...
+
+    def body(self, r: Reply) -> bytes:
+        """A non-stream response body."""
+        ...
+
+    def stream(self, r: Reply, include_usage: bool) -> StreamParts:
+        """The SSE frames of a streamed response."""
+        ...
+
+    def error(self, status: int, message: str) -> bytes:
+        """An error body for HTTP ``status``."""
+        ...
+
+
+class ListedModel(msgspec.Struct, frozen=True):
+    """A model entry readable by both OpenAI (``object``, ``owned_by``) and Anthropic (``type``) clients."""
+
+    id: str
+    display_name: str
+    created: int = 1_700_000_000
+    created_at: str = "2023-11-14T22:13:20Z"
+    object: str = "model"
+    type: str = "model"
+    owned_by: str = "interlock-simulator"
+
+
+class ModelList(msgspec.Struct, frozen=True):
+    """``GET /v1/models``: OpenAI's list object with Anthropic's paging fields."""
+
+    data: list[ListedModel]
+    object: str = "list"
+    has_more: bool = False
+    first_id: str | None = None
+    last_id: str | None = None
+
+
+def model_list(ids: list[str]) -> bytes:
+    """The shared ``/v1/models`` body."""
+    data = [ListedModel(i, f"{i} (simulated)") for i in ids]
+    return _enc.encode(ModelList(data, first_id=ids[0] if ids else None, last_id=ids[-1] if ids else None))

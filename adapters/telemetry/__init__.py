@@ -1,0 +1,1 @@
+"""The OpenTelemetry mirror of the ledger: spans, metrics, and the names they carry."""
