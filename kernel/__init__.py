@@ -26,6 +26,13 @@ _EXPORTS: dict[str, str] = {
     # the door, and verifiers written in Python
     "open": "actors._door",
     "Door": "actors._door",
+    "OpenDoor": "actors._door",
+    "Prompt": "actors._door",
+    "RequestOptions": "_types",
+    "load_config": "adapters._config_file",
+    "Config": "policies._config",
+    "ProviderHealth": "actors._provider_actor",
+    "LedgerStatistics": "actors._ledger_actor",
     "Verdict": "policies._verify",
     "CallableVerifier": "policies._verify",
     "msgspec_verifier": "policies._verify",
@@ -174,6 +181,7 @@ if TYPE_CHECKING:
     from ._types import (
         Part as Part,
     )
+    from ._types import RequestOptions as RequestOptions
     from ._types import (
         ResponseFormat as ResponseFormat,
     )
@@ -232,7 +240,13 @@ if TYPE_CHECKING:
         UsageEvent as UsageEvent,
     )
     from .actors._door import Door as Door
+    from .actors._door import OpenDoor as OpenDoor
+    from .actors._door import Prompt as Prompt
     from .actors._door import open as open
+    from .actors._ledger_actor import LedgerStatistics as LedgerStatistics
+    from .actors._provider_actor import ProviderHealth as ProviderHealth
+    from .adapters._config_file import load_config as load_config
+    from .policies._config import Config as Config
     from .policies._verify import CallableVerifier as CallableVerifier
     from .policies._verify import Verdict as Verdict
     from .policies._verify import msgspec_verifier as msgspec_verifier

@@ -7,7 +7,8 @@ the adapters, never above them.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, TypedDict
 
 import msgspec
 
@@ -147,6 +148,33 @@ class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
     cache_system: bool = False
     cache_tools: bool = False
     request_id: str = ""
+
+
+class RequestOptions(TypedDict, total=False):
+    """The keyword options of ``door.ask`` / ``door.stream``: every ``ChatRequest`` field but the messages.
+
+    ``tools`` also takes plain JSON-shaped dicts, converted to ``ToolSpec`` at the door.
+    """
+
+    tools: Sequence[ToolSpec | Mapping[str, Any]]
+    tool_choice: ToolChoice | None
+    parallel_tool_calls: bool | None
+    response_format: ResponseFormat | None
+    temperature: float | None
+    top_p: float | None
+    stop: tuple[str, ...]
+    seed: int | None
+    max_tokens: int | None
+    task: str | None
+    model: str | None
+    model_class: str | None
+    tenant: str
+    caller: str
+    sensitivity: Sensitivity
+    metadata: dict[str, str]
+    cache_system: bool
+    cache_tools: bool
+    request_id: str
 
 
 # -- stream events ---------------------------------------------------------------------------

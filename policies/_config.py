@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import re
 import tomllib
-from importlib import resources
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -215,7 +213,7 @@ class StateConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The whole configuration; build it with ``load_config`` / ``parse_config`` / ``default_config``."""
+    """The whole configuration; build it with ``parse_config`` (files: ``interlock.load_config``)."""
 
     providers: dict[str, ProviderConfig] = msgspec.field(default_factory=dict)
     models: dict[str, ModelConfig] = msgspec.field(default_factory=dict)
@@ -263,16 +261,6 @@ _SUBJECT = re.compile(r"^(?P<field>[a-z_]+) (?P<rest>must\b.*)$", re.DOTALL)
 _FIELD_NAMED = re.compile(r"^Object (?P<what>contains unknown|missing required) field `(?P<field>[^`]+)`$")
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and check the TOML file at ``path``."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(str(path), f"cannot read the file ({exc.strerror or exc})") from exc
-    return parse_config(text, source=str(path))
-
-
 def parse_config(text: str, *, source: str = "<string>") -> Config:
     """Decode and check TOML ``text``; ``source`` names it in syntax errors."""
     try:
@@ -280,12 +268,6 @@ def parse_config(text: str, *, source: str = "<string>") -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, f"not valid TOML: {exc}") from exc
     return check_config(_decode(raw))
-
-
-def default_config() -> Config:
-    """The embedded default: a simulated fleet that needs no keys (``interlock demo``)."""
-    text = resources.files("interlock.policies").joinpath("default.toml").read_text(encoding="utf-8")
-    return parse_config(text, source="interlock.policies/default.toml")
 
 
 def _decode(raw: dict[str, Any]) -> Config:

@@ -10,11 +10,10 @@ import msgspec
 import pytest
 
 from interlock._errors import ConfigError, ErrorClass
+from interlock.adapters._config_file import default_config, load_config
 from interlock.policies._config import (
     Config,
     JobConfig,
-    default_config,
-    load_config,
     parse_config,
 )
 from interlock.policies._config_check import is_floating, looks_like_key

@@ -14,7 +14,9 @@ INTENDED = {
     "Actor", "ActorRef", "MailboxStatistics", "Reply", "EventSink", "EventStream",
     "Supervisor", "ChildSpec", "ChildInfo", "Strategy", "Restart", "Runtime",
     # the door
-    "open", "Door", "Verdict", "CallableVerifier", "msgspec_verifier",
+    "open", "OpenDoor", "Door", "Prompt", "RequestOptions", "Verdict", "CallableVerifier", "msgspec_verifier",
+    # what the door returns
+    "Config", "load_config", "ProviderHealth", "LedgerStatistics",
     # errors
     "ErrorClass", "InterlockError", "ConfigError", "RequestError", "ActorStopped", "AskTimeout",
     "MailboxFull", "ConsumerGone", "SupervisorEscalation", "ProviderError", "MidStreamError",
@@ -64,3 +66,24 @@ def test_implementation_modules_are_private() -> None:
         module = importlib.import_module(info.name)
         if info.ispkg and not private:
             assert module.__doc__, info.name
+
+
+def test_request_options_name_every_request_field_but_the_messages() -> None:
+    """``RequestOptions`` (the door's keyword options) stays in step with ``ChatRequest``'s fields."""
+    assert set(interlock.RequestOptions.__annotations__) == set(interlock.ChatRequest.__struct_fields__) - {"messages"}
+
+
+def test_every_type_the_door_returns_is_exported() -> None:
+    """The door's public methods and properties return only types the package face exports."""
+    import typing
+
+    exported = {getattr(interlock, name) for name in interlock.__all__}
+    hints = {
+        name: typing.get_type_hints(getattr(interlock.Door, name).fget if name in {"config", "simulator"}
+                                    else getattr(interlock.Door, name))["return"]
+        for name in ("config", "ask", "health", "ledger_statistics")
+    }
+    assert hints["config"] in exported
+    assert hints["ask"] in exported
+    assert typing.get_args(hints["health"])[1] in exported
+    assert hints["ledger_statistics"] in exported

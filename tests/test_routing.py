@@ -18,9 +18,9 @@ from interlock.policies._config import (
     Rule,
     RuleWhen,
     TenantConfig,
-    default_config,
     parse_config,
 )
+from interlock.adapters._config_file import default_config
 from interlock.policies._pricing import Price
 from interlock.policies._routing import Resolution, resolve
 

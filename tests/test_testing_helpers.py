@@ -8,7 +8,7 @@ import pytest
 
 import interlock
 import interlock.testing as testing
-from interlock.policies._config import default_config
+from interlock.adapters._config_file import default_config
 
 pytestmark = pytest.mark.anyio
 
