@@ -104,19 +104,20 @@ class LedgerActor(Actor[LedgerMsg]):
         await self._flush()
 
     async def receive(self, msg: LedgerMsg) -> Any:
-        if type(msg) is Flush:
-            return await self._flush()
-        if type(msg) is TraceContext:
-            if self._mirror is not None:
-                self._parents[msg.request_id] = msg.traceparent
-            return None
         buffer = self._buffer
-        if type(msg) is Records:
-            buffer.items.extend(msg.records)
-            buffer.accepted += len(msg.records)
-        else:
-            buffer.items.append(msg)  # type: ignore[arg-type]  # a single record
-            buffer.accepted += 1
+        match msg:
+            case Flush():
+                return await self._flush()
+            case TraceContext():
+                if self._mirror is not None:
+                    self._parents[msg.request_id] = msg.traceparent
+                return None
+            case Records():
+                buffer.items.extend(msg.records)
+                buffer.accepted += len(msg.records)
+            case _:  # a single record
+                buffer.items.append(msg)
+                buffer.accepted += 1
         pending = len(buffer.items)
         if pending >= self._batch_size and not self._wake.is_set():
             self._wake.set()

@@ -27,7 +27,7 @@ from typing import final
 
 
 class ErrorClass(enum.StrEnum):
-    """The stable classification of every failure; the router's failover rules key on it."""
+    """The stable classification of every failure; the failover rules (``interlock.policies._failover``) key on it."""
 
     RATE_LIMIT = "rate_limit"
     OVERLOADED = "overloaded"

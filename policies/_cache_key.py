@@ -9,7 +9,7 @@ process and on every run. What goes in, and why:
   ``model`` and ``model_class`` (a pin restricts who may answer, so an answer by another model
   must not satisfy it) and ``sensitivity`` (it changes routing: a PII request may only be
   answered by a local model, so it must never hit an answer a cloud model wrote).
-- **Scope**: the ``task`` and ``tenant`` arguments (the router's resolved job and the tenant),
+- **Scope**: the ``task`` and ``tenant`` arguments (the plan's resolved job and the tenant),
   not the request's own fields, so tenants never share answers.
 - **Routing-only, left out** (``ROUTING_ONLY_FIELDS``): caller, metadata, request_id (who asks
   and how it is traced), task and tenant (taken from the arguments), cache_system and

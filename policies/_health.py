@@ -2,7 +2,7 @@
 
 The provider actor runs the probe loop and owns the clock; these functions only decide. A
 provider turns unhealthy after ``unhealthy_after`` failed probes in a row and healthy again
-after ``healthy_after`` passed probes in a row, so one lost probe does not flap the router's
+after ``healthy_after`` passed probes in a row, so one lost probe does not flap the request runs'
 chains. While unhealthy it is probed more often, to notice the recovery sooner.
 
 The cooldown is separate from health: a 429 says "not now" rather than "broken", so the actor
@@ -85,7 +85,7 @@ class CooldownConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     - ``default_s = 1``: when the 429 carries no retry-after; about the first backoff step of
       the official OpenAI and Anthropic SDKs (0.5 s, doubling).
     - ``max_s = 60``: a longer retry-after is capped; the same SDKs only honour a retry-after of
-      at most 60 s, and past that the router is better served by a fallback than a stall.
+      at most 60 s, and past that a request is better served by a fallback than a stall.
     """
 
     default_s: float = 1.0

@@ -5,8 +5,8 @@ not offer, arguments that are not JSON (or not a JSON object), and each schema v
 the JSON path of the offending value (``$.items[2].qty``). Empty arguments count as ``{}``:
 some providers send an empty string for a call without parameters.
 
-``corrective_message`` turns the problems into the one user message the router sends back for
-a single retry. The message quotes the rejected arguments, so the router can append it to the
+``corrective_message`` turns the problems into the one user message the request run sends back for
+a single retry. The message quotes the rejected arguments, so the request run can append it to the
 *original* messages without the failed assistant turn: providers require every assistant tool
 call to be answered by a tool result, which a retry would otherwise have to invent.
 """

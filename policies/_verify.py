@@ -11,7 +11,7 @@ A job lists its verifiers in TOML; each is a table tagged by ``kind``::
     ]
 
 ``schema`` and Python-side ``CallableVerifier`` (and ``msgspec_verifier``) run locally through
-``run_local``. ``reviewer`` and ``agreement`` need a second model call that the router makes;
+``run_local``. ``reviewer`` and ``agreement`` need a second model call that the request run makes;
 this module builds the review request and judges the replies, but calls nothing.
 
 Reviewer protocol (``parse_review``): a *verdict line* is a line that, once leading markdown
@@ -94,7 +94,7 @@ class ReviewerVerifier(
 ):
     """A reviewer model (a config model name, or any model of a class) judges the answer.
 
-    ``require_other_lab`` makes the router pick a reviewer from a different lab than the author
+    ``require_other_lab`` makes the verify rail pick a reviewer from a different lab than the author
     (see ``check_other_lab``). ``prompt`` is the reviewing instruction; the verdict protocol is
     always appended to it, so a custom prompt cannot break ``parse_review``.
     """
@@ -161,7 +161,7 @@ class SameLabReviewer(InterlockError):
 
 
 def needs_model(spec: Verifier) -> bool:
-    """Whether the verifier needs a model call the router makes (reviewer, agreement)."""
+    """Whether the verifier needs a model call the request run makes (reviewer, agreement)."""
     return isinstance(spec, ReviewerVerifier | AgreementVerifier)
 
 
@@ -225,7 +225,7 @@ async def run_local(spec: Verifier, response: ChatResponse) -> Verdict:
                 raise TypeError(f"verifier {spec.name!r} returned {type(verdict).__name__}, not a Verdict")
             return verdict
         case ReviewerVerifier() | AgreementVerifier():
-            raise ValueError(f"{type(spec).__name__} needs a model call: the router runs it")
+            raise ValueError(f"{type(spec).__name__} needs a model call: the verify rail runs it")
 
 
 def combine_verdicts(verdicts: Sequence[Verdict]) -> Verdict:
@@ -283,7 +283,7 @@ def _render_answer(answer: ChatResponse) -> str:
 
 
 def build_review_request(original: ChatRequest, answer: ChatResponse, spec: ReviewerVerifier) -> ChatRequest:
-    """The request the router sends to the reviewer: the original exchange as data, the protocol as system.
+    """The request the verify rail sends to the reviewer: the original exchange as data, the protocol as system.
 
     Tenant, caller and sensitivity are kept so the review obeys the same rails (PII stays local);
     ``task`` is left unset so the review is not counted as the job's own traffic, and metadata

@@ -17,7 +17,7 @@ Without it every bearer (or none) is tenant ``default``, and the start-up banner
 is never printed: messages show its first 6 characters at most.
 
 SIGINT / SIGTERM stop uvicorn gracefully (in-flight answers get ``--grace`` seconds), then the
-door closes, which drains the router and flushes every ledger record before the process exits.
+door closes, which drains the requests in flight and commits every ledger record before the process exits.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Per request: cache (``_rail_cache``) before routing, verify (``_rail_verify``) a
 Per attempt, in order: budget (``_rail_budget``: reserve, then settle or release) and the
 cross-process concurrency slot (``_rail_lease``); the breaker and the provider's own slots live
 in the provider actor. An attempt rail refuses with ``AdmissionRejected`` or ``BudgetExceeded``,
-which the router records as a skipped candidate and moves past.
+which the request run records as a skipped candidate and moves past.
 """
 
 from __future__ import annotations

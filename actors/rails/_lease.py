@@ -1,7 +1,7 @@
 """The concurrency rail: a machine-wide cap on in-flight calls, shared by every process using the store.
 
 Each attempt takes a lease per capped scope (``all``, ``provider:<name>``); leases expire unless
-renewed, and a renewal loop in the router keeps the held ones alive every third of their TTL,
+renewed, and a renewal loop in the door's tree keeps the held ones alive every third of their TTL,
 so a process that dies cannot leak slots.
 """
 
@@ -63,7 +63,7 @@ class LeaseRail:
         await self._store.release(lease_id)
 
     async def renew_forever(self) -> None:
-        """Keep held leases alive; runs in the router's task group for the router's life."""
+        """Keep held leases alive; runs in the tree's task group while the door is open."""
         ttl = float(self._limits.lease_ttl_s)
         while True:
             await self._clock.sleep(ttl / 3.0)

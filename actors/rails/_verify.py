@@ -1,7 +1,7 @@
 """The verify rail: judge a finished answer with the job's verifiers; the verdict may escalate a cascade.
 
 Local verifiers (JSON Schema, Python callables) run in place. A reviewer is a model call through
-the router itself — pinned to the first candidate of its class from a different lab than the
+the request run itself — pinned to the first candidate of its class from a different lab than the
 author's — and an agreement check asks a second model the same request. Every verdict is written
 on the author's attempt, so ``interlock report --quality`` can roll accept rates up per model.
 """
