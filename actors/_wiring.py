@@ -33,6 +33,13 @@ def provider_key(name: str, cfg: ProviderConfig, environ: Mapping[str, str]) -> 
     if not cfg.api_key_env:
         return None
     value = environ.get(cfg.api_key_env)
+    if value and value != value.strip():
+        # A key pasted with its newline is refused upstream as a 401 that names nothing; say which
+        # variable it is here, never its value.
+        raise ConfigError(
+            f"providers.{name}.api_key_env",
+            f"${cfg.api_key_env} has leading or trailing whitespace (a pasted newline?); strip it",
+        )
     return Secret(value, source=f"${cfg.api_key_env}") if value else None
 
 

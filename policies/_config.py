@@ -22,6 +22,7 @@ failure is a ``ConfigError(key, problem)``; no error ever quotes a value that co
 
 from __future__ import annotations
 
+import copy
 import re
 import tomllib
 from typing import Annotated, Any, Literal
@@ -312,15 +313,53 @@ def _convert(value: Any, kind: type[msgspec.Struct], key: str) -> Any:
     try:
         return msgspec.convert(value, kind)
     except msgspec.ValidationError as exc:
-        raise _translate(exc, key, value) from None
+        raise _translate(exc, key, value, kind) from None
 
 
-def _translate(exc: msgspec.ValidationError, prefix: str, raw: Any) -> ConfigError:
+def _named_keys(value: dict[str, Any], kind: type[msgspec.Struct], path: str) -> str:
+    """msgspec's error path with each ``[...]`` (a dict key it does not name) replaced by the real key.
+
+    For each unnamed step the table is narrowed to one entry at a time until the error comes
+    back: that entry is the culprit. Config tables are small, so the retries cost nothing.
+    """
+    trial = copy.deepcopy(value)
+    node: Any = trial
+    resolved = ""
+    for name, index, unnamed in re.findall(r"\.(\w+)|\[(\d+)\]|(\[\.\.\.\])", path):
+        if name:
+            node, resolved = node.get(name) if isinstance(node, dict) else None, f"{resolved}.{name}"
+        elif index:
+            node = node[int(index)] if isinstance(node, list) and int(index) < len(node) else None
+            resolved += f"[{index}]"
+        elif unnamed:
+            culprit = _failing_entry(trial, node, kind) if isinstance(node, dict) else None
+            node, resolved = (node[culprit], f"{resolved}.{culprit}") if culprit is not None else (None, f"{resolved}.*")
+    return resolved
+
+
+def _failing_entry(trial: dict[str, Any], table: dict[str, Any], kind: type[msgspec.Struct]) -> str | None:
+    """The key of ``table`` (inside ``trial``) whose entry alone still fails to convert; ``table`` keeps only it."""
+    entries = dict(table)
+    for key, entry in entries.items():
+        table.clear()
+        table[key] = entry
+        try:
+            msgspec.convert(trial, kind)
+        except msgspec.ValidationError:
+            return key
+    table.clear()
+    table.update(entries)
+    return None
+
+
+def _translate(exc: msgspec.ValidationError, prefix: str, raw: Any, kind: type[msgspec.Struct]) -> ConfigError:
     """Turn msgspec's ``... - at `$.price.input``` into ``ConfigError("<prefix>.price.input", ...)``."""
     match = _MSGSPEC_AT.match(str(exc))
     assert match is not None  # the pattern matches any text
     message, path = match["msg"], match["path"] or ""
-    key = prefix + path.replace("[...]", ".*")  # dict keys are not named by msgspec
+    if "[...]" in path:  # msgspec does not name dict keys: find the entry that fails
+        path = _named_keys(raw, kind, path)
+    key = prefix + path
     if match["iskey"]:
         return ConfigError(f"{key}.*", "a key: " + message[:1].lower() + message[1:])
     named = _FIELD_NAMED.match(message)

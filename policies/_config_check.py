@@ -23,8 +23,11 @@ DEFAULT_TIER = "standard"  # TenantConfig.tier's default
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _KEY_PREFIXES = ("sk-", "sk_", "AIza", "xai-", "gsk_", "ghp_", "Bearer ")
-# A pinned version carries a date (2025-04-14, 20250514, -05-20, -0613) or a -001 revision.
-_PINNED_ID = re.compile(r"\d{4}-\d{2}-\d{2}|\d{8}|-\d{2}-\d{2}$|-\d{4}$|-\d{3}$")
+# A pinned version carries a date (2025-04-14, 20250514, -05-20, -0613) or a -001 revision. A
+# four-digit suffix is a version only when it reads as a month and day: -8192 or -4096 is a
+# context size, which says nothing about which weights answer.
+_MMDD = r"(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"
+_PINNED_ID = re.compile(rf"\d{{4}}-\d{{2}}-\d{{2}}|\d{{8}}|-\d{{2}}-\d{{2}}$|-{_MMDD}$|-\d{{3}}$")
 _DEFAULT_URL = {
     "openai": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com",
@@ -63,6 +66,7 @@ def check_config(config: Config) -> Config:
         _check_tenant(f"tenants.{name}", tenant, config)
     for cls in config.privacy.pii_classes or ():
         _known_class("privacy.pii_classes", cls, classes)
+    _check_budgets_and_limits(config)
     return msgspec.structs.replace(config, providers=providers)
 
 
@@ -135,6 +139,60 @@ def _check_job(name: str, job: JobConfig, config: Config, classes: dict[str, Nam
     for cls in job.max_degrade.classes if job.max_degrade else ():
         _known_class(f"{key}.max_degrade.classes", cls, classes)
     _check_routing_extras(key, job, config, classes)
+    for i, spec in enumerate(job.verify):
+        _check_verifier(f"{key}.verify[{i}]", spec, job, config, classes)
+
+
+def _check_verifier(key: str, spec: Any, job: JobConfig, config: Config, classes: dict[str, Names]) -> None:
+    """A reviewer or a second opinion must name a known model or class, and a reviewer another lab."""
+    model: str | None = getattr(spec, "model", None)
+    model_class: str | None = getattr(spec, "model_class", None)
+    if model is not None and model not in config.models:
+        raise ConfigError(f"{key}.model", f"unknown model {model!r}; expected one of {_list(config.models)}")
+    if model_class is not None:
+        _known_class(f"{key}.model_class", model_class, classes)
+    if not getattr(spec, "require_other_lab", False):
+        return
+    authors = _chain_models(job.chain, config, classes)
+    reviewers = [model] if model is not None else list(classes.get(model_class or "", ()))
+    for author in authors:
+        lab = config.models[author].lab.strip().lower()
+        if not any(_other_lab(lab, config.models[r].lab) for r in reviewers):
+            field = "model" if model is not None else "model_class"
+            raise ConfigError(
+                f"{key}.{field}",
+                f"no reviewer from another lab than the author {author!r} (lab {lab or 'unknown'!r}); "
+                "name a reviewer from another lab or set require_other_lab = false",
+            )
+
+
+def _other_lab(author_lab: str, reviewer_lab: str) -> bool:
+    reviewer = reviewer_lab.strip().lower()
+    return bool(author_lab) and bool(reviewer) and author_lab != reviewer
+
+
+def _chain_models(chain: Names, config: Config, classes: dict[str, Names]) -> list[str]:
+    """Every model a chain may use: its model names, and each class's models, in order."""
+    out: list[str] = []
+    for entry in chain:
+        for model in classes.get(entry, (entry,)) if entry not in config.models else (entry,):
+            if model in config.models and model not in out:
+                out.append(model)
+    return out
+
+
+def _check_budgets_and_limits(config: Config) -> None:
+    """Budgets and concurrency caps must name providers the config declares (a typo caps nothing)."""
+    for name in config.budgets.providers:
+        if name not in config.providers:
+            raise ConfigError(
+                f"budgets.providers.{name}", f"unknown provider {name!r}; expected one of {_list(config.providers)}"
+            )
+    for name in config.limits.per_provider:
+        if name not in config.providers:
+            raise ConfigError(
+                f"limits.per_provider.{name}", f"unknown provider {name!r}; expected one of {_list(config.providers)}"
+            )
 
 
 def _check_routing_extras(key: str, job: JobConfig, config: Config, classes: dict[str, Names]) -> None:

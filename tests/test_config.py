@@ -300,6 +300,9 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
         ("gpt-4o", True),
         ("gemini-2.5-pro", True),
         ("llama3.1:8b", True),
+        ("mistral-7b-instruct-8192", True),
+        ("llama-3-70b-4096", True),
+        ("gpt-3.5-turbo-1106", False),
     ],
 )
 def test_floating_ids(model_id: str, floating: bool) -> None:
