@@ -39,7 +39,10 @@ class ErrorClass(enum.StrEnum):
     CONTEXT_LENGTH = "context_length"
     CONTENT_FILTER = "content_filter"  # output stopped by the provider's filter
     CONTENT_POLICY = "content_policy"  # request refused on policy grounds
+    BUDGET = "budget"  # a configured budget has no room: ours, not the provider's quota
+    POLICY_REFUSAL = "policy_refusal"  # our routing rules leave no model allowed to take the request
     CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # the process ended (a crash) while the request was open
     INTERNAL = "internal"
 
 
@@ -185,7 +188,7 @@ class BudgetExceeded(InterlockError):
 
     def __init__(self, budget: str, limit: float, spent: float, unit: str = "cents") -> None:
         super().__init__(
-            f"budget {budget}: limit {limit:g} {unit}, spent {spent:g} {unit}", kind=ErrorClass.RATE_LIMIT
+            f"budget {budget}: limit {limit:g} {unit}, spent {spent:g} {unit}", kind=ErrorClass.BUDGET
         )
         self.budget = budget
         self.limit = limit

@@ -134,7 +134,7 @@ callers = { loop = { usd_per_day = 0.0001 } }
         assert info.value.limit == pytest.approx(0.01)
         requests, attempts = await rows(door, tmp_path)
     assert len(requests) == 2
-    assert requests[1].error == "rate_limit"
+    assert requests[1].error == "budget"  # its own kind: not a provider rate limit
     assert {a.outcome for a in attempts if a.model == "cheap"} == {"skipped"}
 
 
