@@ -1,6 +1,6 @@
 """The provider actor: one per provider, owning its breaker, slots, cooldown, probes and adapter.
 
-Admission answers at once — breaker open, cooling down, unhealthy, no slot — so the router
+Admission answers at once — breaker open, cooling down, unhealthy, no slot — so the request run
 moves on without paying a timeout. An admitted call runs in the actor's task group and writes
 its events straight into the caller's stream (one hop per event). The pure decisions (breaker,
 health, cooldown) live in ``interlock.policies``; this actor owns their state and the clock.

@@ -333,7 +333,10 @@ def _named_keys(value: dict[str, Any], kind: type[msgspec.Struct], path: str) ->
             resolved += f"[{index}]"
         elif unnamed:
             culprit = _failing_entry(trial, node, kind) if isinstance(node, dict) else None
-            node, resolved = (node[culprit], f"{resolved}.{culprit}") if culprit is not None else (None, f"{resolved}.*")
+            if culprit is not None:
+                node, resolved = node[culprit], f"{resolved}.{culprit}"
+            else:
+                node, resolved = None, f"{resolved}.*"
     return resolved
 
 

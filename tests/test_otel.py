@@ -14,9 +14,9 @@ from otlp_receiver import OtlpReceiver, attributes
 
 from interlock._errors import ConfigError
 from interlock._records import AttemptRecord, RequestRecord
+from interlock.adapters._config_file import default_config
 from interlock.adapters.telemetry._names import OtelNaming
 from interlock.adapters.telemetry._otel import OtelMirror, RecordGrouper, layout, setup_from_env
-from interlock.adapters._config_file import default_config
 
 TS = 1_700_000_000.25
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"

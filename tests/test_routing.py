@@ -9,6 +9,7 @@ from msgspec.structs import replace
 
 from interlock._errors import RequestError
 from interlock._types import ChatRequest, Message, Sensitivity
+from interlock.adapters._config_file import default_config
 from interlock.policies._config import (
     Config,
     DegradePolicy,
@@ -20,7 +21,6 @@ from interlock.policies._config import (
     TenantConfig,
     parse_config,
 )
-from interlock.adapters._config_file import default_config
 from interlock.policies._pricing import Price
 from interlock.policies._routing import Resolution, resolve
 
