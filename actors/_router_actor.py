@@ -13,17 +13,15 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import msgspec
 
 from interlock._actor import Actor
 from interlock._errors import InterlockError
 from interlock._types import ChatRequest
-from interlock.actors.rails._lease import LeaseRail
 from interlock.actors.request._run import HedgePolicy
-from interlock.policies._config import Config, JobConfig
-from interlock.policies._hedge import HedgeBudget, HedgeDelay, full_budget, hedge_delay_s, on_success, spend_hedge
+from interlock.policies._config import Config
+from interlock.policies._hedge import HedgeBudget, full_budget, hedge_delay_s, on_success, spend_hedge
 from interlock.policies._latency import RollingLatency
 from interlock.policies._routing import Resolution, resolve
 from interlock.policies._tokens import estimate_input_tokens
@@ -37,15 +35,14 @@ def new_request_id(wall: float) -> str:
 
 
 class RouteRequest(msgspec.Struct, frozen=True, tag=True):
-    """Plan ``request``; sent with ``ask``, answered with its ``Plan``."""
+    """Plan ``request``; sent with ``ask``, answered with its ``Plan``.
+
+    ``chain`` replaces the job's chain: a classifier's pick for this one request. Every plan —
+    the first, a classifier's re-plan, an ensemble member's — is made here, by one function.
+    """
 
     request: ChatRequest
-
-
-class HedgeFor(msgspec.Struct, frozen=True, tag=True):
-    """The hedge policy for a chain resolved elsewhere (a classifier's pick, an ensemble member)."""
-
-    resolution: Resolution
+    chain: tuple[str, ...] | None = None
 
 
 class SpendHedge(msgspec.Struct, frozen=True, tag=True):
@@ -63,7 +60,7 @@ class Learned(msgspec.Struct, frozen=True, tag=True):
     hedge: bool
 
 
-RouterMsg = RouteRequest | HedgeFor | SpendHedge | Learned
+RouterMsg = RouteRequest | SpendHedge | Learned
 
 
 class Plan:
@@ -80,41 +77,37 @@ class Plan:
 class RouterActor(Actor[RouterMsg]):
     """Job chains and hedging decisions; the hedge budgets and TTFT windows they learn from."""
 
-    def __init__(self, config: Config, lease: LeaseRail | None = None) -> None:
+    def __init__(self, config: Config) -> None:
         super().__init__()
         self._config = config
-        self._lease = lease
         self._budgets: dict[str, HedgeBudget] = {}
         self._ttft: dict[str, RollingLatency] = {}
         self._spenders: dict[str, Callable[[], Awaitable[bool]]] = {}
 
-    async def on_start(self) -> None:
-        if self._lease is not None:
-            self.tasks.start_soon(self._lease.renew_forever)  # the machine-wide slots this process holds
-
-    async def receive(self, msg: RouterMsg) -> Any:
-        kind = type(msg)
-        if kind is RouteRequest:
-            request = msg.request  # type: ignore[union-attr]
-            tokens = estimate_input_tokens(request)
-            resolution = resolve(self._config, request, tokens)
-            return Plan(resolution, tokens, self._hedge_policy(resolution))
-        if kind is Learned:
-            self._learn(msg)  # type: ignore[arg-type]
-            return None
-        if kind is HedgeFor:
-            return self._hedge_policy(msg.resolution)  # type: ignore[union-attr]
-        if kind is SpendHedge:
-            return self._spend(msg.job)  # type: ignore[union-attr]
+    async def receive(self, msg: RouterMsg) -> Plan | bool | None:
+        match msg:
+            case RouteRequest(request=request, chain=chain):
+                return self.plan(request, chain)
+            case Learned():
+                self._learn(msg)
+                return None
+            case SpendHedge(job=job):
+                return self._spend(job)
         return None
 
+    def plan(self, request: ChatRequest, chain: tuple[str, ...] | None = None) -> Plan:
+        """The chain and hedge policy for ``request`` (``chain`` replacing the job's own)."""
+        tokens = estimate_input_tokens(request)
+        resolution = resolve(self._config, request, tokens, chain)
+        return Plan(resolution, tokens, self._hedge_policy(resolution))
+
     def _hedge_policy(self, resolution: Resolution) -> HedgePolicy:
-        job = resolution.policy
-        if job.hedge_after_ms is None:
+        spec = resolution.policy.hedge_delay
+        if spec is None:
             return _NO_HEDGE
         first = resolution.candidates[0].name if resolution.candidates else ""
-        delay = _delay(job, self._ttft.get(first))
-        return HedgePolicy(delay, job.max_hedges if delay is not None else 0, self._spender(resolution.job))
+        delay = hedge_delay_s(spec, self._ttft.get(first))
+        return HedgePolicy(delay, resolution.policy.max_hedges, self._spender(resolution.job))
 
     def _spender(self, job: str) -> Callable[[], Awaitable[bool]]:
         """Asks this router to spend a hedge token for ``job`` (a request runs outside the mailbox)."""
@@ -149,14 +142,3 @@ async def _never() -> bool:
 
 
 _NO_HEDGE = HedgePolicy(None, 0, _never)  # shared by every request of a job that does not hedge
-
-
-def _delay(job: JobConfig, window: RollingLatency | None) -> float | None:
-    setting = job.hedge_after_ms
-    if setting is None:
-        return None
-    if setting == "p95":
-        spec = HedgeDelay(mode="p95", min_ms=job.hedge_min_ms, max_ms=job.hedge_max_ms, fallback_ms=job.hedge_max_ms)
-    else:
-        spec = HedgeDelay(mode="fixed", fixed_ms=setting)
-    return hedge_delay_s(spec, window)

@@ -35,7 +35,7 @@ from interlock.actors.rails._budget import BudgetRail
 from interlock.actors.rails._cache import CacheRail
 from interlock.actors.rails._chain import AttemptRail, AttemptRails
 from interlock.actors.rails._lease import LeaseRail
-from interlock.actors.request._serving import InFlight, RouterRails, ServingContext
+from interlock.actors.request._serving import InFlight, RequestRails, ServingContext
 from interlock.adapters._config_file import default_config, load_config
 from interlock.adapters.providers._protocol import ProviderAdapter
 from interlock.adapters.simulator._server import SimConfig, Simulator
@@ -119,7 +119,7 @@ def load(config: Config | str | Path | None) -> Config:
 
 def fold_rails(
     config: Config, state: SqliteStateStore, clock: Clock, verifiers: Mapping[str, Sequence[Verifier]]
-) -> RouterRails:
+) -> RequestRails:
     """Fold the rails once: cache, then per attempt budget and the cross-process slot; verifiers."""
     for job in verifiers:
         if job not in config.jobs:
@@ -135,7 +135,7 @@ def fold_rails(
         rails.append(lease)
     extra = {job: tuple(specs) for job, specs in verifiers.items()}
     cache = CacheRail(state.cache, clock)
-    return RouterRails(cache=cache, attempt=AttemptRails(tuple(rails)), lease=lease, verifiers=extra)
+    return RequestRails(cache=cache, attempt=AttemptRails(tuple(rails)), lease=lease, verifiers=extra)
 
 
 async def _renew_leases(lease: LeaseRail, stack: contextlib.AsyncExitStack) -> None:

@@ -139,12 +139,17 @@ class JobConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
     @property
     def hedge_delay(self) -> HedgeDelay | None:
-        """The hedge delay policy, or None when this job does not hedge."""
+        """The hedge delay policy, or None when this job does not hedge; the only place it is derived.
+
+        Until the first candidate's TTFT window is full a p95 delay waits ``hedge_max_ms``: with
+        no evidence that the first token is late, a hedge would only double the load.
+        """
         if self.hedge_after_ms is None or self.max_hedges == 0:
             return None
         if self.hedge_after_ms == "p95":
-            fallback = min(max(HedgeDelay().fallback_ms, self.hedge_min_ms), self.hedge_max_ms)
-            return HedgeDelay(mode="p95", min_ms=self.hedge_min_ms, max_ms=self.hedge_max_ms, fallback_ms=fallback)
+            return HedgeDelay(
+                mode="p95", min_ms=self.hedge_min_ms, max_ms=self.hedge_max_ms, fallback_ms=self.hedge_max_ms
+            )
         return HedgeDelay(mode="fixed", fixed_ms=self.hedge_after_ms)
 
 

@@ -19,7 +19,7 @@ Pure: a function of the config, the request and its input-token estimate. The st
 5. A fallback whose blended price (input + output) exceeds the first candidate's is dropped
    unless the job has ``allow_costlier_fallback``.
 
-An empty ``candidates`` is a valid answer: the router turns it into an explicit failure.
+An empty ``candidates`` is a valid answer: the request run turns it into an explicit failure.
 """
 
 from __future__ import annotations
@@ -83,9 +83,13 @@ class _Selection(msgspec.Struct, frozen=True, kw_only=True):
     from_job: bool  # the chain is the job's own, so the tenant's pin for the job applies
 
 
-def resolve(config: Config, request: ChatRequest, input_tokens: int) -> Resolution:
-    """Resolve the ordered candidates for ``request``; raises ``RequestError`` for an unknown job or model."""
-    sel = _select(config, request)
+def resolve(config: Config, request: ChatRequest, input_tokens: int, chain: Names | None = None) -> Resolution:
+    """Resolve the ordered candidates for ``request``; raises ``RequestError`` for an unknown job or model.
+
+    ``chain`` replaces the job's own chain (a classifier's pick for this request); the job's
+    classifier is then spent: the resolution's policy has none.
+    """
+    sel = _select(config, request, chain)
     tenant = _tenant(config, request.tenant)
     matched = tuple(
         (f"rules[{i}]", rule)
@@ -135,7 +139,7 @@ def resolve(config: Config, request: ChatRequest, input_tokens: int) -> Resoluti
     )
 
 
-def _select(config: Config, request: ChatRequest) -> _Selection:
+def _select(config: Config, request: ChatRequest, chosen: Names | None) -> _Selection:
     task = request.task
     if task is not None and task not in config.jobs:
         raise RequestError("task", f"unknown job {task!r}; expected one of {_names(config.jobs)}")
@@ -157,6 +161,8 @@ def _select(config: Config, request: ChatRequest) -> _Selection:
     if task is None and not head and chain is None:
         raise RequestError("task", "no task, model or model_class given, and no job named 'default'")
     policy = config.jobs[task] if task is not None else _NO_JOB
+    if chosen is not None and task is not None:
+        policy = msgspec.structs.replace(policy, chain=chosen, classifier=None)
     from_job = not head and chain is None
     if chain is None:
         chain = policy.chain if from_job or explicit_task else ()

@@ -9,9 +9,9 @@ import anyio
 import pytest
 
 import interlock
-from interlock.actors._router_actor import _delay
 from interlock.adapters.simulator._server import StallFirstToken
 from interlock.policies._config import JobConfig, parse_config
+from interlock.policies._hedge import hedge_delay_s
 from interlock.policies._latency import RollingLatency
 
 pytestmark = pytest.mark.anyio
@@ -119,6 +119,12 @@ async def test_hedge_budget_caps_hedges(door: interlock.Door) -> None:
             hedged.append(reply.route.hedged)
     assert hedged == [True, True, False]
     assert reply.route.model == "slowpoke"
+
+
+def _delay(job: JobConfig, window: RollingLatency | None) -> float | None:
+    """The router's delay for ``job``: the job's one hedge-delay spec, read against the TTFT window."""
+    spec = job.hedge_delay
+    return None if spec is None else hedge_delay_s(spec, window)
 
 
 def test_p95_hedge_delay_follows_the_first_candidate_ttft() -> None:

@@ -20,11 +20,8 @@ from interlock.actors.request._assemble import BufferSink, assemble
 from interlock.actors.request._attempt import Attempt
 from interlock.actors.request._run import RequestRun
 from interlock.policies._classifier import EnsembleConfig, judge_request, majority, parse_pick
-from interlock.policies._config import Config
-from interlock.policies._routing import Resolution, resolve
-from interlock.policies._tokens import estimate_input_tokens
 
-MakeRun = Callable[[ChatRequest, Resolution], Awaitable[RequestRun]]
+MakeRun = Callable[[ChatRequest], Awaitable[RequestRun | None]]
 Ask = Callable[[ChatRequest], Awaitable[ChatResponse]]
 
 
@@ -41,16 +38,17 @@ class Member:
 
 
 async def run_ensemble(
-    config: Config, spec: EnsembleConfig, request: ChatRequest, main: RequestRun, make_run: MakeRun, ask: Ask
+    spec: EnsembleConfig, request: ChatRequest, main: RequestRun, make_run: MakeRun, ask: Ask
 ) -> tuple[Attempt, ChatResponse, list[Any]]:
-    """Ask every member, combine, and fold every member's attempts into ``main``; returns the chosen one."""
-    tokens = estimate_input_tokens(request)
+    """Ask every member, combine, and fold every member's attempts into ``main``; returns the chosen one.
+
+    ``make_run`` plans a member's pinned request through the router (None: no candidate may serve it).
+    """
     members: list[Member] = []
     for name in spec.models:
-        pinned = msgspec.structs.replace(request, model=name, model_class=None)
-        resolution = resolve(config, pinned, tokens)
-        if resolution.candidates:
-            members.append(Member(name, await make_run(pinned, resolution)))
+        member_run = await make_run(msgspec.structs.replace(request, model=name, model_class=None))
+        if member_run is not None:
+            members.append(Member(name, member_run))
     finished: list[Member] = []
 
     async def one(member: Member) -> None:
@@ -65,17 +63,13 @@ async def run_ensemble(
     async with anyio.create_task_group() as tg:
         for member in members:
             tg.start_soon(one, member)
-    for member in members:
-        main.attempts.extend(member.run.attempts)
-        main.errors.extend(member.run.errors)
-    for number, attempt in enumerate(main.attempts, 1):
-        attempt.number = number
+    main.absorb(member.run for member in members)
     if not finished:
         raise ChainExhausted(main.resolution.job, main.errors)
     chosen = await _choose(spec, request, finished, ask)
     assert chosen.winner is not None
     assert chosen.answer is not None
-    main.winner = chosen.winner
+    main.choose(chosen.winner)
     return chosen.winner, chosen.answer, chosen.events
 
 

@@ -7,12 +7,13 @@ from interlock._records import Outcome, RequestRecord
 from interlock._types import ChatRequest, ChatResponse, Route, Usage
 from interlock.actors.request._attempt import Attempt, _ms
 from interlock.actors.request._run import RequestRun
+from interlock.policies import _failover as failover
 
 
 def is_degraded(run: RequestRun, winner: Attempt) -> bool:
-    """Served by any candidate but the first for a reason other than a cascade escalation, or resumed."""
+    """Whether ``run``'s answer by ``winner`` is degraded (the rule is ``policies._failover.is_degraded``)."""
     first = run.resolution.candidates[0].name if run.resolution.candidates else None
-    return run.resumed or (winner.candidate.name != first and not run.escalated)
+    return failover.is_degraded(first, winner.candidate.name, resumed=run.resumed, escalated=run.escalated)
 
 
 def route_of(run: RequestRun, winner: Attempt, timings: tuple[float | None, float]) -> Route:
@@ -42,15 +43,13 @@ def cached_route(hit: ChatResponse, task: str) -> Route:
 
 
 def reason(run: RequestRun, winner: Attempt) -> str:
-    """Why the answer is degraded: the causes of the attempts before the winner, and what was skipped."""
-    if run.resumed:
-        return "mid_stream_resume"
-    causes = [str(a.error.kind) for a in run.attempts if a is not winner and a.error is not None]
-    if winner.hedge:
-        causes.append("slow_first_token")
-    skipped = [s.model for s in run.resolution.skipped]
-    reason = ",".join(c for c in causes if c) or "fallback"
-    return reason + (f"; skipped {','.join(skipped)}" if skipped else "")
+    """Why ``run``'s answer is degraded (the rule is ``policies._failover.degraded_reason``)."""
+    return failover.degraded_reason(
+        (str(a.error.kind) for a in run.attempts if a is not winner and a.error is not None),
+        resumed=run.resumed,
+        winner_hedged=winner.hedge,
+        skipped=(s.model for s in run.resolution.skipped),
+    )
 
 
 def request_record(

@@ -1,24 +1,26 @@
 """One request's walk along its chain: fallback, hedging, stall deadlines, mid-stream resume.
 
-The run is a plain object driven by the task that serves the request: the caller's own task for
-a streamed answer (``Serving``), so an event crosses one channel, from the provider's call task
-to the caller. Failover happens only before the first token, on the causes in ``FAILOVER``;
-after it, every read waits with the job's stall deadlines, and the job's ``mid_stream`` policy
-resumes on the next candidate (with the partial answer as context) or fails with the partial
-answer attached.
+The run is the one owner of a request's walk and of every attempt in it: nothing else writes
+its fields or an attempt's. It is driven by the task that serves the request — the caller's own
+task for a streamed answer — through ``batch``, the one read loop: each call returns the events
+that arrived (observed into their attempt), so an event crosses one channel, from the
+provider's call task to the caller. Failover happens only before the first token, by the rules
+in ``interlock.policies._failover``; after it, every read waits with the job's stall deadlines,
+and the job's ``mid_stream`` policy resumes on the next candidate (with the partial answer as
+context) or fails with the partial answer attached.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NoReturn, Protocol
 
 import anyio
 import msgspec
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from interlock._actor import ActorRef
 from interlock._clock import Clock
@@ -33,26 +35,16 @@ from interlock._errors import (
     ProviderError,
 )
 from interlock._types import ChatRequest, Finish, Message, StreamEvent
-from interlock.actors._provider_actor import Call, Cancel
+from interlock.actors._provider_actor import Call, Cancel, ProviderMsg
 from interlock.actors.rails._chain import AttemptRails
 from interlock.actors.request._attempt import Attempt
+from interlock.policies._failover import ends_chain
 from interlock.policies._routing import Candidate, Resolution
 from interlock.policies._tokens import estimate_input_tokens
 
-# Causes that move a request to the next candidate before its first token.
-FAILOVER = frozenset(
-    {
-        ErrorClass.RATE_LIMIT,
-        ErrorClass.OVERLOADED,
-        ErrorClass.SERVER_ERROR,
-        ErrorClass.TIMEOUT,
-        ErrorClass.CONNECT,
-        ErrorClass.INTERNAL,  # a crashed provider actor
-        ErrorClass.CONTEXT_LENGTH,  # a longer-context candidate may still fit
-    }
-)
-
 _call_ids = itertools.count(1)
+
+Providers = Callable[[str], "ActorRef[ProviderMsg] | None"]
 
 
 class EventSinkLike(Protocol):
@@ -72,18 +64,46 @@ class HedgePolicy:
         self.spend = spend
 
 
+# -- the first-token race: what its helper tasks tell the run -----------------------------------
+
+
+class FirstEvent(msgspec.Struct, frozen=True):
+    """``attempt`` produced its first event: it wins the race."""
+
+    attempt: Attempt
+    event: StreamEvent
+
+
+class AttemptFailed(msgspec.Struct, frozen=True):
+    """``attempt`` failed before its first event."""
+
+    attempt: Attempt
+    error: InterlockError
+
+
+class HedgeDue(msgspec.Struct, frozen=True):
+    """The hedge delay passed without a first token."""
+
+
+RaceMsg = FirstEvent | AttemptFailed | HedgeDue
+_HEDGE_DUE = HedgeDue()
+
+
 class RequestRun:
-    """The walk of one request; ``attempts`` holds every attempt made, in order."""
+    """The walk of one request; ``attempts`` holds every attempt made, in order, ``winner`` the one that finished."""
 
     def __init__(
         self,
         request: ChatRequest,
         resolution: Resolution,
-        providers: Callable[[str], ActorRef[Any] | None],
+        providers: Providers,
         clock: Clock,
         hedge: HedgePolicy,
         rails: AttemptRails | None = None,
         input_tokens: int | None = None,
+        *,
+        route_label: str | None = None,
+        route_detail: str = "",
     ) -> None:
         self.request = request
         self._rails = rails or AttemptRails(())
@@ -98,46 +118,70 @@ class RequestRun:
         self._hedge = hedge
         self._pending = list(resolution.candidates)
         self._prefix = ""
+        self._current: Attempt | None = None  # the attempt being read, once one has a first event
         self.attempts: list[Attempt] = []
         self.errors: list[tuple[str, InterlockError]] = []
         self.winner: Attempt | None = None
         self.hedged = False
         self.resumed = False
         self.escalated = False
-        self.route_label: str | None = None
-        self.route_detail = ""
+        self.route_label = route_label
+        self.route_detail = route_detail
+
+    # -- the read loop -------------------------------------------------------------------------
+
+    async def batch(self) -> list[StreamEvent]:
+        """The next events of the answer, observed into their attempt; ends with the ``Finish``.
+
+        The first call starts the walk (fallback and hedging before the first token); each later
+        call takes what arrived meanwhile without a wait, or waits for one event within the stall
+        deadlines; a mid-stream failure resumes on the next candidate or raises. Once the batch
+        holds the ``Finish``, ``winner`` is set and the walk is over.
+        """
+        attempt = self._current
+        if attempt is None:
+            attempt, first = await self.start()
+            events = [first]
+        else:
+            stream = attempt.stream
+            assert stream is not None
+            events = stream.take_buffered()
+            if not events:
+                try:
+                    events = [await self.next_event(attempt)]
+                except (InterlockError, Stalled) as exc:
+                    attempt, first = await self.recover(attempt, exc)
+                    events = [first]
+        self._current = attempt
+        clock = self._clock
+        for index, event in enumerate(events):
+            attempt.observe(event, clock)
+            if type(event) is Finish:
+                self.winner = attempt
+                return events if index == len(events) - 1 else events[: index + 1]
+        return events
 
     async def run(self, sink: EventSinkLike) -> Attempt:
         """Serve the whole answer into ``sink``; returns the attempt that finished it."""
         try:
-            attempt, event = await self.start()
-            clock = self._clock
             while True:
-                attempt.observe(event, clock)
-                if not sink.send_nowait(event):
-                    await sink.send(event)
-                if type(event) is Finish:
-                    self.winner = attempt
-                    return attempt
-                try:
-                    event = await self.next_event(attempt)
-                except (InterlockError, Stalled) as exc:
-                    attempt, event = await self.recover(attempt, exc)
+                for event in await self.batch():
+                    if not sink.send_nowait(event):
+                        await sink.send(event)
+                winner = self.winner
+                if winner is not None:
+                    return winner
         finally:
             await self.close()
 
     async def next_event(self, attempt: Attempt) -> StreamEvent:
         """The attempt's next event, within its stall deadlines (``Stalled`` when one passes).
 
-        A buffered event is taken at once. Only a read that must wait reads the clock: the stream
-        is stalled when it stays quiet for the inter-token deadline from then, or when the
-        attempt runs past its total deadline.
+        Only a read that must wait reads the clock: the stream is stalled when it stays quiet for
+        the inter-token deadline from then, or when the attempt runs past its total deadline.
         """
         stream = attempt.stream
         assert stream is not None
-        event: StreamEvent | None = stream.take_nowait()
-        if event is not None:
-            return event
         clock = self._clock
         total = attempt.started + self._total
         try:
@@ -193,15 +237,55 @@ class RequestRun:
             if attempt.stream is not None and attempt.finish is None and attempt.error is None:
                 self._cancel_upstream(attempt)
 
+    def end_unfinished(self, reason: str) -> None:
+        """Mark every attempt that neither finished nor failed as cancelled for ``reason``."""
+        for attempt in self.attempts:
+            if attempt.error is None and attempt.finish is None and attempt.cancel_reason is None:
+                attempt.cancel_reason = reason
+
+    # -- judging a held answer: tool-call retries, verdicts, cascades, ensembles ---------------
+
+    def judged(self, attempt: Attempt, verdict: str | None) -> None:
+        """Record the verdict on ``attempt``'s answer (None: nothing judged it)."""
+        attempt.verdict = verdict
+
     def retry_on(self, candidate: Candidate, request: ChatRequest) -> None:
         """Queue one more attempt on ``candidate`` with ``request`` (a corrected tool call), first in line."""
         self.request = request
         self._pending.insert(0, candidate)
+        self._reset()
 
-    @property
-    def has_pending(self) -> bool:
-        """True while untried candidates remain (a cascade may escalate to them)."""
-        return bool(self._pending)
+    def escalate(self) -> bool:
+        """Move past a rejected answer to the next candidate (a cascade); False when none is left."""
+        if not self._pending:
+            return False
+        self.escalated = True
+        self._reset()
+        return True
+
+    def absorb(self, members: Iterable[RequestRun]) -> None:
+        """Take every member run's attempts and errors as this run's (an ensemble), numbered in order."""
+        for member in members:
+            self.attempts.extend(member.attempts)
+            self.errors.extend(member.errors)
+        for number, attempt in enumerate(self.attempts, 1):
+            attempt.number = number
+
+    def choose(self, attempt: Attempt) -> None:
+        """``attempt`` (a member's winner) serves the request: an ensemble's pick."""
+        self.winner = attempt
+
+    def _exhausted(self) -> NoReturn:
+        """Raise the walk's failure: the full budget when money refused every candidate, else the chain's end."""
+        over_budget = [e for _, e in self.errors if isinstance(e, BudgetExceeded)]
+        if over_budget and len(over_budget) == len(self.errors):
+            raise over_budget[0]  # every candidate was refused for money: say which budget is full
+        raise ChainExhausted(self.resolution.job or "(pinned)", self.errors)
+
+    def _reset(self) -> None:
+        """A finished walk goes on: the next ``batch`` starts the next candidate."""
+        self._current = None
+        self.winner = None
 
     # -- before the first token: fallback and hedging ------------------------------------------
 
@@ -209,41 +293,13 @@ class RequestRun:
         """The first event of the next answering candidate, with fallback and hedging before it."""
         if self._hedge.delay_s is None or self._hedge.max_hedges == 0:
             return await self._first_token_in_turn()
-        send, recv = anyio.create_memory_object_stream[tuple[str, Attempt | None, Any]](16)
+        send, recv = anyio.create_memory_object_stream[RaceMsg](16)
         async with send, recv, anyio.create_task_group() as tg:
-            active: set[Attempt] = set()
-            hedges = 0
-            primary = await self._launch(tg, send, hedge=False)
-            if primary is not None:
-                active.add(primary)
-            timer = self._arm(tg, send, primary)
-            while active:
-                what, attempt, value = await recv.receive()
-                if what == "first":
-                    assert attempt is not None
-                    self._cancel_losers(active - {attempt}, "hedge_lost")
-                    tg.cancel_scope.cancel()
-                    return attempt, value
-                if what == "fail":
-                    assert attempt is not None
-                    active.discard(attempt)
-                    self._fail(attempt, value)
-                    if not active:
-                        timer.cancel()
-                        nxt = await self._launch(tg, send, hedge=False)
-                        if nxt is not None:
-                            active.add(nxt)
-                            timer = self._arm(tg, send, nxt)
-                elif what == "hedge" and hedges < self._hedge.max_hedges and self._pending:
-                    if not await self._hedge.spend():
-                        continue
-                    hedge = await self._launch(tg, send, hedge=True)
-                    if hedge is not None:
-                        hedges += 1
-                        self.hedged = True
-                        active.add(hedge)
+            won = await _Race(self, tg, send).run(recv)
             tg.cancel_scope.cancel()
-        self._exhausted()
+        if won is None:
+            self._exhausted()
+        return won
 
     async def _first_token_in_turn(self) -> tuple[Attempt, StreamEvent]:
         """Without hedging: one candidate at a time, its first event read in this task (no helpers)."""
@@ -258,21 +314,6 @@ class RequestRun:
                 self._fail(attempt, _empty(attempt))
             except InterlockError as exc:
                 self._fail(attempt, exc)
-
-    def _exhausted(self) -> NoReturn:
-        over_budget = [e for _, e in self.errors if isinstance(e, BudgetExceeded)]
-        if over_budget and len(over_budget) == len(self.errors):
-            raise over_budget[0]  # every candidate was refused for money: say which budget is full
-        raise ChainExhausted(self.resolution.job or "(pinned)", self.errors)
-
-    async def _launch(
-        self, tg: TaskGroup, send: MemoryObjectSendStream[tuple[str, Attempt | None, Any]], *, hedge: bool
-    ) -> Attempt | None:
-        """Start the next answering candidate and a task that reads its first event."""
-        attempt = await self._start(hedge=hedge)
-        if attempt is not None:
-            tg.start_soon(self._read_first, attempt, send.clone())
-        return attempt
 
     async def _start(self, *, hedge: bool) -> Attempt | None:
         """Start the next candidate whose provider answers; admission refusals are recorded and skipped."""
@@ -301,47 +342,15 @@ class RequestRun:
             return attempt
         return None
 
-    async def _read_first(
-        self, attempt: Attempt, send: MemoryObjectSendStream[tuple[str, Attempt | None, Any]]
-    ) -> None:
-        assert attempt.stream is not None
-        async with send:
-            try:
-                event = await attempt.stream.__anext__()
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                return  # this attempt lost the race and its stream was closed under it
-            except StopAsyncIteration:
-                await send.send(("fail", attempt, _empty(attempt)))
-            except InterlockError as exc:
-                await send.send(("fail", attempt, exc))
-            else:
-                await send.send(("first", attempt, event))
-
-    def _arm(
-        self, tg: TaskGroup, send: MemoryObjectSendStream[tuple[str, Attempt | None, Any]], primary: Attempt | None
-    ) -> anyio.CancelScope:
-        scope = anyio.CancelScope()
-        if primary is not None and self._hedge.delay_s is not None and self._hedge.max_hedges > 0:
-            tg.start_soon(self._hedge_timer, scope, send.clone(), self._hedge.delay_s)
-        return scope
-
-    async def _hedge_timer(
-        self, scope: anyio.CancelScope, send: MemoryObjectSendStream[tuple[str, Attempt | None, Any]], delay: float
-    ) -> None:
-        async with send:
-            with scope:
-                for _ in range(self._hedge.max_hedges):
-                    await self._clock.sleep(delay)
-                    await send.send(("hedge", None, None))
-
     def _fail(self, attempt: Attempt, error: InterlockError) -> None:
         attempt.error = error
         attempt.ended = self._clock.now()
         self.errors.append((attempt.candidate.name, error))
-        if error.kind not in FAILOVER and not isinstance(error, (AdmissionRejected, ActorStopped, BudgetExceeded)):
+        admitted = not isinstance(error, (AdmissionRejected, ActorStopped, BudgetExceeded))
+        if ends_chain(error.kind, admitted=admitted):
             self._pending.clear()  # bad_request, auth, content policy: no other model will do better
 
-    def _cancel_losers(self, losers: set[Attempt], reason: str) -> None:
+    def _cancel_losers(self, losers: Iterable[Attempt], reason: str) -> None:
         for loser in losers:
             loser.cancel_reason = reason
             self._cancel_upstream(loser)
@@ -356,6 +365,85 @@ class RequestRun:
         if ref is not None:
             with contextlib.suppress(InterlockError):
                 ref.tell_nowait(Cancel(attempt.call_id))
+
+
+class _Race:
+    """The first-token race of one ``start`` with hedging: each attempt's first read runs in a helper task.
+
+    The first attempt to produce an event wins and the others are cancelled; a failure starts
+    the next candidate when nothing else is in flight; a due hedge starts one more candidate in
+    parallel while the hedge budget allows.
+    """
+
+    def __init__(self, run: RequestRun, tg: TaskGroup, send: MemoryObjectSendStream[RaceMsg]) -> None:
+        self._run = run
+        self._tg = tg
+        self._send = send
+        self._active: set[Attempt] = set()
+        self._hedges = 0
+        self._timer = anyio.CancelScope()
+
+    async def run(self, recv: MemoryObjectReceiveStream[RaceMsg]) -> tuple[Attempt, StreamEvent] | None:
+        """The winner and its first event, or None when every candidate failed."""
+        await self._launch(hedge=False, arm=True)
+        while self._active:
+            match await recv.receive():
+                case FirstEvent(attempt=attempt, event=event):
+                    self._run._cancel_losers(self._active - {attempt}, "hedge_lost")
+                    return attempt, event
+                case AttemptFailed(attempt=attempt, error=error):
+                    self._active.discard(attempt)
+                    self._run._fail(attempt, error)
+                    if not self._active:
+                        self._timer.cancel()
+                        await self._launch(hedge=False, arm=True)
+                case HedgeDue():
+                    await self._maybe_hedge()
+        return None
+
+    async def _maybe_hedge(self) -> None:
+        run = self._run
+        if self._hedges >= run._hedge.max_hedges or not run._pending or not await run._hedge.spend():
+            return
+        if await self._launch(hedge=True, arm=False):
+            self._hedges += 1
+            run.hedged = True
+
+    async def _launch(self, *, hedge: bool, arm: bool) -> bool:
+        """Start the next answering candidate and a task that reads its first event (and the hedge timer)."""
+        attempt = await self._run._start(hedge=hedge)
+        if attempt is None:
+            return False
+        self._active.add(attempt)
+        self._tg.start_soon(self._read_first, attempt, self._send.clone())
+        if arm:
+            self._timer = anyio.CancelScope()
+            delay = self._run._hedge.delay_s
+            assert delay is not None  # a race is run only for a hedging policy
+            self._tg.start_soon(self._hedge_timer, self._timer, self._send.clone(), delay)
+        return True
+
+    async def _read_first(self, attempt: Attempt, send: MemoryObjectSendStream[RaceMsg]) -> None:
+        assert attempt.stream is not None
+        async with send:
+            try:
+                event = await attempt.stream.__anext__()
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return  # this attempt lost the race and its stream was closed under it
+            except StopAsyncIteration:
+                await send.send(AttemptFailed(attempt, _empty(attempt)))
+            except InterlockError as exc:
+                await send.send(AttemptFailed(attempt, exc))
+            else:
+                await send.send(FirstEvent(attempt, event))
+
+    async def _hedge_timer(self, scope: anyio.CancelScope, send: MemoryObjectSendStream[RaceMsg], delay: float) -> None:
+        async with send:
+            with scope:
+                for _ in range(self._run._hedge.max_hedges):
+                    await self._run._clock.sleep(delay)
+                    await send.send(_HEDGE_DUE)
+
 
 class Stalled(Exception):
     """The stream went quiet past its inter-token deadline, or ran past its total deadline."""
@@ -387,7 +475,3 @@ def _resumed(request: ChatRequest, partial: str) -> ChatRequest:
     )
     return msgspec.structs.replace(request, messages=request.messages + extra)
 
-
-def candidate_label(candidate: Candidate) -> str:
-    """``model@provider`` for logs and reasons."""
-    return f"{candidate.name}@{candidate.provider}"

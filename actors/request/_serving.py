@@ -2,15 +2,18 @@
 
 The router actor decides — chain, hedge delay, hedge budget — in its mailbox; the request then
 runs in the task that asked for it, so a token crosses one channel (from the provider's call to
-the caller) and a request costs no task of its own. Every request that entered ends with exactly
-one request record and one record per attempt sent to the ledger, whatever happened: success,
-fallback, hedge, total failure, the caller leaving, cancellation, or the door closing under it.
+the caller) and a request costs no task of its own. ``Serving`` owns the request's life around
+the walk (plan, cache, judging, records); the walk itself and every attempt in it belong to the
+``RequestRun``, which ``Serving`` drives through its methods and reads, never writes. Every
+request that entered ends with exactly one request record and one record per attempt sent to
+the ledger, whatever happened: success, fallback, hedge, total failure, the caller leaving,
+cancellation, or the door closing under it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,9 +24,9 @@ from interlock._actor import ActorRef
 from interlock._clock import Clock
 from interlock._errors import ConsumerGone, InterlockError
 from interlock._records import LedgerRecord
-from interlock._types import ChatRequest, ChatResponse, Finish, RouteEvent, StreamEvent
-from interlock.actors._ledger_actor import Records, TraceContext
-from interlock.actors._router_actor import HedgeFor, Learned, Plan, RouteRequest, new_request_id
+from interlock._types import ChatRequest, ChatResponse, RouteEvent, StreamEvent
+from interlock.actors._ledger_actor import LedgerMsg, Records, TraceContext
+from interlock.actors._router_actor import Learned, Plan, RouteRequest, RouterMsg, new_request_id
 from interlock.actors.rails._cache import CacheRail, replay
 from interlock.actors.rails._chain import AttemptRails
 from interlock.actors.rails._lease import LeaseRail
@@ -32,11 +35,11 @@ from interlock.actors.request._assemble import BufferSink, assemble, collect
 from interlock.actors.request._attempt import Attempt
 from interlock.actors.request._ensemble import run_ensemble
 from interlock.actors.request._records import cache_hit_record, cached_route, request_record, route_of
-from interlock.actors.request._run import HedgePolicy, RequestRun, Stalled
+from interlock.actors.request._run import Providers, RequestRun
 from interlock.policies._classifier import classify_by_rules, label_request, parse_label
-from interlock.policies._config import Config, JobConfig
+from interlock.policies._config import Config, JobConfig, Names
 from interlock.policies._quality import verdict_string
-from interlock.policies._routing import Resolution, resolve
+from interlock.policies._routing import Resolution
 from interlock.policies._tool_validate import ToolCallProblem, corrective_message, validate_tool_calls
 from interlock.policies._verify import Verdict, Verifier
 
@@ -49,8 +52,11 @@ class DoorClosed(Exception):
 
 
 @dataclass(frozen=True, kw_only=True)
-class RouterRails:
-    """The rails folded once at start-up: the response cache, the attempt rails, the lease renewer."""
+class RequestRails:
+    """The rails every request passes, folded once at start-up: response cache, attempt rails, verifiers.
+
+    ``lease`` is the concurrency rail among the attempt rails, kept so the tree can renew its leases.
+    """
 
     cache: CacheRail | None = None
     attempt: AttemptRails = field(default_factory=lambda: AttemptRails(()))
@@ -96,11 +102,11 @@ class ServingContext:
     """What every request of one door shares: the actors it talks to, the rails, the clock."""
 
     config: Config
-    router: ActorRef[Any]
-    ledger: ActorRef[Any]
-    providers: Callable[[str], ActorRef[Any] | None]
+    router: ActorRef[RouterMsg]
+    ledger: ActorRef[LedgerMsg]
+    providers: Providers
     clock: Clock
-    rails: RouterRails
+    rails: RequestRails
     in_flight: InFlight
 
 
@@ -128,14 +134,15 @@ class Serving:
     async def events(self) -> AsyncGenerator[StreamEvent | RouteEvent]:
         """The caller's stream: plan, cache, walk (or judged answer), records, then the route.
 
-        The plain streamed walk is written out here rather than in a helper generator: a token
-        then passes through one generator, not two.
+        The plain streamed walk is driven here by ``RequestRun.batch`` rather than through a helper
+        generator: a token then passes through one generator, not two.
         """
         ctx = self._ctx
         clock = ctx.clock
         ctx.in_flight.add(self)
         try:
-            request, resolution, hedge, tokens, label, detail = await self._plan()
+            request, plan, label, detail = await self._plan()
+            resolution = plan.resolution
             key = self._cache_key(request, resolution)
             if key is not None:
                 hit = await self._cached(key)
@@ -149,9 +156,9 @@ class Serving:
                     yield RouteEvent(cached_route(hit, resolution.job))
                     return
             run = self._run = RequestRun(
-                request, resolution, ctx.providers, clock, hedge, ctx.rails.attempt, input_tokens=tokens
+                request, plan.resolution, ctx.providers, clock, plan.hedge, ctx.rails.attempt,
+                input_tokens=plan.tokens, route_label=label, route_detail=detail,
             )
-            run.route_label, run.route_detail = label, detail
             answer: ChatResponse | None = None
             if _holds_events(ctx, run, request):
                 winner, answer, held = await self._answer_held(run, request)
@@ -160,26 +167,14 @@ class Serving:
                     yield event
                     self.parked = False
             else:
-                attempt, event = await run.start()
-                batch = [event]
-                while True:
-                    for event in batch:
-                        attempt.observe(event, clock)
+                found: Attempt | None = None
+                while found is None:
+                    for event in await run.batch():
                         self.parked = True
                         yield event
                         self.parked = False
-                        if type(event) is Finish:
-                            break
-                    if attempt.finish is not None:
-                        break
-                    batch = _buffered(attempt)  # what arrived meanwhile, taken without a wait
-                    if not batch:
-                        try:
-                            batch = [await run.next_event(attempt)]
-                        except (InterlockError, Stalled) as exc:
-                            attempt, event = await run.recover(attempt, exc)
-                            batch = [event]
-                run.winner = winner = attempt
+                    found = run.winner
+                winner = found
                 await run.close()
                 if key is not None:
                     answer = assemble(winner)
@@ -199,18 +194,19 @@ class Serving:
         finally:
             ctx.in_flight.discard(self)
 
-    async def _plan(self) -> tuple[ChatRequest, Resolution, HedgePolicy, int, str | None, str]:
-        """The router's plan, with the job's classifier applied and its prompt-cache marks added."""
+    async def _plan(self) -> tuple[ChatRequest, Plan, str | None, str]:
+        """The router's plan (re-planned on the job classifier's pick), with the job's prompt-cache marks."""
         ctx = self._ctx
-        plan: Plan = await ctx.router.ask(RouteRequest(self.request), timeout=None)
-        request, resolution, hedge = self.request, plan.resolution, plan.hedge
+        request = self.request
+        plan: Plan = await ctx.router.ask(RouteRequest(request), timeout=None)
         label: str | None = None
         detail = ""
-        if resolution.policy.classifier is not None:
-            resolution, label, detail = await self._classify(request, resolution, plan.tokens)
-            hedge = await ctx.router.ask(HedgeFor(resolution), timeout=None)
-        request = self.request = _with_prompt_cache(request, resolution.policy)
-        return request, resolution, hedge, plan.tokens, label, detail
+        if plan.resolution.policy.classifier is not None:
+            chain, label, detail = await self._classify(request, plan.resolution, plan.tokens)
+            if chain:
+                plan = await ctx.router.ask(RouteRequest(request, chain), timeout=None)
+        request = self.request = _with_prompt_cache(request, plan.resolution.policy)
+        return request, plan, label, detail
 
     async def abandon(self) -> None:
         """The door is closing under this request: cancel its calls and record it now."""
@@ -237,9 +233,8 @@ class Serving:
 
     async def _classify(
         self, request: ChatRequest, resolution: Resolution, tokens: int
-    ) -> tuple[Resolution, str | None, str]:
-        """Pick the chain by the job's classifier: rules, then the small model, then the default label."""
-        config = self._ctx.config
+    ) -> tuple[Names | None, str | None, str]:
+        """The chain the job's classifier picks (rules, then the small model, then the default label)."""
         job = resolution.policy
         spec = job.classifier
         assert spec is not None
@@ -255,11 +250,8 @@ class Serving:
         if label is None and spec.default_label is not None:
             label, decided_by = spec.default_label, "default"
         chain = spec.labels.get(label) if label is not None else None
-        if chain:
-            jobs = {**config.jobs, resolution.job: msgspec.structs.replace(job, chain=chain, classifier=None)}
-            resolution = resolve(msgspec.structs.replace(config, jobs=jobs), request, tokens)
         detail = _detail_json({"decided_by": decided_by, "features": found.features, "chain": chain or job.chain})
-        return resolution, label, detail
+        return chain or None, label, detail
 
     def _cache_key(self, request: ChatRequest, resolution: Resolution) -> str | None:
         cache = self._ctx.rails.cache
@@ -285,7 +277,7 @@ class Serving:
         ctx = self._ctx
         job = run.resolution.policy
         if job.ensemble is not None:
-            return await run_ensemble(ctx.config, job.ensemble, request, run, self._member_run, self._ask_sub)
+            return await run_ensemble(job.ensemble, request, run, self._member_run, self._ask_sub)
         check_tools = bool(request.tools) and job.tool_retry
         verifiers = (*job.verify, *ctx.rails.verifiers.get(run.resolution.job, ()))
         verify = VerifyRail(ctx.config, self._ask_sub)
@@ -297,21 +289,25 @@ class Serving:
             problems = validate_tool_calls(request.tools, answer.tool_calls) if check_tools else []
             if problems and not retried:
                 retried = True  # one corrective retry on the same model, then the problems are reported
+                run.judged(winner, verdict_string(Verdict(False, _problem_text(problems), "tool_calls")))
                 run.retry_on(winner.candidate, _corrected(request, problems))
-                winner.verdict = verdict_string(Verdict(False, _problem_text(problems), "tool_calls"))
                 continue
             verdict = Verdict(False, _problem_text(problems), "tool_calls") if problems else None
             if verifiers and verdict is None:
                 verdict = await verify.judge(verifiers, request, answer, winner)
-            winner.verdict = verdict_string(verdict) if verdict is not None else None
-            if verdict is None or verdict.accepted or not job.cascade or not run.has_pending:
+            run.judged(winner, verdict_string(verdict) if verdict is not None else None)
+            if verdict is None or verdict.accepted or not job.cascade or not run.escalate():
                 return winner, answer, buffer.events
-            run.escalated = True
 
-    async def _member_run(self, request: ChatRequest, resolution: Resolution) -> RequestRun:
+    async def _member_run(self, request: ChatRequest) -> RequestRun | None:
+        """An ensemble member's own run, planned by the router; None when no candidate may serve it."""
         ctx = self._ctx
-        hedge: HedgePolicy = await ctx.router.ask(HedgeFor(resolution), timeout=None)
-        return RequestRun(request, resolution, ctx.providers, ctx.clock, hedge, ctx.rails.attempt)
+        plan: Plan = await ctx.router.ask(RouteRequest(request), timeout=None)
+        if not plan.resolution.candidates:
+            return None
+        return RequestRun(
+            request, plan.resolution, ctx.providers, ctx.clock, plan.hedge, ctx.rails.attempt, input_tokens=plan.tokens
+        )
 
     # -- after the answer: learning, records ----------------------------------------------------
 
@@ -332,9 +328,9 @@ class Serving:
         task = (run.resolution.job if run is not None else request.task) or ""
         rows: list[LedgerRecord] = []
         now = clock.now()
+        if run is not None:
+            run.end_unfinished("client_gone" if isinstance(error, ConsumerGone) else "cancelled")
         for attempt in attempts:
-            if attempt.error is None and attempt.finish is None and attempt.cancel_reason is None:
-                attempt.cancel_reason = "client_gone" if isinstance(error, ConsumerGone) else "cancelled"
             rows.append(attempt.record(request, request_id, task, ts, started, now))
         winner = run.winner if run is not None else None
         elapsed = now - started
@@ -342,12 +338,6 @@ class Serving:
         rows.append(request_record(request, request_id, task, ts, run, winner, error, (ttft, elapsed)))
         await ctx.ledger.tell(Records(tuple(rows)))
         return ttft, elapsed
-
-
-def _buffered(attempt: Attempt) -> list[StreamEvent]:
-    stream = attempt.stream
-    assert stream is not None
-    return stream.take_buffered()
 
 
 def _holds_events(ctx: ServingContext, run: RequestRun, request: ChatRequest) -> bool:

@@ -1,0 +1,66 @@
+"""Failover rules: which failures move a request along its chain, which end it, and what is degraded.
+
+Pure decisions over error kinds and names; the request run (``interlock.actors.request._run``)
+applies them. Failover happens only before the first token: after it, the job's ``mid_stream``
+policy decides (resume on the next candidate, or fail with the partial answer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from interlock._errors import ErrorClass
+
+# Causes that move a request to the next candidate before its first token: the next one may answer.
+FAILOVER: frozenset[str] = frozenset(
+    {
+        ErrorClass.RATE_LIMIT,
+        ErrorClass.OVERLOADED,
+        ErrorClass.SERVER_ERROR,
+        ErrorClass.TIMEOUT,
+        ErrorClass.CONNECT,
+        ErrorClass.INTERNAL,  # a crashed provider actor
+        ErrorClass.CONTEXT_LENGTH,  # a longer-context candidate may still fit
+    }
+)
+
+
+def ends_chain(kind: str, *, admitted: bool) -> bool:
+    """True when a failure of ``kind`` ends the request: no other candidate will do better.
+
+    ``admitted`` is False for a candidate that never reached its provider (a rail or the
+    provider's admission refused it, or its actor was gone): that says nothing about the
+    request, so the next candidate is always tried. Of the failures a provider returned, only
+    the ``FAILOVER`` causes move on; a bad request, a refused key or a content-policy refusal
+    would fail the same way everywhere, so trying the rest only spends money and time.
+    """
+    return admitted and kind not in FAILOVER
+
+
+def is_degraded(first: str | None, winner: str, *, resumed: bool, escalated: bool) -> bool:
+    """True when the answer is not what the chain's first candidate alone would have given.
+
+    It is degraded when it was resumed mid-stream on another candidate, or served by any
+    candidate but the first (``first``) for a reason other than a cascade escalation: an
+    escalation is the chain working as designed (a stronger model after a rejected answer), a
+    fallback is the chain working around a failure.
+    """
+    return resumed or (winner != first and not escalated)
+
+
+def degraded_reason(
+    causes: Iterable[str], *, resumed: bool, winner_hedged: bool, skipped: Iterable[str]
+) -> str:
+    """Why an answer is degraded: the causes of the failed attempts before the winner, what was skipped.
+
+    ``causes`` are the error kinds of the attempts that failed before the winner; a winning
+    hedge adds ``slow_first_token``; ``skipped`` names the candidates the routing gates left out.
+    """
+    if resumed:
+        return "mid_stream_resume"
+    listed = [c for c in causes if c]
+    if winner_hedged:
+        listed.append("slow_first_token")
+    names = list(skipped)
+    text = ",".join(listed) or "fallback"
+    return text + (f"; skipped {','.join(names)}" if names else "")
