@@ -166,11 +166,6 @@ class WindowStats(msgspec.Struct, frozen=True):
         """Failed share of the window in percent (0 when empty)."""
         return 100.0 * self.failures / self.calls if self.calls else 0.0
 
-    @property
-    def slow_rate_pct(self) -> float:
-        """Slow share of the window in percent (0 when empty)."""
-        return 100.0 * self.slow / self.calls if self.calls else 0.0
-
 
 class BreakerState(msgspec.Struct, frozen=True, kw_only=True):
     """A breaker's whole state; ``BreakerState()`` is a fresh, closed breaker.

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from interlock._errors import ConfigError
+from interlock.policies._verify import is_other_lab
 
 if TYPE_CHECKING:  # _config imports this module: the Structs are only needed for annotations
     from interlock.policies._config import Config, JobConfig, ModelConfig, Names, ProviderConfig, Rule, TenantConfig
@@ -157,18 +158,13 @@ def _check_verifier(key: str, spec: Any, job: JobConfig, config: Config, classes
     reviewers = [model] if model is not None else list(classes.get(model_class or "", ()))
     for author in authors:
         lab = config.models[author].lab.strip().lower()
-        if not any(_other_lab(lab, config.models[r].lab) for r in reviewers):
+        if not any(is_other_lab(lab, config.models[r].lab) for r in reviewers):
             field = "model" if model is not None else "model_class"
             raise ConfigError(
                 f"{key}.{field}",
                 f"no reviewer from another lab than the author {author!r} (lab {lab or 'unknown'!r}); "
                 "name a reviewer from another lab or set require_other_lab = false",
             )
-
-
-def _other_lab(author_lab: str, reviewer_lab: str) -> bool:
-    reviewer = reviewer_lab.strip().lower()
-    return bool(author_lab) and bool(reviewer) and author_lab != reviewer
 
 
 def _chain_models(chain: Names, config: Config, classes: dict[str, Names]) -> list[str]:

@@ -69,11 +69,6 @@ def on_success(budget: HedgeBudget, cfg: HedgeBudgetConfig) -> HedgeBudget:
     return HedgeBudget(min(cfg.max_milli, budget.milli_tokens + cfg.ratio_milli))
 
 
-def on_failure(budget: HedgeBudget, cfg: HedgeBudgetConfig) -> HedgeBudget:
-    """A call failed: take one token, never below zero (gRPC's rule; optional here)."""
-    return HedgeBudget(max(0, budget.milli_tokens - _MILLI))
-
-
 def spend_hedge(budget: HedgeBudget, cfg: HedgeBudgetConfig) -> tuple[HedgeBudget, bool]:
     """Take one token for a hedge if allowed; returns the new level and whether it was allowed."""
     if not can_hedge(budget, cfg):

@@ -1,7 +1,7 @@
 """A rolling window of latency samples (TTFT) with percentiles on demand.
 
 The provider actor owns one window per provider and feeds it every first-token latency; the
-hedge delay reads its p95 and dashboards read p50/p95/p99. Inserting is O(1) into a fixed ring;
+hedge delay reads its p95. Inserting is O(1) into a fixed ring;
 a percentile sorts a copy of at most ``capacity`` floats, which is cheap at the few hundred
 samples a window holds and is only paid when someone asks.
 
@@ -11,21 +11,8 @@ Units are the caller's: interlock stores seconds, the unit of ``Clock.now()``.
 from __future__ import annotations
 
 import math
-from typing import final
-
-import msgspec
 
 
-class LatencySnapshot(msgspec.Struct, frozen=True, kw_only=True):
-    """Percentiles of a latency window at one moment; ``None`` while the window is empty."""
-
-    count: int
-    p50: float | None
-    p95: float | None
-    p99: float | None
-
-
-@final
 class RollingLatency:
     """The last ``capacity`` latency samples in a ring; percentiles use the nearest-rank method.
 
@@ -60,32 +47,9 @@ class RollingLatency:
             self._samples[self._next] = sample
         self._next = (self._next + 1) % self._capacity
 
-    def samples(self) -> tuple[float, ...]:
-        """The samples in the window, oldest first."""
-        if len(self._samples) < self._capacity:
-            return tuple(self._samples)
-        return tuple(self._samples[self._next :] + self._samples[: self._next])
-
     def percentile(self, q: float) -> float | None:
         """The ``q``-th percentile (0 < q <= 100) by nearest rank, or None with no samples."""
         return _nearest_rank(sorted(self._samples), q)
-
-    def fraction_above(self, threshold: float) -> float:
-        """Share of samples strictly above ``threshold`` (0.0 with no samples)."""
-        if not self._samples:
-            return 0.0
-        return sum(1 for s in self._samples if s > threshold) / len(self._samples)
-
-    def snapshot(self) -> LatencySnapshot:
-        """Count and p50/p95/p99 in one sort."""
-        ordered = sorted(self._samples)
-        return LatencySnapshot(
-            count=len(ordered),
-            p50=_nearest_rank(ordered, 50),
-            p95=_nearest_rank(ordered, 95),
-            p99=_nearest_rank(ordered, 99),
-        )
-
 
 def _nearest_rank(ordered: list[float], q: float) -> float | None:
     if not 0 < q <= 100:

@@ -42,7 +42,6 @@ from jsonschema.exceptions import SchemaError, best_match
 from jsonschema.protocols import Validator
 from jsonschema.validators import Draft202012Validator, validator_for
 
-from interlock._errors import ErrorClass, InterlockError
 from interlock._types import (
     ChatRequest,
     ChatResponse,
@@ -95,7 +94,7 @@ class ReviewerVerifier(
     """A reviewer model (a config model name, or any model of a class) judges the answer.
 
     ``require_other_lab`` makes the verify rail pick a reviewer from a different lab than the author
-    (see ``check_other_lab``). ``prompt`` is the reviewing instruction; the verdict protocol is
+    (see ``is_other_lab``). ``prompt`` is the reviewing instruction; the verdict protocol is
     always appended to it, so a custom prompt cannot break ``parse_review``.
     """
 
@@ -141,34 +140,7 @@ Verifier = VerifierSpec | CallableVerifier
 """Every verifier, Python-side ones included."""
 
 
-class SameLabReviewer(InterlockError):
-    """A reviewer would come from the author's lab (or a lab is unknown) while ``require_other_lab`` holds."""
-
-    def __init__(self, author_lab: str, reviewer_lab: str, *, author_model: str = "", reviewer_model: str = "") -> None:
-        who = f" ({author_model} reviewed by {reviewer_model})" if author_model or reviewer_model else ""
-        super().__init__(
-            f"reviewer lab {reviewer_lab or 'unknown'!r} is not independent of author lab "
-            f"{author_lab or 'unknown'!r}{who}",
-            kind=ErrorClass.BAD_REQUEST,
-        )
-        self.author_lab = author_lab
-        self.reviewer_lab = reviewer_lab
-        self.author_model = author_model
-        self.reviewer_model = reviewer_model
-
-
 # -- local checks --------------------------------------------------------------------------------
-
-
-def needs_model(spec: Verifier) -> bool:
-    """Whether the verifier needs a model call the request run makes (reviewer, agreement)."""
-    return isinstance(spec, ReviewerVerifier | AgreementVerifier)
-
-
-def schema_verifier_for(request: ChatRequest) -> SchemaVerifier | None:
-    """A schema verifier for a request that asked for a JSON-schema response format, else None."""
-    fmt = request.response_format
-    return SchemaVerifier(schema=fmt.schema) if isinstance(fmt, JsonSchemaFormat) else None
 
 
 def clip_text(text: str, limit: int = MAX_REASON) -> str:
@@ -322,14 +294,21 @@ def parse_review(text: str, *, verifier: str = "reviewer") -> Verdict:
     return Verdict(tokens == {"ACCEPT"}, clip_text(reason), verifier)
 
 
-def check_other_lab(author_lab: str, reviewer_lab: str, *, author_model: str = "", reviewer_model: str = "") -> None:
-    """Raise ``SameLabReviewer`` unless both labs are known and differ (compared case-insensitively).
+def is_other_lab(author_lab: str, reviewer_lab: str) -> bool:
+    """True when both labs are known and differ, compared without case or surrounding space.
 
-    An unknown (empty) lab fails: independence that cannot be shown is not assumed.
+    An unknown (empty) lab is never "other": independence that cannot be shown is not assumed.
     """
     author, reviewer = author_lab.strip().lower(), reviewer_lab.strip().lower()
-    if not author or not reviewer or author == reviewer:
-        raise SameLabReviewer(author_lab, reviewer_lab, author_model=author_model, reviewer_model=reviewer_model)
+    return bool(author) and bool(reviewer) and author != reviewer
+
+
+def pick_reviewer(candidates: Sequence[tuple[str, str]], author_lab: str, *, require_other_lab: bool) -> str | None:
+    """The first ``(model, lab)`` candidate allowed to review the author's answer, or None."""
+    for name, lab in candidates:
+        if not require_other_lab or is_other_lab(author_lab, lab):
+            return name
+    return None
 
 
 # -- agreement -----------------------------------------------------------------------------------

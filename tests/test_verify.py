@@ -7,7 +7,7 @@ import tomllib
 import msgspec
 import pytest
 
-from interlock._errors import ErrorClass, InterlockError, RequestError
+from interlock._errors import RequestError
 from interlock._types import (
     ChatRequest,
     ChatResponse,
@@ -24,20 +24,18 @@ from interlock.policies._verify import (
     AgreementVerifier,
     CallableVerifier,
     ReviewerVerifier,
-    SameLabReviewer,
     SchemaVerifier,
     Verdict,
     VerifierSpec,
     agree,
     build_review_request,
-    check_other_lab,
     check_schema,
     combine_verdicts,
+    is_other_lab,
     msgspec_verifier,
-    needs_model,
     parse_review,
+    pick_reviewer,
     run_local,
-    schema_verifier_for,
 )
 
 ORDER_SCHEMA = {
@@ -80,7 +78,6 @@ def test_toml_verify_list_decodes_each_kind() -> None:
     assert (reviewer.model, reviewer.model_class, reviewer.require_other_lab) == (None, "flagship", True)
     assert reviewer.prompt.startswith("You review")
     assert agreement == AgreementVerifier(model="mini", field="total")
-    assert [needs_model(s) for s in specs] == [False, True, True]
 
 
 @pytest.mark.parametrize(
@@ -132,14 +129,6 @@ def test_schema_rejects_non_json_and_counts_other_errors() -> None:
     several = check_schema(SchemaVerifier(schema=ORDER_SCHEMA), answer('{"items": [{"qty": "x"}, {"qty": 1.5}]}'))
     assert not several.accepted
     assert several.reason.endswith("(and 2 more)")
-
-
-def test_schema_verifier_for_follows_the_response_format() -> None:
-    """A request with a JSON-schema response format yields a schema verifier for that schema; others none."""
-    fmt = JsonSchemaFormat(name="order", schema=ORDER_SCHEMA)
-    request = ChatRequest(messages=(Message.text("user", "hi"),), response_format=fmt)
-    assert schema_verifier_for(request) == SchemaVerifier(schema=ORDER_SCHEMA)
-    assert schema_verifier_for(ChatRequest(messages=(Message.text("user", "hi"),))) is None
 
 
 class Order(msgspec.Struct):
@@ -294,19 +283,21 @@ def test_parse_review_ambiguous_replies_reject(reply: str, why: str) -> None:
     assert why in verdict.reason
 
 
-def test_check_other_lab() -> None:
-    """Different known labs pass; the same lab (any case) or an unknown lab raises SameLabReviewer."""
-    check_other_lab("openai", "anthropic")
-    with pytest.raises(SameLabReviewer) as info:
-        check_other_lab("OpenAI", " openai ", author_model="gpt", reviewer_model="o3")
-    err = info.value
-    assert isinstance(err, InterlockError)
-    assert err.kind is ErrorClass.BAD_REQUEST
-    assert (err.author_lab, err.reviewer_lab) == ("OpenAI", " openai ")
-    assert (err.author_model, err.reviewer_model) == ("gpt", "o3")
-    assert "gpt reviewed by o3" in str(err)
-    with pytest.raises(SameLabReviewer, match="'unknown'"):
-        check_other_lab("", "anthropic")
+def test_other_lab_needs_two_known_different_labs() -> None:
+    """Different known labs are independent; the same lab (any case or spacing) or an unknown lab is not."""
+    assert is_other_lab("openai", "anthropic")
+    assert not is_other_lab("OpenAI", " openai ")
+    assert not is_other_lab("", "anthropic")
+    assert not is_other_lab("openai", "")
+
+
+def test_pick_reviewer_takes_the_first_allowed_candidate() -> None:
+    """With require_other_lab the first candidate from another known lab reviews; without it, the first."""
+    candidates = [("gpt", "openai"), ("mystery", ""), ("claude", "anthropic")]
+    assert pick_reviewer(candidates, "openai", require_other_lab=True) == "claude"
+    assert pick_reviewer(candidates, "openai", require_other_lab=False) == "gpt"
+    assert pick_reviewer(candidates[:2], "openai", require_other_lab=True) is None
+    assert pick_reviewer(candidates, "", require_other_lab=True) is None  # the author's lab is unknown
 
 
 # -- agreement -----------------------------------------------------------------------------------

@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import uuid
 
+import msgspec
+
 from interlock._clock import Clock
 from interlock._types import ChatRequest
 from interlock.actors.request._attempt import Attempt
 from interlock.adapters.stores._state_store import BudgetStore
-from interlock.policies._budget import BudgetConfig, day_bucket, plan_reservation, settle_amount
+from interlock.policies._budget import BudgetConfig, Unit, day_bucket, plan_reservation, settle_amount
+
+
+class BudgetHold(msgspec.Struct, frozen=True):
+    """What the budget rail holds for one attempt: its reservation, in the unit it was made in."""
+
+    reservation_id: str
+    unit: Unit
 
 
 class BudgetRail:
@@ -50,16 +59,15 @@ class BudgetRail:
             expires_at=wall + self._config.reservation_ttl_s,
             unit=plan.unit,
         )
-        attempt.holds[self.name] = f"{reservation.unit}:{reservation.reservation_id}"
+        attempt.holds[self.name] = BudgetHold(reservation.reservation_id, reservation.unit)
 
     async def leave(self, attempt: Attempt) -> None:
         held = attempt.holds.pop(self.name, None)
-        if held is None:
+        if not isinstance(held, BudgetHold):
             return
-        unit, reservation_id = held.split(":", 1)
         usage = attempt.usage
         if usage.input_tokens or usage.output_tokens or usage.cache_read_tokens or usage.cache_write_tokens:
-            model = attempt.candidate.model
-            await self._store.settle(reservation_id, settle_amount(unit, usage, model.price))  # type: ignore[arg-type]
+            amount = settle_amount(held.unit, usage, attempt.candidate.model.price)
+            await self._store.settle(held.reservation_id, amount)
         else:
-            await self._store.release(reservation_id)
+            await self._store.release(held.reservation_id)

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import uuid
 
+import msgspec
+
 from interlock._clock import Clock
 from interlock._errors import AdmissionRejected
 from interlock._types import ChatRequest
 from interlock.actors.request._attempt import Attempt
 from interlock.adapters.stores._state_store import LeaseStore
 from interlock.policies._config import LimitsConfig
+
+
+class LeaseHold(msgspec.Struct, frozen=True):
+    """What the concurrency rail holds for one attempt: one lease per capped scope."""
+
+    lease_ids: tuple[str, ...]
 
 
 class LeaseRail:
@@ -51,12 +59,13 @@ class LeaseRail:
                 raise AdmissionRejected(attempt.candidate.provider, "no_slot")
             taken.append(lease_id)
             self._held.add(lease_id)
-        attempt.holds[self.name] = " ".join(taken)
+        attempt.holds[self.name] = LeaseHold(tuple(taken))
 
     async def leave(self, attempt: Attempt) -> None:
         held = attempt.holds.pop(self.name, None)
-        for lease_id in (held or "").split():
-            await self._release(lease_id)
+        if isinstance(held, LeaseHold):
+            for lease_id in held.lease_ids:
+                await self._release(lease_id)
 
     async def _release(self, lease_id: str) -> None:
         self._held.discard(lease_id)

@@ -27,6 +27,7 @@ from interlock.policies._verify import (
     build_review_request,
     combine_verdicts,
     parse_review,
+    pick_reviewer,
     run_local,
 )
 
@@ -71,11 +72,8 @@ class VerifyRail:
 
     def _pick_reviewer(self, review: ChatRequest, author: Attempt, other_lab: bool) -> str | None:
         resolution = resolve(self._config, review, estimate_input_tokens(review))
-        author_lab = author.candidate.model.lab.lower()
-        for candidate in resolution.candidates:
-            if not other_lab or (candidate.model.lab and candidate.model.lab.lower() != author_lab):
-                return candidate.name
-        return None
+        candidates = [(c.name, c.model.lab) for c in resolution.candidates]
+        return pick_reviewer(candidates, author.candidate.model.lab, require_other_lab=other_lab)
 
 
 def _pinned(request: ChatRequest, model: str) -> ChatRequest:

@@ -51,7 +51,7 @@ async def collect(events: AsyncIterable[StreamEvent | RouteEvent]) -> ChatRespon
 
 def assemble(attempt: Attempt) -> ChatResponse:
     """The answer one attempt produced, from what it observed."""
-    finish: FinishReason = attempt.finish if attempt.finish is not None else "stop"  # type: ignore[assignment]
+    finish: FinishReason = attempt.finish if attempt.finish is not None else "stop"
     return ChatResponse(
         content="".join(attempt.text), thinking="".join(attempt.thinking), tool_calls=tuple(attempt.tool_calls),
         finish_reason=finish, usage=attempt.usage,

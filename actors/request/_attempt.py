@@ -12,6 +12,7 @@ from interlock._types import (
     AttemptSummary,
     ChatRequest,
     Finish,
+    FinishReason,
     StreamEvent,
     TextDelta,
     ThinkingDelta,
@@ -66,11 +67,11 @@ class Attempt:
         self.tool_calls: list[ToolCall] = []
         self.usage = Usage()
         self._cost: float | None = None  # priced once per usage: records, summaries and sums all ask
-        self.finish: str | None = None
+        self.finish: FinishReason | None = None
         self.error: InterlockError | None = None
         self.cancel_reason: str | None = None
         self.ended: float | None = None  # when the attempt stopped, whatever its outcome
-        self.holds: dict[str, str] = {}  # rail name -> what it holds for this attempt (reservation, lease)
+        self.holds: dict[str, object] = {}  # rail name -> what it holds for this attempt (each rail's own Struct)
         self.verdict: str | None = None
 
     def observe(self, event: Any, clock: Clock) -> None:
@@ -120,8 +121,9 @@ class Attempt:
         cost = self._cost
         if cost is None:
             model = self.candidate.model
-            free = model.price is None or model.billing == "subscription"
-            cost = self._cost = 0.0 if free else cost_cents(self.usage, model.price)  # type: ignore[arg-type]
+            price = model.price
+            free = price is None or model.billing == "subscription"
+            cost = self._cost = 0.0 if price is None or free else cost_cents(self.usage, price)
         return cost
 
     def summary(self) -> AttemptSummary:
