@@ -144,17 +144,13 @@ class Serving:
             request, plan, label, detail = await self._plan()
             resolution = plan.resolution
             key = self._cache_key(request, resolution)
-            if key is not None:
-                hit = await self._cached(key)
-                if hit is not None:
-                    await ctx.ledger.tell(cache_hit_record(request, resolution.job, self._ts, hit))
-                    self._recorded = True
-                    for event in replay(hit):
-                        self.parked = True
-                        yield event
-                        self.parked = False
-                    yield RouteEvent(cached_route(hit, resolution.job))
-                    return
+            hit = await self._cached(key) if key is not None else None
+            if hit is not None:
+                for replayed in await self._from_cache(request, resolution.job, hit):
+                    self.parked = True
+                    yield replayed
+                    self.parked = False
+                return
             run = self._run = RequestRun(
                 request, plan.resolution, ctx.providers, clock, plan.hedge, ctx.rails.attempt,
                 input_tokens=plan.tokens, route_label=label, route_detail=detail,
@@ -265,6 +261,12 @@ class Serving:
         if cache is None or self.request.metadata.get("cache") == "refresh":
             return None
         return await cache.lookup(key)
+
+    async def _from_cache(self, request: ChatRequest, job: str, hit: ChatResponse) -> list[StreamEvent | RouteEvent]:
+        """Record a cache hit, then its events: the answer replayed as a provider streams it, then its route."""
+        await self._ctx.ledger.tell(cache_hit_record(request, job, self._ts, hit))
+        self._recorded = True
+        return [*replay(hit), RouteEvent(cached_route(hit, job))]
 
     async def _ask_sub(self, request: ChatRequest) -> ChatResponse:
         """A sub-request (a reviewer, a label, a judge) through the router and every rail."""
