@@ -19,7 +19,7 @@ import msgspec
 from interlock._actor import Actor
 from interlock._errors import InterlockError
 from interlock._types import ChatRequest
-from interlock.actors.request._run import HedgePolicy
+from interlock.actors.request._race import HedgePolicy
 from interlock.policies._config import Config
 from interlock.policies._hedge import HedgeBudget, full_budget, hedge_delay_s, on_success, spend_hedge
 from interlock.policies._latency import RollingLatency

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NoReturn, Protocol
 
 import anyio
 import msgspec
-from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from interlock._actor import ActorRef
 from interlock._clock import Clock
@@ -32,12 +30,12 @@ from interlock._errors import (
     ErrorClass,
     InterlockError,
     MidStreamError,
-    ProviderError,
 )
 from interlock._types import ChatRequest, Finish, Message, StreamEvent
 from interlock.actors._provider_actor import Call, Cancel, ProviderMsg
 from interlock.actors.rails._chain import AttemptRails
 from interlock.actors.request._attempt import Attempt
+from interlock.actors.request._race import HedgePolicy, empty_stream_error, race_first_token
 from interlock.policies._failover import ends_chain
 from interlock.policies._routing import Candidate, Resolution
 from interlock.policies._tokens import estimate_input_tokens
@@ -53,40 +51,6 @@ class EventSinkLike(Protocol):
     def send_nowait(self, event: Any) -> bool: ...
 
     async def send(self, event: Any) -> None: ...
-
-
-class HedgePolicy:
-    """What the run may do about a late first token: the delay, and whether the budget allows a hedge."""
-
-    def __init__(self, delay_s: float | None, max_hedges: int, spend: Callable[[], Awaitable[bool]]) -> None:
-        self.delay_s = delay_s
-        self.max_hedges = max_hedges
-        self.spend = spend
-
-
-# -- the first-token race: what its helper tasks tell the run -----------------------------------
-
-
-class FirstEvent(msgspec.Struct, frozen=True):
-    """``attempt`` produced its first event: it wins the race."""
-
-    attempt: Attempt
-    event: StreamEvent
-
-
-class AttemptFailed(msgspec.Struct, frozen=True):
-    """``attempt`` failed before its first event."""
-
-    attempt: Attempt
-    error: InterlockError
-
-
-class HedgeDue(msgspec.Struct, frozen=True):
-    """The hedge delay passed without a first token."""
-
-
-RaceMsg = FirstEvent | AttemptFailed | HedgeDue
-_HEDGE_DUE = HedgeDue()
 
 
 class RequestRun:
@@ -198,7 +162,7 @@ class RequestRun:
     async def recover(self, attempt: Attempt, exc: InterlockError | Stalled) -> tuple[Attempt, StreamEvent]:
         """``attempt`` failed mid-stream: resume on the next candidate, or raise ``MidStreamError``."""
         if isinstance(exc, Stalled):
-            self._cancel_losers({attempt}, "stalled")
+            self.cancel_losers({attempt}, "stalled")
             attempt.cancel_reason = None  # it failed (a timeout); it was not cancelled for another
             error: InterlockError = exc.as_error(attempt)
         else:
@@ -282,6 +246,11 @@ class RequestRun:
             raise over_budget[0]  # every candidate was refused for money: say which budget is full
         raise ChainExhausted(self.resolution.job or "(pinned)", self.errors)
 
+    @property
+    def has_pending(self) -> bool:
+        """True while untried candidates remain (a hedge or an escalation may go to them)."""
+        return bool(self._pending)
+
     def _reset(self) -> None:
         """A finished walk goes on: the next ``batch`` starts the next candidate."""
         self._current = None
@@ -293,10 +262,9 @@ class RequestRun:
         """The first event of the next answering candidate, with fallback and hedging before it."""
         if self._hedge.delay_s is None or self._hedge.max_hedges == 0:
             return await self._first_token_in_turn()
-        send, recv = anyio.create_memory_object_stream[RaceMsg](16)
-        async with send, recv, anyio.create_task_group() as tg:
-            won = await _Race(self, tg, send).run(recv)
-            tg.cancel_scope.cancel()
+        won, hedges = await race_first_token(self, self._hedge, self._clock)
+        if hedges:
+            self.hedged = True
         if won is None:
             self._exhausted()
         return won
@@ -304,18 +272,18 @@ class RequestRun:
     async def _first_token_in_turn(self) -> tuple[Attempt, StreamEvent]:
         """Without hedging: one candidate at a time, its first event read in this task (no helpers)."""
         while True:
-            attempt = await self._start(hedge=False)
+            attempt = await self.start_next(hedge=False)
             if attempt is None:
                 self._exhausted()
             assert attempt.stream is not None
             try:
                 return attempt, await attempt.stream.__anext__()
             except StopAsyncIteration:
-                self._fail(attempt, _empty(attempt))
+                self.fail(attempt, empty_stream_error(attempt))
             except InterlockError as exc:
-                self._fail(attempt, exc)
+                self.fail(attempt, exc)
 
-    async def _start(self, *, hedge: bool) -> Attempt | None:
+    async def start_next(self, *, hedge: bool) -> Attempt | None:
         """Start the next candidate whose provider answers; admission refusals are recorded and skipped."""
         while self._pending:
             candidate = self._pending.pop(0)
@@ -323,13 +291,13 @@ class RequestRun:
             self.attempts.append(attempt)
             ref = self._providers(candidate.provider)
             if ref is None:
-                self._fail(attempt, AdmissionRejected(candidate.provider, "disabled"))
+                self.fail(attempt, AdmissionRejected(candidate.provider, "disabled"))
                 continue
             try:
                 if self._rails.rails:
                     await self._rails.enter(self.request, attempt, self._input_tokens)
             except (AdmissionRejected, BudgetExceeded) as exc:
-                self._fail(attempt, exc)
+                self.fail(attempt, exc)
                 continue
             if attempt.holds:
                 self._entered.append(attempt)  # a rail only undoes what it holds: nothing held, nothing to leave
@@ -337,12 +305,13 @@ class RequestRun:
                 call = Call(self.request, candidate.model.id, call_id=attempt.call_id)
                 attempt.stream = await ref.ask_stream(call)
             except ActorStopped as exc:
-                self._fail(attempt, exc)
+                self.fail(attempt, exc)
                 continue
             return attempt
         return None
 
-    def _fail(self, attempt: Attempt, error: InterlockError) -> None:
+    def fail(self, attempt: Attempt, error: InterlockError) -> None:
+        """Record ``attempt``'s failure before its first token; an error every candidate would share ends the chain."""
         attempt.error = error
         attempt.ended = self._clock.now()
         self.errors.append((attempt.candidate.name, error))
@@ -350,7 +319,8 @@ class RequestRun:
         if ends_chain(error.kind, admitted=admitted):
             self._pending.clear()  # bad_request, auth, content policy: no other model will do better
 
-    def _cancel_losers(self, losers: Iterable[Attempt], reason: str) -> None:
+    def cancel_losers(self, losers: Iterable[Attempt], reason: str) -> None:
+        """Cancel ``losers`` upstream and close their streams, each marked cancelled for ``reason``."""
         for loser in losers:
             loser.cancel_reason = reason
             self._cancel_upstream(loser)
@@ -367,84 +337,6 @@ class RequestRun:
                 ref.tell_nowait(Cancel(attempt.call_id))
 
 
-class _Race:
-    """The first-token race of one ``start`` with hedging: each attempt's first read runs in a helper task.
-
-    The first attempt to produce an event wins and the others are cancelled; a failure starts
-    the next candidate when nothing else is in flight; a due hedge starts one more candidate in
-    parallel while the hedge budget allows.
-    """
-
-    def __init__(self, run: RequestRun, tg: TaskGroup, send: MemoryObjectSendStream[RaceMsg]) -> None:
-        self._run = run
-        self._tg = tg
-        self._send = send
-        self._active: set[Attempt] = set()
-        self._hedges = 0
-        self._timer = anyio.CancelScope()
-
-    async def run(self, recv: MemoryObjectReceiveStream[RaceMsg]) -> tuple[Attempt, StreamEvent] | None:
-        """The winner and its first event, or None when every candidate failed."""
-        await self._launch(hedge=False, arm=True)
-        while self._active:
-            match await recv.receive():
-                case FirstEvent(attempt=attempt, event=event):
-                    self._run._cancel_losers(self._active - {attempt}, "hedge_lost")
-                    return attempt, event
-                case AttemptFailed(attempt=attempt, error=error):
-                    self._active.discard(attempt)
-                    self._run._fail(attempt, error)
-                    if not self._active:
-                        self._timer.cancel()
-                        await self._launch(hedge=False, arm=True)
-                case HedgeDue():
-                    await self._maybe_hedge()
-        return None
-
-    async def _maybe_hedge(self) -> None:
-        run = self._run
-        if self._hedges >= run._hedge.max_hedges or not run._pending or not await run._hedge.spend():
-            return
-        if await self._launch(hedge=True, arm=False):
-            self._hedges += 1
-            run.hedged = True
-
-    async def _launch(self, *, hedge: bool, arm: bool) -> bool:
-        """Start the next answering candidate and a task that reads its first event (and the hedge timer)."""
-        attempt = await self._run._start(hedge=hedge)
-        if attempt is None:
-            return False
-        self._active.add(attempt)
-        self._tg.start_soon(self._read_first, attempt, self._send.clone())
-        if arm:
-            self._timer = anyio.CancelScope()
-            delay = self._run._hedge.delay_s
-            assert delay is not None  # a race is run only for a hedging policy
-            self._tg.start_soon(self._hedge_timer, self._timer, self._send.clone(), delay)
-        return True
-
-    async def _read_first(self, attempt: Attempt, send: MemoryObjectSendStream[RaceMsg]) -> None:
-        assert attempt.stream is not None
-        async with send:
-            try:
-                event = await attempt.stream.__anext__()
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                return  # this attempt lost the race and its stream was closed under it
-            except StopAsyncIteration:
-                await send.send(AttemptFailed(attempt, _empty(attempt)))
-            except InterlockError as exc:
-                await send.send(AttemptFailed(attempt, exc))
-            else:
-                await send.send(FirstEvent(attempt, event))
-
-    async def _hedge_timer(self, scope: anyio.CancelScope, send: MemoryObjectSendStream[RaceMsg], delay: float) -> None:
-        async with send:
-            with scope:
-                for _ in range(self._run._hedge.max_hedges):
-                    await self._run._clock.sleep(delay)
-                    await send.send(_HEDGE_DUE)
-
-
 class Stalled(Exception):
     """The stream went quiet past its inter-token deadline, or ran past its total deadline."""
 
@@ -457,12 +349,6 @@ class Stalled(Exception):
             ErrorClass.TIMEOUT, attempt.candidate.provider, partial=attempt.partial, model=attempt.candidate.name,
             detail=f"{self.which} deadline passed",
         )
-
-
-def _empty(attempt: Attempt) -> ProviderError:
-    return ProviderError(
-        ErrorClass.SERVER_ERROR, attempt.candidate.provider, model=attempt.candidate.name, detail="empty stream"
-    )
 
 
 def _resumed(request: ChatRequest, partial: str) -> ChatRequest:
