@@ -51,6 +51,7 @@ _EXPORTS: dict[str, str] = {
     "AdmissionRejected": "_errors",
     "BudgetExceeded": "_errors",
     "ChainExhausted": "_errors",
+    "DeadlineExceeded": "_errors",
     # clock and secrets
     "Clock": "_clock",
     "RealClock": "_clock",
@@ -113,6 +114,9 @@ if TYPE_CHECKING:
     )
     from ._errors import (
         ChainExhausted as ChainExhausted,
+    )
+    from ._errors import (
+        DeadlineExceeded as DeadlineExceeded,
     )
     from ._errors import (
         ConfigError as ConfigError,

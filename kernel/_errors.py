@@ -206,3 +206,21 @@ class ChainExhausted(InterlockError):
         super().__init__(f"task {task}: every candidate failed ({lines})", kind=last_kind)
         self.task = task
         self.errors = errors
+
+
+@final
+class DeadlineExceeded(InterlockError):
+    """A request's own deadline passed before an answer began; ``which`` names the wait that ran out.
+
+    ``which`` is ``first_token`` (the job's ``first_token_timeout_ms`` on the last attempt) or
+    ``total`` (the job's ``total_timeout_ms``, counted from the request's entry); ``errors``
+    holds each attempt's error, in order, as in ``ChainExhausted``.
+    """
+
+    def __init__(self, which: str, limit_ms: int, task: str, errors: list[tuple[str, InterlockError]]) -> None:
+        lines = "; ".join(f"{name}: {err}" for name, err in errors) or "no attempt"
+        super().__init__(f"task {task}: {which} deadline of {limit_ms} ms passed ({lines})", kind=ErrorClass.TIMEOUT)
+        self.which = which
+        self.limit_ms = limit_ms
+        self.task = task
+        self.errors = errors

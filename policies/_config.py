@@ -124,6 +124,10 @@ class JobConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     on_exhausted: Literal["fail", "degrade"] = "fail"
     max_degrade: DegradePolicy | None = None
     allow_costlier_fallback: bool = False
+    # Deadlines. The total counts from the request's entry and covers every attempt, resume
+    # included; the first-token deadline bounds each attempt's wait for its first event (headers
+    # included), with or without hedging; the inter-token one bounds each quiet gap after it.
+    first_token_timeout_ms: PosInt | None = None
     inter_token_timeout_ms: PosInt = 30_000
     total_timeout_ms: PosInt = 600_000
     # Rails: the response cache (seconds; absent = no caching), verification, cascade.

@@ -20,7 +20,7 @@ INTENDED = {
     # errors
     "ErrorClass", "InterlockError", "ConfigError", "RequestError", "ActorStopped", "AskTimeout",
     "MailboxFull", "ConsumerGone", "SupervisorEscalation", "ProviderError", "MidStreamError",
-    "AdmissionRejected", "BudgetExceeded", "ChainExhausted",
+    "AdmissionRejected", "BudgetExceeded", "ChainExhausted", "DeadlineExceeded",
     # clock and secrets
     "Clock", "RealClock", "FakeClock", "Secret",
     # canonical types

@@ -67,6 +67,10 @@ class RaceWalk(Protocol):
         """Start the next candidate that admits the call (None: the chain is spent)."""
         ...
 
+    async def read_first(self, attempt: Attempt) -> StreamEvent:
+        """The attempt's first event within its deadlines, or its failure raised."""
+        ...
+
     def fail(self, attempt: Attempt, error: InterlockError) -> None:
         """Record that ``attempt`` failed before its first event."""
         ...
@@ -147,14 +151,11 @@ class _Race:
         return True
 
     async def _read_first(self, attempt: Attempt, send: MemoryObjectSendStream[RaceMsg]) -> None:
-        assert attempt.stream is not None
         async with send:
             try:
-                event = await attempt.stream.__anext__()
+                event = await self._walk.read_first(attempt)
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 return  # this attempt lost the race and its stream was closed under it
-            except StopAsyncIteration:
-                await send.send(AttemptFailed(attempt, empty_stream_error(attempt)))
             except InterlockError as exc:
                 await send.send(AttemptFailed(attempt, exc))
             else:

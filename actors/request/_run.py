@@ -27,9 +27,11 @@ from interlock._errors import (
     AdmissionRejected,
     BudgetExceeded,
     ChainExhausted,
+    DeadlineExceeded,
     ErrorClass,
     InterlockError,
     MidStreamError,
+    ProviderError,
 )
 from interlock._types import ChatRequest, Finish, Message, StreamEvent
 from interlock.actors._provider_actor import Call, Cancel, ProviderMsg
@@ -68,6 +70,7 @@ class RequestRun:
         *,
         route_label: str | None = None,
         route_detail: str = "",
+        started: float | None = None,
     ) -> None:
         self.request = request
         self._rails = rails or AttemptRails(())
@@ -76,7 +79,11 @@ class RequestRun:
         self.resolution = resolution
         self.policy = resolution.policy
         self._gap = self.policy.inter_token_timeout_ms / 1000.0
-        self._total = self.policy.total_timeout_ms / 1000.0
+        first = self.policy.first_token_timeout_ms
+        self._first_gap = first / 1000.0 if first is not None else None
+        # The whole request's deadline, from its entry (``started``): every attempt and resume.
+        self._deadline = (clock.now() if started is None else started) + self.policy.total_timeout_ms / 1000.0
+        self._late_first: str | None = None  # which deadline the last first-token wait ran out on
         self._providers = providers
         self._clock = clock
         self._hedge = hedge
@@ -147,7 +154,7 @@ class RequestRun:
         stream = attempt.stream
         assert stream is not None
         clock = self._clock
-        total = attempt.started + self._total
+        total = self._deadline
         try:
             event = await stream.next_before(clock, min(clock.now() + self._gap, total))
         except StopAsyncIteration:
@@ -171,10 +178,12 @@ class RequestRun:
         attempt.ended = self._clock.now()
         self.errors.append((attempt.candidate.name, error))
         self._prefix += attempt.partial
-        if self.policy.mid_stream != "resume" or not self._pending:
+        why = _no_resume(self.policy.mid_stream, bool(self._pending), self._clock.now() >= self._deadline)
+        if why is not None:
+            cause = error.detail if isinstance(error, ProviderError) and error.detail else str(error)
             raise MidStreamError(
                 error.kind, attempt.candidate.provider, partial=self._prefix, model=attempt.candidate.name,
-                detail=f"mid-stream failure ({self.policy.mid_stream})",
+                detail=f"mid-stream failure: {cause}; {why}",
             ) from exc
         self.resumed = True
         self.request = _resumed(self.request, attempt.partial)
@@ -240,11 +249,17 @@ class RequestRun:
         self.winner = attempt
 
     def _exhausted(self) -> NoReturn:
-        """Raise the walk's failure: the full budget when money refused every candidate, else the chain's end."""
+        """Raise the walk's failure: a deadline that ran out, the full budget when money refused every
+        candidate, else the chain's end."""
+        job = self.resolution.job or "(pinned)"
+        if self._clock.now() >= self._deadline:
+            raise DeadlineExceeded("total", self.policy.total_timeout_ms, job, self.errors)
+        if self._late_first == "first_token" and self.policy.first_token_timeout_ms is not None:
+            raise DeadlineExceeded("first_token", self.policy.first_token_timeout_ms, job, self.errors)
         over_budget = [e for _, e in self.errors if isinstance(e, BudgetExceeded)]
         if over_budget and len(over_budget) == len(self.errors):
             raise over_budget[0]  # every candidate was refused for money: say which budget is full
-        raise ChainExhausted(self.resolution.job or "(pinned)", self.errors)
+        raise ChainExhausted(job, self.errors)
 
     @property
     def has_pending(self) -> bool:
@@ -275,17 +290,42 @@ class RequestRun:
             attempt = await self.start_next(hedge=False)
             if attempt is None:
                 self._exhausted()
-            assert attempt.stream is not None
             try:
-                return attempt, await attempt.stream.__anext__()
-            except StopAsyncIteration:
-                self.fail(attempt, empty_stream_error(attempt))
+                return attempt, await self.read_first(attempt)
             except InterlockError as exc:
                 self.fail(attempt, exc)
 
+    async def read_first(self, attempt: Attempt) -> StreamEvent:
+        """The attempt's first event within its first-token and total deadlines, or its failure raised.
+
+        A deadline that runs out cancels the call upstream and fails the attempt with a ``timeout``
+        naming which deadline it was.
+        """
+        stream = attempt.stream
+        assert stream is not None
+        deadline = self._deadline
+        if self._first_gap is not None:
+            deadline = min(deadline, attempt.started + self._first_gap)
+        try:
+            event = await stream.next_before(self._clock, deadline)
+        except StopAsyncIteration:
+            raise empty_stream_error(attempt) from None
+        if event is not None:
+            self._late_first = None
+            return event
+        which = "total" if self._clock.now() >= self._deadline else "first_token"
+        self._late_first = which
+        self._cancel_upstream(attempt)
+        stream.close_now()
+        limit = self.policy.total_timeout_ms if which == "total" else self.policy.first_token_timeout_ms
+        raise ProviderError(
+            ErrorClass.TIMEOUT, attempt.candidate.provider, model=attempt.candidate.name,
+            detail=f"no first token within the {which} deadline ({limit} ms)",
+        )
+
     async def start_next(self, *, hedge: bool) -> Attempt | None:
         """Start the next candidate whose provider answers; admission refusals are recorded and skipped."""
-        while self._pending:
+        while self._pending and self._clock.now() < self._deadline:
             candidate = self._pending.pop(0)
             attempt = Attempt(candidate, len(self.attempts) + 1, next(_call_ids), self._clock.now(), hedge=hedge)
             self.attempts.append(attempt)
@@ -349,6 +389,17 @@ class Stalled(Exception):
             ErrorClass.TIMEOUT, attempt.candidate.provider, partial=attempt.partial, model=attempt.candidate.name,
             detail=f"{self.which} deadline passed",
         )
+
+
+def _no_resume(mid_stream: str, pending: bool, out_of_time: bool) -> str | None:
+    """Why a broken stream is not resumed, or None when it is."""
+    if mid_stream != "resume":
+        return f"mid_stream = {mid_stream!r}"
+    if out_of_time:
+        return "no time left to resume"
+    if not pending:
+        return "no candidate left to resume on"
+    return None
 
 
 def _resumed(request: ChatRequest, partial: str) -> ChatRequest:

@@ -153,7 +153,7 @@ class Serving:
                 return
             run = self._run = RequestRun(
                 request, plan.resolution, ctx.providers, clock, plan.hedge, ctx.rails.attempt,
-                input_tokens=plan.tokens, route_label=label, route_detail=detail,
+                input_tokens=plan.tokens, route_label=label, route_detail=detail, started=self._started,
             )
             answer: ChatResponse | None = None
             if _holds_events(ctx, run, request):
