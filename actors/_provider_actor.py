@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from typing import Any, Literal
 
 import anyio
@@ -22,7 +22,6 @@ from interlock._streams import EventSink
 from interlock._types import (
     ChatRequest,
     Finish,
-    StreamEvent,
     TextDelta,
     ThinkingDelta,
     ToolCallDelta,
@@ -269,7 +268,7 @@ class ProviderActor(Actor[ProviderMsg]):
         adapter = self._adapter
         assert adapter is not None
         ttft: float | None = None
-        batches: Callable[..., AsyncGenerator[list[StreamEvent], None]] | None = getattr(adapter, "batches", None)
+        batches = adapter.batches
         if batches is not None:
             chunks = batches(call.request, call.model_id, stream=call.stream)
             try:

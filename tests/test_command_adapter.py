@@ -26,7 +26,8 @@ from interlock._types import (
     Usage,
     UsageEvent,
 )
-from interlock.adapters.providers._command import CommandAdapter, _JsonLines, render_prompt
+from interlock.adapters.providers._command import CommandAdapter
+from interlock.adapters.providers._command_text import JsonLines, render_prompt
 from interlock.policies._command_spec import CommandSpec, StderrRule
 from interlock.policies._tokens import estimate_input_tokens, estimate_text_tokens
 
@@ -200,7 +201,7 @@ def test_jsonl_lines_split_at_every_byte() -> None:
     """Lines fed one byte at a time decode to the same text and counts as whole lines."""
     spec = CommandSpec(argv=("x",), output="jsonl", text_field="a.b", output_tokens_field="u.o")
     data = b'{"a": {"b": "h\xc3\xa9"}}\n\n{"other": 1}\n{"a": {"b": 3}}\r\n{"u": {"o": 5}}\n{"a": {"b": "!"}}'
-    lines = _JsonLines(spec)
+    lines = JsonLines(spec)
     texts = [t for i in range(len(data)) for t in lines.feed(data[i : i + 1])] + lines.close()
     assert "".join(texts) == "hé!"
     assert (lines.input_tokens, lines.output_tokens, lines.bad_line) == (None, 5, None)
@@ -208,7 +209,7 @@ def test_jsonl_lines_split_at_every_byte() -> None:
 
 def test_jsonl_text_before_a_bad_line_in_the_same_chunk_is_kept() -> None:
     """Text of good lines read together with a broken one is returned, and decoding stops at the break."""
-    lines = _JsonLines(CommandSpec(argv=("x",), output="jsonl"))
+    lines = JsonLines(CommandSpec(argv=("x",), output="jsonl"))
     assert lines.feed(b'{"text": "a"}\n{"text": "b"}\n{"text": \n{"text": "c"}\n') == ["a", "b"]
     assert lines.bad_line == 3
     assert lines.feed(b'{"text": "d"}\n') == []

@@ -19,10 +19,11 @@ import uvicorn
 
 import interlock
 from interlock import ChatRequest, ConfigError, RouteEvent, StreamEvent, ToolCallDone, ToolCallPart
+from interlock._errors import BudgetExceeded, ErrorClass, InterlockError
 from interlock._records import RequestRecord
 from interlock.actors.cli._serve import load_keys
+from interlock.adapters.gateway._answers import ChunkWriter
 from interlock.adapters.gateway._app import GatewayDoor, ProviderState, VirtualKey, build_app, mask_key
-from interlock.adapters.gateway._codec import ChunkWriter
 from interlock.adapters.simulator._server import Drop, RateLimit, StallFirstToken
 from interlock.adapters.stores._ledger_store import SqliteLedgerStore
 from interlock.policies._config import Config, parse_config
@@ -388,6 +389,62 @@ async def test_exhausted_chain_is_503_with_retry_after(gw: Gateway) -> None:
     assert info.value.response.headers["retry-after"] == "3"
     (row,) = await gw.requests()
     assert row.outcome == "error"
+
+
+class Failing:
+    """A door whose every request fails with ``error`` before its first event; counts the requests."""
+
+    def __init__(self, error: InterlockError) -> None:
+        self.error = error
+        self.sent = 0
+
+    @property
+    def config(self) -> Config:
+        return parse_config(CONFIG)
+
+    def send(self, request: ChatRequest) -> AsyncIterator[StreamEvent | RouteEvent]:
+        self.sent += 1
+        return self._fail()
+
+    async def _fail(self) -> AsyncIterator[StreamEvent | RouteEvent]:
+        raise self.error
+        yield  # pragma: no cover - makes this an async generator
+
+    async def health(self) -> Mapping[str, ProviderState]:
+        return {}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    ("error", "status", "code", "should_retry"),
+    [
+        (BudgetExceeded("tenant:acme", 100.0, 100.0), 429, "budget_exceeded", "false"),
+        (InterlockError("no budget left", kind=ErrorClass.BUDGET), 429, "budget_exceeded", "false"),
+        (InterlockError("no allowed model", kind=ErrorClass.POLICY_REFUSAL), 400, "policy_refusal", "false"),
+        (InterlockError("the process ended", kind=ErrorClass.INTERRUPTED), 503, "interrupted", "true"),
+    ],
+)
+async def test_budget_policy_and_interrupted_kinds_map_to_status_and_retry_hint(
+    error: InterlockError, status: int, code: str, should_retry: str, stream: bool
+) -> None:
+    """Budget is a 429 not to retry, a policy refusal a 400 not to retry, an interrupted request a 503 to retry."""
+    body = {"model": "default", "messages": HELLO, "stream": stream}
+    async with serving(Failing(error)) as url, httpx2.AsyncClient(base_url=url) as http:
+        response = await http.post("/v1/chat/completions", json=body)
+    assert response.status_code == status
+    assert response.headers["x-should-retry"] == should_retry
+    assert response.json()["error"]["code"] == code
+    assert "retry-after" not in response.headers
+
+
+async def test_sdk_does_not_retry_an_exceeded_budget() -> None:
+    """The openai SDK obeys x-should-retry: false and does not retry a budget's 429, though it retries 429s."""
+    door = Failing(BudgetExceeded("tenant:acme", 100.0, 100.0))
+    async with serving(door) as url, openai.AsyncOpenAI(base_url=url + "/v1", api_key="k", max_retries=2) as client:
+        with pytest.raises(openai.RateLimitError) as info:
+            await client.chat.completions.create(model="default", messages=HELLO)
+    assert info.value.code == "budget_exceeded"
+    assert door.sent == 1
 
 
 async def test_stream_failing_after_first_chunk_ends_with_error_event(gw: Gateway) -> None:

@@ -33,6 +33,8 @@ REQUEST = ChatRequest(messages=(Message.text("user", "hi"),))
 class ScriptedAdapter:
     """A boundary fake: each call takes the next scripted outcome (an error, 'ok', or 'hang')."""
 
+    batches = None  # no batched form: the actor reads ``stream`` (ProviderAdapter.batches)
+
     def __init__(self, script: list[Any]) -> None:
         self.script = script
         self.probe_ok = True

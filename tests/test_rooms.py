@@ -26,10 +26,7 @@ IO_MODULES = {"aiosqlite", "sqlite3", "httpx", "httpx2", "aiohttp", "socket", "s
 def _module_name(path: Path) -> str:
     rel = path.relative_to(ROOT).with_suffix("")
     parts = list(rel.parts)
-    if parts[0] == "kernel":
-        parts = ["interlock", *parts[1:]]
-    else:
-        parts = ["interlock", *parts]
+    parts = ["interlock", *parts[1:]] if parts[0] == "kernel" else ["interlock", *parts]
     if parts[-1] == "__init__":
         parts = parts[:-1]
     return ".".join(parts)
@@ -105,7 +102,7 @@ def test_no_import_cycle() -> None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                cycle = stack[stack.index(nxt):] + [nxt]
+                cycle = [*stack[stack.index(nxt):], nxt]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))
             if nxt not in state:
                 visit(nxt)

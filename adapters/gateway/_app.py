@@ -39,18 +39,11 @@ from starlette.types import Receive, Scope, Send
 from interlock._clock import Clock, RealClock
 from interlock._errors import InterlockError
 from interlock._types import ChatRequest, RouteEvent, StreamEvent
-from interlock.adapters.gateway import _wire as w
-from interlock.adapters.gateway._codec import (
-    Answer,
-    ChunkWriter,
-    HttpFailure,
-    decode_error,
-    failure,
-    http_failure,
-    route_headers,
-    sensitivity_of,
-    to_chat_request,
-)
+from interlock.adapters.gateway._answers import Answer, ChunkWriter, route_headers
+from interlock.adapters.gateway._failures import HttpFailure, failure, http_failure
+from interlock.adapters.gateway._requests import decode_error, sensitivity_of, to_chat_request
+from interlock.adapters.gateway._wire import ProviderStateOut, ReadinessOut
+from interlock.adapters.providers.openai._server_wire import ENCODER, REQUEST_DECODER, ModelListOut, ModelOut
 from interlock.policies._config import Config
 
 Events = AsyncIterator[StreamEvent | RouteEvent]
@@ -138,11 +131,12 @@ class _Gateway:
         who = self._authenticate(request)
         body = await self._read_body(request)
         try:
-            wire = w.REQUEST_DECODER.decode(body)
+            wire = REQUEST_DECODER.decode(body)
         except msgspec.DecodeError as exc:
             raise decode_error(exc) from None
         wall = self._clock.wall()
-        request_id = f"{int(wall * 1000):012x}{uuid.uuid4().hex[:16]}"  # time-ordered, as the router's
+        # Time-ordered, like the ids the door gives (``new_request_id``, in actors/_router_actor.py).
+        request_id = f"{int(wall * 1000):012x}{uuid.uuid4().hex[:16]}"
         chat = to_chat_request(
             wire, tenant=who.tenant, caller=who.caller, metadata=_trace(request), request_id=request_id,
             sensitivity=sensitivity_of(request.headers.get("x-interlock-sensitivity")),
@@ -169,7 +163,7 @@ class _Gateway:
 
     async def models(self, request: Request) -> Response:
         self._authenticate(request)
-        return _json(w.ModelListOut(self._catalog()))
+        return _json(ModelListOut(self._catalog()))
 
     async def model(self, request: Request) -> Response:
         self._authenticate(request)
@@ -180,17 +174,17 @@ class _Gateway:
                 return _json(entry)
         for model in config.models.values():
             if model.id == wanted:
-                return _json(w.ModelOut(model.id, model.provider))
+                return _json(ModelOut(model.id, model.provider))
         problem = f"no job or model named {wanted!r}"
         raise _Reject(failure(404, problem, kind=_INVALID, param="model", code="model_not_found"))
 
-    def _catalog(self) -> list[w.ModelOut]:
+    def _catalog(self) -> list[ModelOut]:
         config = self._door.config
-        jobs = [w.ModelOut(name, "interlock") for name in config.jobs]
-        return jobs + [w.ModelOut(name, model.provider) for name, model in config.models.items()]
+        jobs = [ModelOut(name, "interlock") for name in config.jobs]
+        return jobs + [ModelOut(name, model.provider) for name, model in config.models.items()]
 
     async def healthz(self, request: Request) -> Response:
-        return _json(w.ReadinessOut("ok", {}))
+        return _json(ReadinessOut("ok", {}))
 
     async def readyz(self, request: Request) -> Response:
         states: Mapping[str, ProviderState] = {}
@@ -200,11 +194,11 @@ class _Gateway:
             except InterlockError:
                 states = {}
         providers = {
-            name: w.ProviderStateOut(s.breaker, s.healthy, s.cooling_down_s, s.free_slots, s.in_flight)
+            name: ProviderStateOut(s.breaker, s.healthy, s.cooling_down_s, s.free_slots, s.in_flight)
             for name, s in states.items()
         }
         ready = any(s.healthy and s.breaker != "open" for s in states.values())
-        return _json(w.ReadinessOut("ready" if ready else "unavailable", providers), status=200 if ready else 503)
+        return _json(ReadinessOut("ready" if ready else "unavailable", providers), status=200 if ready else 503)
 
     def _authenticate(self, request: Request) -> VirtualKey:
         if self._keys is None:
@@ -348,11 +342,13 @@ def _guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Req
 
 def _error(fail: HttpFailure) -> Response:
     headers = {} if fail.retry_after is None else {"retry-after": str(max(1, math.ceil(fail.retry_after)))}
+    if fail.should_retry is not None:
+        headers["x-should-retry"] = "true" if fail.should_retry else "false"
     return _json(fail.body, status=fail.status, headers=headers)
 
 
 def _json(body: msgspec.Struct, *, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(w.ENCODER.encode(body), status_code=status, headers=headers, media_type="application/json")
+    return Response(ENCODER.encode(body), status_code=status, headers=headers, media_type="application/json")
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:

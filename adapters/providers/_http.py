@@ -173,7 +173,8 @@ class HttpAdapter:
     ) -> AsyncGenerator[list[StreamEvent], None]:
         """Like ``stream``, with the events of each network chunk as one list (never an empty one).
 
-        The provider actor relays a list to its caller with one wake-up instead of one per token.
+        This method is the adapter's ``ProviderAdapter.batches`` (a ``Batches``): the provider
+        actor relays a list to its caller with one wake-up instead of one per token.
         """
         wire = self._codec.encode(request, model_id, stream=stream)
         decoder = self._codec.stream_decoder(model_id) if stream else None

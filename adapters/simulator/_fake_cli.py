@@ -1,4 +1,19 @@
-"""A fake model CLI for tests and the simulator: ``python -m interlock.adapters.simulator._fake_cli [flags]``.
+"""A fake model CLI: a testing aid that stands in for a model's command line (``claude --print`` ...).
+
+It ships with interlock so that a ``kind = "command"`` provider can be tested without the real
+tool, its login or its bill: the routing config, the command adapter's streaming, its usage
+parsing, exit-code and stderr rules, timeouts and kill behaviour. Point the provider's ``argv`` at
+it (``FAKE_CLI`` is that argv, for the running interpreter) and pick its behaviour by flags::
+
+    from interlock.adapters.simulator._fake_cli import FAKE_CLI
+    from interlock.policies._command_spec import CommandSpec
+
+    spec = CommandSpec(argv=(*FAKE_CLI, "--model", "{model}", "--jsonl"), output="jsonl",
+                       text_field="delta.text", input_tokens_field="usage.input_tokens",
+                       output_tokens_field="usage.output_tokens")
+
+or, in a config file, ``argv = ["python", "-m", "interlock.adapters.simulator._fake_cli", "--jsonl"]``.
+Run by hand: ``echo hi | python -m interlock.adapters.simulator._fake_cli --model m``.
 
 The answer is ``--text``, else ``--prompt``, else the prompt read from stdin (an echo); with
 ``--model M`` it is prefixed ``M: ``, and ``--print-env NAME`` answers with a variable's value.
@@ -15,6 +30,9 @@ written so far; ``--hang`` sleeps forever after the answer; ``--wait-for PATH`` 
 first piece until PATH exists; ``--ignore-term`` ignores SIGTERM. ``--spawn-grandchild`` starts
 a process that ignores SIGTERM and would outlive this one; ``--pid-file PATH`` receives this
 process's pid and, on a second line, the grandchild's.
+
+It needs only the standard library, and its waits are plain ``time.sleep``: it runs as its own
+process, outside the runtime and its injected clock.
 """
 
 from __future__ import annotations
@@ -28,6 +46,9 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+FAKE_CLI: tuple[str, ...] = (sys.executable, "-m", "interlock.adapters.simulator._fake_cli")
+"""The argv that runs this fake with the current interpreter; append flags to it."""
 
 _GRANDCHILD = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(600)\n"
 _WAIT_LIMIT_S = 60.0  # a forgotten --wait-for gate must not leave the fake running for ever

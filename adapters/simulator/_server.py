@@ -21,8 +21,9 @@ sent, cached share per behaviour, each in the format's own fields.
 
 A request's fault is, in order: the next scripted one (``script``), an ``Outage`` covering the
 model at ``clock.now() - start``, else a seeded random draw from the behaviour's ``faults``.
-Latencies are ``clock.sleep`` calls (zero latencies never touch the clock, so tests may use a
-``FakeClock`` for outage windows and stalls).
+This module decides; ``_playback`` writes the answer as decided. Latencies are ``clock.sleep``
+calls (zero latencies never touch the clock, so tests may use a ``FakeClock`` for outage windows
+and stalls).
 
 ``stats(model)`` counts, per model: ``received`` requests; ``completed`` 200 responses written to
 their end (stalled and malformed ones included); ``disconnected``, clients gone before the end
@@ -41,7 +42,6 @@ import argparse
 import contextlib
 import signal
 import socket
-import struct
 import sys
 from collections import Counter, deque
 from collections.abc import Iterable
@@ -59,7 +59,6 @@ from interlock.adapters.simulator._anthropic import ANTHROPIC
 from interlock.adapters.simulator._behaviour import (
     ACCEPT_WORD,
     REJECT_WORD,
-    STATUS_OF,
     Behaviour,
     Chance,
     Dist,
@@ -71,7 +70,6 @@ from interlock.adapters.simulator._behaviour import (
     Normal,
     Outage,
     Overloaded,
-    Plan,
     RateLimit,
     Reset,
     ServerError,
@@ -89,7 +87,8 @@ from interlock.adapters.simulator._behaviour import (
 from interlock.adapters.simulator._gemini import GEMINI
 from interlock.adapters.simulator._gemini import model_list as gemini_models
 from interlock.adapters.simulator._openai import OPENAI
-from interlock.adapters.simulator._wire import Ask, Reply, StreamParts, WireFormat, build_reply, model_list
+from interlock.adapters.simulator._playback import JSON, ClientGone, Playback, abort, error_response
+from interlock.adapters.simulator._wire import WireFormat, build_reply, model_list
 
 __all__ = [
     "Simulator", "ModelStats", "dead_url", "serve", "main",
@@ -98,10 +97,6 @@ __all__ = [
     "Fault", "Normal", "RateLimit", "ServerError", "Unavailable", "Overloaded", "Reset",
     "StallHeaders", "StallFirstToken", "Drop", "Malformed",
 ]
-
-_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-_JSON = "application/json"
-_RST = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a TCP RST
 
 
 class ModelStats(msgspec.Struct, frozen=True):
@@ -124,14 +119,6 @@ class _ModelState:
         self.script: deque[Fault] = deque()
 
 
-class _ClientGone(Exception):
-    """A write found the connection closed; carries the response to hand back to aiohttp."""
-
-    def __init__(self, response: web.StreamResponse) -> None:
-        super().__init__("client disconnected")
-        self.response = response
-
-
 @final
 class Simulator:
     """A scriptable multi-provider LLM server on loopback; an async context manager."""
@@ -141,6 +128,7 @@ class Simulator:
     ) -> None:
         self._config = config if config is not None else default_config()
         self._clock: Clock = clock if clock is not None else RealClock()
+        self._playback = Playback(self._clock)
         self._host, self._port = host, port
         self._states: dict[str, _ModelState] = {}
         self._runner: web.AppRunner | None = None
@@ -224,17 +212,17 @@ class Simulator:
     async def _gemini(self, request: web.Request) -> web.StreamResponse:
         model, _, method = request.match_info["target"].rpartition(":")
         if method not in ("generateContent", "streamGenerateContent"):
-            return _error(GEMINI, 404, f"unknown method {method!r}")
+            return error_response(GEMINI, 404, f"unknown method {method!r}")
         stream = method == "streamGenerateContent"
         if stream and request.query.get("alt") != "sse":
-            return _error(GEMINI, 400, "the simulator streams only with alt=sse")
+            return error_response(GEMINI, 400, "the simulator streams only with alt=sse")
         return await self._handle(request, GEMINI, model.removeprefix("models/"), stream)
 
     async def _list_models(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(body=model_list(sorted(self._config.models)), content_type=_JSON)
+        return web.Response(body=model_list(sorted(self._config.models)), content_type=JSON)
 
     async def _list_gemini_models(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(body=gemini_models(sorted(self._config.models)), content_type=_JSON)
+        return web.Response(body=gemini_models(sorted(self._config.models)), content_type=JSON)
 
     # --- one request --------------------------------------------------------------------
 
@@ -245,7 +233,7 @@ class Simulator:
         try:
             ask = wire.decode(raw, model, stream)
         except msgspec.DecodeError as exc:
-            return _error(wire, 400, f"invalid request body: {exc}")
+            return error_response(wire, 400, f"invalid request body: {exc}")
         state = self._state(ask.model)
         ordinal, state.received = state.received, state.received + 1
         state.bodies.append(raw)
@@ -263,8 +251,11 @@ class Simulator:
         with anyio.CancelScope() as scope:  # cancelled by __aexit__, so shutdown never waits on a stall
             self._inflight.add(scope)
             try:
-                return await self._answer(request, wire, ask, plan, reply, state)
-            except _ClientGone as gone:
+                resp, completed = await self._playback.answer(request, wire, ask, plan, reply)
+                if completed:
+                    state.completed += 1
+                return resp
+            except ClientGone as gone:
                 state.disconnected += 1
                 return gone.response
             except anyio.get_cancelled_exc_class():
@@ -273,7 +264,7 @@ class Simulator:
                 raise
             finally:
                 self._inflight.discard(scope)
-        _abort(request, reset=False)
+        abort(request, reset=False)
         return web.Response()
 
     def _forced(self, state: _ModelState, model: str) -> Fault | None:
@@ -281,111 +272,6 @@ class Simulator:
             return state.script.popleft()
         elapsed = self._clock.now() - self._t0
         return next((o.fault for o in self._config.outages if o.covers(model, elapsed)), None)
-
-    async def _answer(
-        self, request: web.Request, wire: WireFormat, ask: Ask, plan: Plan, reply: Reply, state: _ModelState
-    ) -> web.StreamResponse:
-        fault = plan.fault
-        status = STATUS_OF.get(type(fault))
-        if status is not None:
-            headers = {"retry-after": f"{fault.retry_after:g}"} if isinstance(fault, RateLimit) else None
-            return _error(wire, status, f"simulated {fault_kind(fault)}", headers)
-        if isinstance(fault, Reset):
-            _abort(request, reset=True)
-            return web.Response()
-        if isinstance(fault, StallHeaders):
-            await self._sleep(fault.seconds)
-        ttft = fault.seconds if isinstance(fault, StallFirstToken) else plan.ttft
-        if ask.stream:
-            resp = await self._stream(request, wire.stream(reply, ask.include_usage), reply, plan, ttft)
-        else:
-            resp = await self._body(request, wire.body(reply), fault, ttft + sum(plan.delays[1:]))
-        if not isinstance(fault, Drop):
-            state.completed += 1
-        return resp
-
-    async def _stream(
-        self, request: web.Request, parts: StreamParts, reply: Reply, plan: Plan, ttft: float
-    ) -> web.StreamResponse:
-        resp = web.StreamResponse(headers=_SSE_HEADERS)
-        fault = plan.fault
-        cut = fault.after_tokens if isinstance(fault, Drop) else None
-        bad = fault.after_tokens if isinstance(fault, Malformed) else None
-        try:
-            await resp.prepare(request)
-            if parts.head:
-                await resp.write(parts.head)
-            await self._sleep(ttft)
-            if reply.calls:
-                frames = [parts.template.malformed()] if bad is not None else []
-                await resp.write(b"".join(frames if cut is not None else [*frames, *parts.calls]))
-            else:
-                await self._tokens(resp, parts, reply.words, plan.delays, cut, bad)
-            if cut is not None:
-                _abort(request, reset=False)
-                return resp
-            await resp.write(parts.tail)
-            await resp.write_eof()
-        except ConnectionError as exc:
-            raise _ClientGone(resp) from exc
-        return resp
-
-    async def _tokens(
-        self, resp: web.StreamResponse, parts: StreamParts, words: tuple[int, ...], delays: tuple[float, ...],
-        cut: int | None, bad: int | None,
-    ) -> None:
-        # Tokens with no delay between them go out in one write: the server stays cheap under load.
-        template, pending = parts.template, list[bytes]()
-        for i, word in enumerate(words):
-            if i == cut:
-                break
-            if i == bad:
-                pending.append(template.malformed())
-            if i and delays[i] > 0:
-                await resp.write(b"".join(pending))
-                pending.clear()
-                await self._sleep(delays[i])
-            pending.append(template.token(word, i == 0))
-        if bad is not None and bad >= len(words):
-            pending.append(template.malformed())
-        if pending:
-            await resp.write(b"".join(pending))
-
-    async def _body(self, request: web.Request, body: bytes, fault: Fault, delay: float) -> web.StreamResponse:
-        await self._sleep(delay)
-        if isinstance(fault, Malformed):
-            body = body[: len(body) // 2]
-        resp = web.StreamResponse(headers={"Content-Type": _JSON})
-        resp.content_length = len(body)
-        try:
-            await resp.prepare(request)
-            if isinstance(fault, Drop):
-                await resp.write(body[: len(body) // 2])
-                _abort(request, reset=False)
-                return resp
-            await resp.write(body)
-            await resp.write_eof()
-        except ConnectionError as exc:
-            raise _ClientGone(resp) from exc
-        return resp
-
-    async def _sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            await self._clock.sleep(seconds)
-
-
-def _error(wire: WireFormat, status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, body=wire.error(status, message), content_type=_JSON, headers=headers)
-
-
-def _abort(request: web.Request, *, reset: bool) -> None:
-    transport = request.transport
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if reset and sock is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RST)
-    transport.abort()
 
 
 def dead_url(host: str = "127.0.0.1") -> str:

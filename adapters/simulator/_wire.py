@@ -3,8 +3,8 @@ the per-token byte template and the model list that OpenAI and Anthropic clients
 
 A whole object is a msgspec Struct encoded once; the per-token hot path is a byte template made
 once per response by encoding a chunk whose text is a sentinel and splitting around it, so a token
-costs two concatenations with a pre-encoded word. The three formats live in ``_sim_openai``,
-``_sim_anthropic`` and ``_sim_gemini``; each is a ``WireFormat``.
+costs two concatenations with a pre-encoded word. The three formats live in ``_openai``,
+``_anthropic`` and ``_gemini`` (this package's modules); each is a ``WireFormat``.
 """
 
 from __future__ import annotations

@@ -4,31 +4,27 @@ The ledger side hands over finished requests (``record``) or its records as they
 (``observe`` / ``observe_many``); nothing here runs on the hot path, and ``setup_from_env``
 returns ``None`` when telemetry is off, so a disabled mirror costs one ``is None`` test::
 
-    chat {task}                 INTERNAL  the router's request: totals, degraded, hedged, outcome
+    chat {task}                 INTERNAL  the request as its run walked it: totals, degraded, hedged, outcome
     ├── chat {model id}         CLIENT    attempt 1, a GenAI inference span (gen_ai.* attributes)
     └── chat {model id}         CLIENT    attempt 2 (a fallback or a hedge), likewise
 
-Spans carry explicit start and end times taken from the records. The records keep the request's
-wall start (``ts``) and each attempt's TTFT and TTLT measured from that attempt's own start, but
-not when each attempt started, so ``layout`` places them: fallbacks end to end from the request
-start, a hedge with the attempt it shadows, a cancelled attempt of unknown length until the
-winner's first token (hedge lost) or the request's end. Names and their sources: ``_otel_names``.
+Spans carry explicit start and end times taken from the records, placed by ``layout``. Each
+attempt record says when its attempt started and how long it ran (``start_ms`` from the
+request's wall start ``ts``, and ``duration_ms``); when every attempt's record has both, they
+place the spans exactly. Records without them (ledger rows older than those columns) keep only
+each attempt's TTFT and TTLT, measured from that attempt's own start, so ``layout`` places them
+by rule: fallbacks end to end from the request start, a hedge with the attempt it shadows, a
+cancelled attempt of unknown length until the winner's first token (hedge lost) or the
+request's end. Names and their sources: ``_names``.
 
-``setup_from_env`` is off unless the standard OTEL_* environment asks for OTLP:
-``OTEL_SDK_DISABLED=true`` wins over everything; a signal (traces, metrics) is on when
-``OTEL_{TRACES,METRICS}_EXPORTER`` lists ``otlp``, or when that is unset and
-``OTEL_EXPORTER_OTLP_ENDPOINT`` or the signal's own ``..._{TRACES,METRICS}_ENDPOINT`` is set
-(unlike the SDK's default, a library must not dial localhost:4318 unasked). The protocol is
-http/protobuf; a ``..._PROTOCOL`` naming another is a ``ConfigError``, not a silent export to the
-wrong port. The SDK and exporter read the rest (headers, timeout, compression, certificates,
-intervals, sampler, service name, resource). The providers are the mirror's own, never global.
+``setup_from_env`` builds a mirror over the OTLP providers that the OTEL_* environment asks
+for; ``_otlp`` reads the environment and says when telemetry is on.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
@@ -36,13 +32,10 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
-from interlock._errors import ConfigError
 from interlock._records import AttemptRecord, LedgerRecord, RequestRecord
 from interlock.adapters.telemetry import _names as n
 from interlock.adapters.telemetry._names import OtelNaming
-
-if TYPE_CHECKING:
-    from opentelemetry.sdk.resources import Resource
+from interlock.adapters.telemetry._otlp import otlp_providers
 
 __all__ = ["OtelMirror", "OtelNaming", "RecordGrouper", "layout", "setup_from_env"]
 
@@ -55,10 +48,11 @@ _NS_PER_MS = 1_000_000
 
 
 class RecordGrouper:
-    """Holds attempt records until their request's record arrives (the router sends attempts first).
+    """Holds attempt records until their request's record arrives.
 
-    ``max_open`` bounds requests whose record never comes (a crash between the two tells); the
-    oldest are dropped first.
+    A request's run (``actors/request/``) records its attempts before its request record, and a
+    written batch may end between them. ``max_open`` bounds requests whose record never comes;
+    the oldest are dropped first.
     """
 
     def __init__(self, max_open: int = 4096) -> None:
@@ -363,58 +357,8 @@ def _ms_ns(ms: float | None) -> int:
 
 def setup_from_env(service_name: str = "interlock", *, naming: OtelNaming | None = None) -> OtelMirror | None:
     """An ``OtelMirror`` exporting over OTLP/HTTP when the OTEL_* environment asks for it, else ``None``."""
-    env = os.environ
-    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+    providers = otlp_providers(service_name)
+    if providers is None:
         return None
-    signals = [s for s in ("TRACES", "METRICS") if _signal_on(env, s)]
-    if not signals:
-        return None
-    for signal in signals:
-        _check_protocol(env, signal)
-    try:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    except ImportError as exc:  # the exporter is the optional `otlp` extra
-        raise ConfigError("OTEL_EXPORTER_OTLP_ENDPOINT", "OTLP export needs: pip install 'interlock[otlp]'") from exc
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-    resource = _resource(env, service_name)
-    tracer_provider: trace.TracerProvider = trace.NoOpTracerProvider()
-    meter_provider: metrics.MeterProvider = metrics.NoOpMeterProvider()
-    if "TRACES" in signals:
-        sdk_tracer = TracerProvider(resource=resource)
-        sdk_tracer.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        tracer_provider = sdk_tracer
-    if "METRICS" in signals:
-        reader = PeriodicExportingMetricReader(OTLPMetricExporter())
-        meter_provider = MeterProvider(metric_readers=[reader], resource=resource)
+    tracer_provider, meter_provider = providers
     return OtelMirror(tracer_provider, meter_provider, naming=naming, owned=True)
-
-
-def _signal_on(env: Mapping[str, str], signal: str) -> bool:
-    chosen = env.get(f"OTEL_{signal}_EXPORTER", "").strip()
-    if chosen:
-        return "otlp" in {v.strip().lower() for v in chosen.split(",")}
-    return bool(env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"))
-
-
-def _check_protocol(env: Mapping[str, str], signal: str) -> None:
-    for key in (f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
-        value = env.get(key, "").strip()
-        if value:
-            if value != "http/protobuf":
-                raise ConfigError(key, f"interlock exports OTLP over http/protobuf only, not {value!r}")
-            return
-
-
-def _resource(env: Mapping[str, str], service_name: str) -> Resource:
-    from opentelemetry.sdk.resources import Resource
-
-    # Resource.create lets its argument win over the environment: pass the default name only
-    # when neither OTEL_SERVICE_NAME nor OTEL_RESOURCE_ATTRIBUTES names the service.
-    given = {part.split("=", 1)[0].strip() for part in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(",")}
-    named = bool(env.get("OTEL_SERVICE_NAME")) or n.SERVICE_NAME in given
-    return Resource.create({} if named else {n.SERVICE_NAME: service_name})

@@ -1,8 +1,15 @@
 """Wire types of the OpenAI Chat Completions API, as msgspec Structs, with their codecs built once.
 
-Request types are encoded only; ``type``/``role`` discriminators are msgspec tags, so they are
-always written even with ``omit_defaults``. Response, chunk and error types are decoded only and
-are lenient: every field has a default, unknown fields are ignored, and the shapes that
+This module and ``_server_wire`` are the one model of this wire in interlock. Here: the request
+as our client writes it, whose parts our servers (the gateway, the simulator) also read, and the
+answers as our client reads them. ``_server_wire`` holds what only a server needs: the request
+shapes a server must read more strictly (or more loosely) than our client writes them, and the
+answers a server writes.
+
+Request types: ``type``/``role`` discriminators are msgspec tags, so they are always written even
+with ``omit_defaults``; a member our client never sets (``name``, ``detail``, ``description``...)
+defaults to None and is left out. Response, chunk and error types are decoded only and are
+lenient: every field has a default, unknown fields are ignored, and the shapes that
 OpenAI-compatible servers (vLLM, Ollama, LM Studio, OpenRouter, Groq, DeepSeek) add or vary are
 admitted (``reasoning_content`` / ``reasoning``, integer error codes, string errors, vLLM's flat
 ``{"object": "error", ...}`` body, tool-call fragments without ``index``).
@@ -14,7 +21,7 @@ from typing import Any, Literal
 
 import msgspec
 
-# -- request (encode only) -------------------------------------------------------------------
+# -- request: our client encodes it; the parts below are decoded by our servers too ------------
 
 
 class WireTextPart(msgspec.Struct, frozen=True, tag_field="type", tag="text"):
@@ -23,16 +30,23 @@ class WireTextPart(msgspec.Struct, frozen=True, tag_field="type", tag="text"):
     text: str
 
 
-class WireImageURL(msgspec.Struct, frozen=True):
+class WireImageURL(msgspec.Struct, frozen=True, omit_defaults=True):
     """An image reference: an http(s) URL or a ``data:`` URL holding base64 bytes."""
 
     url: str
+    detail: str | None = None
 
 
 class WireImagePart(msgspec.Struct, frozen=True, tag_field="type", tag="image_url"):
     """An image content part."""
 
     image_url: WireImageURL
+
+
+class WireRefusalPart(msgspec.Struct, frozen=True, tag_field="type", tag="refusal"):
+    """A refusal an earlier assistant turn carried (read by the gateway; our client never sends one)."""
+
+    refusal: str
 
 
 WireContentPart = WireTextPart | WireImagePart
@@ -46,22 +60,31 @@ class WireFunctionCall(msgspec.Struct, frozen=True):
 
 
 class WireToolCall(msgspec.Struct, frozen=True, tag_field="type", tag="function"):
-    """A tool call carried by an assistant message in the request history."""
+    """A tool call carried by an assistant message in the request history (``type`` may be left out when read)."""
 
     id: str
     function: WireFunctionCall
 
 
-class WireSystemMessage(msgspec.Struct, frozen=True, tag_field="role", tag="system"):
-    """The system prompt."""
+class WireSystemMessage(msgspec.Struct, frozen=True, omit_defaults=True, tag_field="role", tag="system"):
+    """The system prompt: our client sends text, a client of the gateway may send text parts."""
 
-    content: str
+    content: str | list[WireTextPart]
+    name: str | None = None
 
 
-class WireUserMessage(msgspec.Struct, frozen=True, tag_field="role", tag="user"):
+class WireDeveloperMessage(msgspec.Struct, frozen=True, omit_defaults=True, tag_field="role", tag="developer"):
+    """A developer turn: the newer name of a system turn (read by the gateway; our client never sends one)."""
+
+    content: str | list[WireTextPart]
+    name: str | None = None
+
+
+class WireUserMessage(msgspec.Struct, frozen=True, omit_defaults=True, tag_field="role", tag="user"):
     """A user turn: plain text, or a list of text and image parts."""
 
     content: str | list[WireContentPart]
+    name: str | None = None
 
 
 class WireAssistantMessage(msgspec.Struct, frozen=True, omit_defaults=True, tag_field="role", tag="assistant"):
@@ -72,9 +95,9 @@ class WireAssistantMessage(msgspec.Struct, frozen=True, omit_defaults=True, tag_
 
 
 class WireToolMessage(msgspec.Struct, frozen=True, tag_field="role", tag="tool"):
-    """The result of one tool call."""
+    """The result of one tool call, keyed by the call's id."""
 
-    content: str
+    content: str | list[WireTextPart]
     tool_call_id: str
 
 
@@ -107,16 +130,21 @@ class WireNamedToolChoice(msgspec.Struct, frozen=True, tag_field="type", tag="fu
     function: WireFunctionName
 
 
+class WireTextFormat(msgspec.Struct, frozen=True, tag_field="type", tag="text"):
+    """Free text (read by the gateway; our client sends no response format instead)."""
+
+
 class WireJsonObjectFormat(msgspec.Struct, frozen=True, tag_field="type", tag="json_object"):
     """JSON mode: any JSON object."""
 
 
-class WireJsonSchema(msgspec.Struct, frozen=True):
-    """Structured outputs: a named schema, strict or not."""
+class WireJsonSchema(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Structured outputs: a named schema, strict or not (our client always sends both)."""
 
     name: str
-    schema: dict[str, Any]
-    strict: bool
+    schema: dict[str, Any] | None = None
+    strict: bool | None = None
+    description: str | None = None
 
 
 class WireJsonSchemaFormat(msgspec.Struct, frozen=True, tag_field="type", tag="json_schema"):
@@ -126,9 +154,9 @@ class WireJsonSchemaFormat(msgspec.Struct, frozen=True, tag_field="type", tag="j
 
 
 class WireStreamOptions(msgspec.Struct, frozen=True):
-    """Ask for the final usage chunk of a stream."""
+    """Ask for the final usage chunk of a stream; OpenAI's default is no usage chunk."""
 
-    include_usage: bool = True
+    include_usage: bool = False
 
 
 class WireChatRequest(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
