@@ -116,13 +116,13 @@ if TYPE_CHECKING:
         ChainExhausted as ChainExhausted,
     )
     from ._errors import (
-        DeadlineExceeded as DeadlineExceeded,
-    )
-    from ._errors import (
         ConfigError as ConfigError,
     )
     from ._errors import (
         ConsumerGone as ConsumerGone,
+    )
+    from ._errors import (
+        DeadlineExceeded as DeadlineExceeded,
     )
     from ._errors import (
         ErrorClass as ErrorClass,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, final
+from typing import Any, TypeVar, final
 
 import anyio
 from anyio.abc import TaskGroup
@@ -18,6 +18,8 @@ from ._actor import Actor, ActorRef
 from ._clock import Clock, RealClock
 from ._errors import ActorStopped
 from ._supervisor import ChildSpec, Registry, Restart, Strategy, Supervisor, _unwrap
+
+M = TypeVar("M")
 
 
 @final
@@ -46,16 +48,20 @@ class Runtime:
 
     async def spawn(
         self,
-        factory: Callable[[], Actor[Any]],
+        factory: Callable[[], Actor[M]],
         *,
         name: str,
         restart: Restart = Restart.PERMANENT,
         shutdown: float = 5.0,
         mailbox_size: int | None = None,
-    ) -> ActorRef[Any]:
-        """Start an actor under the root supervisor, registered as ``name``; returns its ref."""
+    ) -> ActorRef[M]:
+        """Start an actor under the root supervisor, registered as ``name``; returns its ref.
+
+        The ref is typed by the actor's message type: ``spawn(lambda: LedgerActor(...))`` gives
+        an ``ActorRef[LedgerMsg]``. (A ref found by name with ``lookup`` is an ``ActorRef[Any]``.)
+        """
         ref = await self._root.start_child(ChildSpec(name, factory, restart, shutdown, mailbox_size))
-        assert ref is not None
+        assert ref is not None  # an actor child always has a cell, hence a ref
         return ref
 
     async def spawn_supervisor(

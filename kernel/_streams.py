@@ -45,7 +45,7 @@ class Reply(Generic[T]):
 
     def __init__(self) -> None:
         self._done = False
-        self._value: T | None = None
+        self._value: T  # no value until set() stores one; read only once done without an error
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
 
@@ -82,7 +82,7 @@ class Reply(Generic[T]):
                 raise TimeoutError
         if self._error is not None:
             raise self._error
-        return self._value  # type: ignore[return-value]  # set() stored a T before done
+        return self._value
 
 
 class _Channel:

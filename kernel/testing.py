@@ -11,6 +11,15 @@
     requests, attempts = await read_ledger(tmp / "l.sqlite")
 
 Names resolve lazily, like the package face, so importing this module costs nothing.
+
+This module is the kernel's one allowed reach into the rooms above it (with the package face,
+``interlock/__init__.py``, which re-exports the door the same way): users' tests need the
+simulator and the ledger from one import, so it re-exports the simulator and its fault types
+from ``interlock.adapters.simulator._server``, and ``read_ledger`` imports the SQLite ledger
+store inside the function. Both stay lazy: importing ``interlock.testing`` imports nothing above
+the kernel (``tests/test_tree.py::test_importing_the_face_and_testing_loads_no_room`` holds
+that), and the imports under ``TYPE_CHECKING`` are for type checkers only.
+Nothing else in the kernel imports ``actors``, ``adapters`` or ``policies``.
 """
 
 from __future__ import annotations

@@ -149,6 +149,7 @@ async def test_ask_stream_delivers_events_then_error() -> None:
 async def test_consumer_gone_is_seen_by_the_writer() -> None:
     """When the reader closes its stream, the writer's next send raises ConsumerGone."""
     sink_error: list[BaseException] = []
+    gone = anyio.Event()
 
     class Writer(Actor[Any]):
         async def receive(self, msg: Any) -> Any:
@@ -161,6 +162,7 @@ async def test_consumer_gone_is_seen_by_the_writer() -> None:
                     await sink.send(i)
             except ConsumerGone as exc:
                 sink_error.append(exc)
+                gone.set()
 
     async with Runtime() as rt:
         ref = await rt.spawn(Writer, name="writer")
@@ -170,8 +172,7 @@ async def test_consumer_gone_is_seen_by_the_writer() -> None:
                 break
         await stream.aclose()
         with anyio.fail_after(2):
-            while not sink_error:
-                await anyio.sleep(0.001)
+            await gone.wait()
         assert sink_error[0].kind == "cancelled"
 
 
@@ -293,9 +294,10 @@ async def test_a_full_channel_holds_the_writer_until_the_reader_takes() -> None:
 class Spawner(Actor[Any]):
     """Runs each message's work in a light task: 'hang' waits forever, 'boom' fails."""
 
-    def __init__(self, log: list[str]) -> None:
+    def __init__(self, log: list[str], hang_ended: anyio.Event) -> None:
         super().__init__()
         self.log = log
+        self.hang_ended = hang_ended
 
     async def receive(self, msg: Any) -> Any:
         self.run_soon(self._work, msg)
@@ -308,18 +310,20 @@ class Spawner(Actor[Any]):
             await anyio.sleep_forever()
         finally:
             self.log.append(f"ended {what}")
+            if what == "hang":
+                self.hang_ended.set()
 
 
 async def test_light_tasks_end_with_their_actor_and_their_errors_crash_it() -> None:
     """A stopping actor cancels and awaits its light tasks; a light task's error restarts the actor."""
     log: list[str] = []
+    hang_ended = anyio.Event()
     async with Runtime() as rt:
-        ref = await rt.spawn(lambda: Spawner(log), name="spawner")
+        ref = await rt.spawn(lambda: Spawner(log, hang_ended), name="spawner")
         await ref.ask("hang")
         await ref.ask("boom")
         with anyio.fail_after(5):
-            while "ended hang" not in log:  # the crash took the hanging task down with it
-                await anyio.sleep(0.01)
+            await hang_ended.wait()  # the crash took the hanging task down with it
         assert "ended boom" in log
         await ref.ask("hang")  # the restarted actor takes messages again
         await anyio.wait_all_tasks_blocked()
