@@ -76,6 +76,8 @@ class ProviderConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     cooldown: CooldownConfig = msgspec.field(default_factory=CooldownConfig)
     format: WireFormat | None = None
     command: CommandSpec | None = None
+    # Continues an answer from an assistant prefill; None: the kind's default (``accepts_prefill``).
+    prefill: bool | None = None
 
 
 class ModelConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -95,6 +97,7 @@ class ModelConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     billing: Literal["metered", "subscription"] = "metered"
     token_cap_per_day: PosInt | None = None
     allow_floating: bool = False
+    prefill: bool | None = None  # overrides the provider's ``prefill`` for this model
 
     @property
     def blended_price(self) -> float:
@@ -124,9 +127,8 @@ class JobConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     on_exhausted: Literal["fail", "degrade"] = "fail"
     max_degrade: DegradePolicy | None = None
     allow_costlier_fallback: bool = False
-    # Deadlines. The total counts from the request's entry and covers every attempt, resume
-    # included; the first-token deadline bounds each attempt's wait for its first event (headers
-    # included), with or without hedging; the inter-token one bounds each quiet gap after it.
+    # Deadlines: total from the request's entry (every attempt, resume included); first token per
+    # attempt (headers included, with or without hedging); inter-token for each quiet gap after it.
     first_token_timeout_ms: PosInt | None = None
     inter_token_timeout_ms: PosInt = 30_000
     total_timeout_ms: PosInt = 600_000

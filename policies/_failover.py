@@ -8,8 +8,12 @@ policy decides (resume on the next candidate, or fail with the partial answer).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from interlock._errors import ErrorClass
+
+if TYPE_CHECKING:
+    from interlock.policies._config import ModelConfig, ProviderConfig
 
 # Causes that move a request to the next candidate before its first token: the next one may answer.
 FAILOVER: frozenset[str] = frozenset(
@@ -35,6 +39,22 @@ def ends_chain(kind: str, *, admitted: bool) -> bool:
     would fail the same way everywhere, so trying the rest only spends money and time.
     """
     return admitted and kind not in FAILOVER
+
+
+def accepts_prefill(provider: ProviderConfig, model: ModelConfig) -> bool:
+    """Whether a broken answer may be continued on this model from the text already delivered.
+
+    The model's own setting wins, then the provider's, then the kind's default: only Anthropic's
+    Messages API documents continuing from an assistant prefill; OpenAI's chat completions and
+    Gemini treat a final assistant turn as context and start a new answer, and a CLI has no turns.
+    Where it is not accepted, the request run restarts the answer and reconciles it instead.
+    """
+    if model.prefill is not None:
+        return model.prefill
+    if provider.prefill is not None:
+        return provider.prefill
+    kind = provider.format if provider.kind == "simulator" else provider.kind
+    return kind == "anthropic"
 
 
 def is_degraded(first: str | None, winner: str, *, resumed: bool, escalated: bool) -> bool:

@@ -31,6 +31,7 @@ import msgspec
 from interlock._errors import RequestError
 from interlock._types import ChatRequest
 from interlock.policies._config import Config, JobConfig, ModelConfig, Names, Rule, RuleWhen, TenantConfig
+from interlock.policies._failover import accepts_prefill
 
 SkipReason = Literal["sensitivity", "rule", "tenant_allow_list", "context_window", "costlier_not_allowed"]
 
@@ -50,6 +51,7 @@ class Candidate(msgspec.Struct, frozen=True, kw_only=True):
     position: int
     costlier: bool = False
     degrade: bool = False
+    prefill: bool = False  # continues a broken answer from the delivered text (``accepts_prefill``)
 
 
 class Skipped(msgspec.Struct, frozen=True, kw_only=True):
@@ -127,6 +129,7 @@ def resolve(config: Config, request: ChatRequest, input_tokens: int, chain: Name
                 position=len(candidates),
                 costlier=costlier,
                 degrade=degrade,
+                prefill=accepts_prefill(config.providers[model.provider], model),
             )
         )
     return Resolution(

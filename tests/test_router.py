@@ -177,15 +177,27 @@ async def test_hedge_wins_when_first_token_is_late(door: interlock.Door, tmp_pat
 
 
 async def test_mid_stream_resume_continues_on_next_candidate(door: interlock.Door) -> None:
-    """A stream that breaks after its first tokens resumes on the next model, marked degraded."""
+    """A stream that breaks after its first tokens resumes on the next model, marked degraded.
+
+    The next model speaks Anthropic's wire, which continues an assistant prefill: it is sent the
+    delivered text as the start of its reply, and the answer is that text followed by its own.
+    """
     sim(door).script("sim-a-1", [Drop(after_tokens=3)])
-    reply = await door.ask("hello", task="default")
-    assert reply.route is not None
-    assert reply.route.degraded
-    assert reply.route.degraded_reason == "mid_stream_resume"
-    assert reply.route.model == "second"
+    seen: list[str] = []
+    async for event in door.stream("hello", task="default"):
+        if isinstance(event, TextDelta):
+            seen.append(event.text)
+        elif isinstance(event, RouteEvent):
+            route = event.route
+    assert route.degraded
+    assert route.degraded_reason == "mid_stream_resume"
+    assert route.model == "second"
     body = sim(door).stats("sim-b-1").bodies[-1]
-    assert "Continue exactly where" in str(body)
+    last = body["messages"][-1]
+    assert last["role"] == "assistant"
+    prefill = last["content"] if isinstance(last["content"], str) else "".join(b["text"] for b in last["content"])
+    assert prefill
+    assert "".join(seen).startswith(prefill)
 
 
 async def test_mid_stream_fail_policy_keeps_the_partial(door: interlock.Door) -> None:

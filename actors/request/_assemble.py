@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable
-from typing import Any
+from typing import Any, Protocol
 
 from interlock._types import (
     ChatResponse,
@@ -56,6 +56,14 @@ def assemble(attempt: Attempt) -> ChatResponse:
         content="".join(attempt.text), thinking="".join(attempt.thinking), tool_calls=tuple(attempt.tool_calls),
         finish_reason=finish, usage=attempt.usage,
     )
+
+
+class EventSinkLike(Protocol):
+    """Where ``RequestRun.run`` puts events: a ``BufferSink``, or an ``EventSink``."""
+
+    def send_nowait(self, event: Any) -> bool: ...
+
+    async def send(self, event: Any) -> None: ...
 
 
 class BufferSink:

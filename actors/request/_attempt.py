@@ -36,12 +36,15 @@ class Attempt:
         "call_id",
         "cancel_reason",
         "candidate",
+        "delivered",
         "ended",
         "error",
+        "expect",
         "finish",
         "hedge",
         "holds",
         "number",
+        "prefilled",
         "started",
         "stream",
         "text",
@@ -73,6 +76,11 @@ class Attempt:
         self.ended: float | None = None  # when the attempt stopped, whatever its outcome
         self.holds: dict[str, object] = {}  # rail name -> what it holds for this attempt (each rail's own Struct)
         self.verdict: str | None = None
+        # A resumed attempt: the text the caller had when it began, whether that text went as a
+        # prefill, and what of it the attempt's stream must still reproduce before passing on.
+        self.delivered = ""
+        self.prefilled = False
+        self.expect = ""
 
     def observe(self, event: Any, clock: Clock) -> None:
         """Fold one event into the attempt's output and timings (the clock is read only for those)."""

@@ -15,10 +15,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Callable, Iterable
-from typing import Any, NoReturn, Protocol
+from typing import NoReturn
 
 import anyio
-import msgspec
 
 from interlock._actor import ActorRef
 from interlock._clock import Clock
@@ -33,11 +32,13 @@ from interlock._errors import (
     MidStreamError,
     ProviderError,
 )
-from interlock._types import ChatRequest, Finish, Message, StreamEvent
+from interlock._types import ChatRequest, Finish, StreamEvent
 from interlock.actors._provider_actor import Call, Cancel, ProviderMsg
 from interlock.actors.rails._chain import AttemptRails
+from interlock.actors.request._assemble import EventSinkLike
 from interlock.actors.request._attempt import Attempt
 from interlock.actors.request._race import HedgePolicy, empty_stream_error, race_first_token
+from interlock.actors.request._resume import Diverged, Stalled, continuation, no_resume, reconcile
 from interlock.policies._failover import ends_chain
 from interlock.policies._routing import Candidate, Resolution
 from interlock.policies._tokens import estimate_input_tokens
@@ -45,14 +46,6 @@ from interlock.policies._tokens import estimate_input_tokens
 _call_ids = itertools.count(1)
 
 Providers = Callable[[str], "ActorRef[ProviderMsg] | None"]
-
-
-class EventSinkLike(Protocol):
-    """Where ``RequestRun.run`` puts events: a ``BufferSink``, or an ``EventSink``."""
-
-    def send_nowait(self, event: Any) -> bool: ...
-
-    async def send(self, event: Any) -> None: ...
 
 
 class RequestRun:
@@ -88,7 +81,8 @@ class RequestRun:
         self._clock = clock
         self._hedge = hedge
         self._pending = list(resolution.candidates)
-        self._prefix = ""
+        self._prefix = ""  # the text the caller has been given, over every attempt
+        self._no_prefill: set[str] = set()  # candidates that refused a prefill: they restart and reconcile
         self._current: Attempt | None = None  # the attempt being read, once one has a first event
         self.attempts: list[Attempt] = []
         self.errors: list[tuple[str, InterlockError]] = []
@@ -124,12 +118,27 @@ class RequestRun:
                     attempt, first = await self.recover(attempt, exc)
                     events = [first]
         self._current = attempt
+        if attempt.expect:
+            events = self._reconciled(attempt, events)
         clock = self._clock
         for index, event in enumerate(events):
             attempt.observe(event, clock)
             if type(event) is Finish:
                 self.winner = attempt
                 return events if index == len(events) - 1 else events[: index + 1]
+        return events
+
+    def _reconciled(self, attempt: Attempt, events: list[StreamEvent]) -> list[StreamEvent]:
+        """A restarted answer's events past the text the caller has; a divergence ends the request."""
+        try:
+            events, attempt.expect = reconcile(events, attempt.expect)
+        except Diverged as diverged:
+            attempt.expect = diverged.left
+            error = diverged.as_error(attempt, self._prefix)
+            self._cancel_upstream(attempt)
+            attempt.error = error
+            self.errors.append((attempt.candidate.name, error))
+            raise error from None
         return events
 
     async def run(self, sink: EventSinkLike) -> Attempt:
@@ -178,15 +187,14 @@ class RequestRun:
         attempt.ended = self._clock.now()
         self.errors.append((attempt.candidate.name, error))
         self._prefix += attempt.partial
-        why = _no_resume(self.policy.mid_stream, bool(self._pending), self._clock.now() >= self._deadline)
+        why = no_resume(self.policy.mid_stream, bool(self._pending), self._clock.now() >= self._deadline)
         if why is not None:
             cause = error.detail if isinstance(error, ProviderError) and error.detail else str(error)
             raise MidStreamError(
                 error.kind, attempt.candidate.provider, partial=self._prefix, model=attempt.candidate.name,
                 detail=f"mid-stream failure: {cause}; {why}",
             ) from exc
-        self.resumed = True
-        self.request = _resumed(self.request, attempt.partial)
+        self.resumed = True  # the next attempt continues (prefill) or restarts and reconciles
         return await self.start()
 
     async def close(self) -> None:
@@ -341,8 +349,11 @@ class RequestRun:
                 continue
             if attempt.holds:
                 self._entered.append(attempt)  # a rail only undoes what it holds: nothing held, nothing to leave
+            prefill = candidate.prefill and candidate.name not in self._no_prefill
+            request, attempt.expect = continuation(self.request, self._prefix, prefill=prefill)
+            attempt.delivered, attempt.prefilled = self._prefix, prefill and bool(self._prefix)
             try:
-                call = Call(self.request, candidate.model.id, call_id=attempt.call_id)
+                call = Call(request, candidate.model.id, call_id=attempt.call_id)
                 attempt.stream = await ref.ask_stream(call)
             except ActorStopped as exc:
                 self.fail(attempt, exc)
@@ -355,6 +366,12 @@ class RequestRun:
         attempt.error = error
         attempt.ended = self._clock.now()
         self.errors.append((attempt.candidate.name, error))
+        if attempt.prefilled and error.kind == ErrorClass.BAD_REQUEST:
+            # The prefill was refused: the same candidate restarts the answer and reconciles it;
+            # this refusal is recorded on its attempt, never the error the caller sees.
+            self._no_prefill.add(attempt.candidate.name)
+            self._pending.insert(0, attempt.candidate)
+            return
         admitted = not isinstance(error, (AdmissionRejected, ActorStopped, BudgetExceeded))
         if ends_chain(error.kind, admitted=admitted):
             self._pending.clear()  # bad_request, auth, content policy: no other model will do better
@@ -375,40 +392,3 @@ class RequestRun:
         if ref is not None:
             with contextlib.suppress(InterlockError):
                 ref.tell_nowait(Cancel(attempt.call_id))
-
-
-class Stalled(Exception):
-    """The stream went quiet past its inter-token deadline, or ran past its total deadline."""
-
-    def __init__(self, which: str) -> None:
-        super().__init__(which)
-        self.which = which
-
-    def as_error(self, attempt: Attempt) -> MidStreamError:
-        return MidStreamError(
-            ErrorClass.TIMEOUT, attempt.candidate.provider, partial=attempt.partial, model=attempt.candidate.name,
-            detail=f"{self.which} deadline passed",
-        )
-
-
-def _no_resume(mid_stream: str, pending: bool, out_of_time: bool) -> str | None:
-    """Why a broken stream is not resumed, or None when it is."""
-    if mid_stream != "resume":
-        return f"mid_stream = {mid_stream!r}"
-    if out_of_time:
-        return "no time left to resume"
-    if not pending:
-        return "no candidate left to resume on"
-    return None
-
-
-def _resumed(request: ChatRequest, partial: str) -> ChatRequest:
-    """The request again, with the partial answer as context and an instruction to continue it."""
-    if not partial:
-        return request
-    extra = (
-        Message.text("assistant", partial),
-        Message.text("user", "Continue exactly where your previous answer stopped; do not repeat any of it."),
-    )
-    return msgspec.structs.replace(request, messages=request.messages + extra)
-
