@@ -30,6 +30,7 @@ class ErrorClass(enum.StrEnum):
     """The stable classification of every failure; the failover rules (``interlock.policies._failover``) key on it."""
 
     RATE_LIMIT = "rate_limit"
+    QUOTA = "quota"  # the provider account has no credit or quota left (OpenAI's insufficient_quota)
     OVERLOADED = "overloaded"
     SERVER_ERROR = "server_error"
     TIMEOUT = "timeout"

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 FAILOVER: frozenset[str] = frozenset(
     {
         ErrorClass.RATE_LIMIT,
+        ErrorClass.QUOTA,  # this account is out of credit: another provider's is not
         ErrorClass.OVERLOADED,
         ErrorClass.SERVER_ERROR,
         ErrorClass.TIMEOUT,

@@ -12,6 +12,7 @@ from interlock.policies._failover import FAILOVER, degraded_reason, ends_chain, 
     "kind",
     [
         ErrorClass.RATE_LIMIT,
+        ErrorClass.QUOTA,
         ErrorClass.OVERLOADED,
         ErrorClass.SERVER_ERROR,
         ErrorClass.TIMEOUT,

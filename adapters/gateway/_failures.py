@@ -51,6 +51,8 @@ _BY_KIND: dict[ErrorClass, _Answer] = {
     ErrorClass.CONTENT_FILTER: _Answer(400, _INVALID),
     ErrorClass.POLICY_REFUSAL: _Answer(400, _INVALID, should_retry=False),  # our rules refuse it again
     ErrorClass.RATE_LIMIT: _Answer(429, "rate_limit_error"),
+    # The upstream account is out of credit: retrying soon cannot succeed.
+    ErrorClass.QUOTA: _Answer(429, "insufficient_quota", should_retry=False),
     # A budget is ours, not the provider's quota: it has no room now and will not soon.
     ErrorClass.BUDGET: _Answer(429, "insufficient_quota", "budget_exceeded", should_retry=False),
     ErrorClass.OVERLOADED: _Answer(503, "server_error"),
