@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from interlock._errors import ErrorClass
+from interlock._errors import BudgetExceeded, ChainExhausted, DeadlineExceeded, ErrorClass, InterlockError
 
 if TYPE_CHECKING:
     from interlock.policies._config import ModelConfig, ProviderConfig
+    from interlock.policies._routing import Resolution
 
 # Causes that move a request to the next candidate before its first token: the next one may answer.
 FAILOVER: frozenset[str] = frozenset(
@@ -42,6 +43,30 @@ def ends_chain(kind: str, *, admitted: bool) -> bool:
     return admitted and kind not in FAILOVER
 
 
+# Failures worth one more try on the same provider before the chain moves on: a 429 that says
+# when to come back, a 500, a connection reset. Anything else says the same thing twice.
+RETRY_SAME: frozenset[str] = frozenset({ErrorClass.RATE_LIMIT, ErrorClass.SERVER_ERROR, ErrorClass.CONNECT})
+MAX_RETRY_WAIT_S = 2.0  # a longer Retry-After is the next candidate's chance, not a wait
+
+
+def same_provider_retry(kind: str, retry_after_s: float | None, remaining_s: float) -> float | None:
+    """How long to wait before retrying a failed attempt on the same provider, or None to move on.
+
+    Only the ``RETRY_SAME`` causes are retried, once per candidate (the caller keeps count). A
+    429 is retried only with its ``Retry-After`` hint, when that is at most ``MAX_RETRY_WAIT_S``;
+    a 500 or a reset at once, or after its hint. The wait must fit in what is left of the
+    request's deadline (``remaining_s``), or the retry would only spend it.
+    """
+    if kind not in RETRY_SAME:
+        return None
+    if kind == ErrorClass.RATE_LIMIT and retry_after_s is None:
+        return None
+    wait = max(0.0, retry_after_s or 0.0)
+    if wait > MAX_RETRY_WAIT_S or wait >= remaining_s:
+        return None
+    return wait
+
+
 def accepts_prefill(provider: ProviderConfig, model: ModelConfig) -> bool:
     """Whether a broken answer may be continued on this model from the text already delivered.
 
@@ -56,6 +81,26 @@ def accepts_prefill(provider: ProviderConfig, model: ModelConfig) -> bool:
         return provider.prefill
     kind = provider.format if provider.kind == "simulator" else provider.kind
     return kind == "anthropic"
+
+
+def walk_failure(
+    resolution: Resolution, errors: list[tuple[str, InterlockError]], *, out_of_time: bool, late_first: str | None
+) -> InterlockError:
+    """The error a walk that found no answer ends with, saying what really stopped it.
+
+    The request's deadline if it ran out; the first-token deadline if that failed the last
+    attempt; the full budget when money refused every candidate; else the chain's end, with
+    every attempt's error.
+    """
+    job, policy = resolution.job or "(pinned)", resolution.policy
+    if out_of_time:
+        return DeadlineExceeded("total", policy.total_timeout_ms, job, errors)
+    if late_first == "first_token" and policy.first_token_timeout_ms is not None:
+        return DeadlineExceeded("first_token", policy.first_token_timeout_ms, job, errors)
+    over_budget = [e for _, e in errors if isinstance(e, BudgetExceeded)]
+    if over_budget and len(over_budget) == len(errors):
+        return over_budget[0]  # every candidate was refused for money: say which budget is full
+    return ChainExhausted(job, errors)
 
 
 def is_degraded(first: str | None, winner: str, *, resumed: bool, escalated: bool) -> bool:

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
-from interlock._errors import ErrorClass
-from interlock.policies._failover import FAILOVER, degraded_reason, ends_chain, is_degraded
+from interlock._errors import BudgetExceeded, ChainExhausted, DeadlineExceeded, ErrorClass, ProviderError
+from interlock.policies._config import JobConfig, ModelConfig, ProviderConfig
+from interlock.policies._failover import (
+    FAILOVER,
+    accepts_prefill,
+    degraded_reason,
+    ends_chain,
+    is_degraded,
+    same_provider_retry,
+    walk_failure,
+)
+from interlock.policies._routing import Resolution
 
 
 @pytest.mark.parametrize(
@@ -70,3 +81,55 @@ def test_reason_without_causes_is_fallback() -> None:
 
 def test_reason_of_a_resumed_answer() -> None:
     assert degraded_reason(["timeout"], resumed=True, winner_hedged=True, skipped=["x"]) == "mid_stream_resume"
+
+
+@pytest.mark.parametrize(
+    ("kind", "retry_after", "remaining", "wait"),
+    [
+        (ErrorClass.SERVER_ERROR, None, 10.0, 0.0),  # a 500: at once
+        (ErrorClass.CONNECT, None, 10.0, 0.0),  # a reset: at once
+        (ErrorClass.RATE_LIMIT, 0.5, 10.0, 0.5),  # a 429 with a short hint: after it
+        (ErrorClass.RATE_LIMIT, None, 10.0, None),  # a 429 without a hint: move on
+        (ErrorClass.RATE_LIMIT, 5.0, 10.0, None),  # a long hint is the next candidate's chance
+        (ErrorClass.RATE_LIMIT, 1.0, 0.5, None),  # the wait does not fit the deadline
+        (ErrorClass.QUOTA, None, 10.0, None),  # out of credit: retrying here cannot help
+        (ErrorClass.OVERLOADED, None, 10.0, None),
+        (ErrorClass.BAD_REQUEST, None, 10.0, None),
+        (ErrorClass.TIMEOUT, None, 10.0, None),
+    ],
+)
+def test_same_provider_retry(kind: ErrorClass, retry_after: float | None, remaining: float, wait: float | None) -> None:
+    assert same_provider_retry(kind, retry_after, remaining) == wait
+
+
+def _resolution(first_token_ms: int | None = None) -> Resolution:
+    job = JobConfig(chain=("a",), total_timeout_ms=1500, first_token_timeout_ms=first_token_ms)
+    return Resolution(job="j", policy=job, tenant="t", candidates=(), skipped=(), pinned=None)
+
+
+def test_walk_failure_names_what_stopped_the_walk() -> None:
+    """The deadline that ran out, else the full budget when money refused all, else the chain's end."""
+    late = ProviderError(ErrorClass.TIMEOUT, "p", detail="no first token")
+    broke = BudgetExceeded("tenant:acme", 10, 10)
+    total = walk_failure(_resolution(400), [("a", late)], out_of_time=True, late_first="total")
+    assert isinstance(total, DeadlineExceeded)
+    assert (total.which, total.limit_ms) == ("total", 1500)
+    first = walk_failure(_resolution(400), [("a", late)], out_of_time=False, late_first="first_token")
+    assert isinstance(first, DeadlineExceeded)
+    assert (first.which, first.limit_ms) == ("first_token", 400)
+    assert walk_failure(_resolution(), [("a", broke)], out_of_time=False, late_first=None) is broke
+    mixed = walk_failure(_resolution(), [("a", broke), ("b", late)], out_of_time=False, late_first=None)
+    assert isinstance(mixed, ChainExhausted)
+    assert [name for name, _ in mixed.errors] == ["a", "b"]
+
+
+def test_prefill_follows_model_then_provider_then_kind() -> None:
+    """Only Anthropic's wire continues a prefill by default; a provider or a model may say otherwise."""
+    model = ModelConfig(provider="p", id="m-2025-01-01", model_class="c", context_window=1000, max_output_tokens=10)
+    assert accepts_prefill(ProviderConfig(kind="anthropic"), model)
+    assert accepts_prefill(ProviderConfig(kind="simulator", format="anthropic"), model)
+    assert not accepts_prefill(ProviderConfig(kind="openai"), model)
+    assert not accepts_prefill(ProviderConfig(kind="gemini"), model)
+    assert accepts_prefill(ProviderConfig(kind="openai_compatible", prefill=True), model)
+    no = msgspec.structs.replace(model, prefill=False)
+    assert not accepts_prefill(ProviderConfig(kind="anthropic"), no)

@@ -129,30 +129,59 @@ async def test_first_candidate_serves_when_healthy(door: interlock.Door, tmp_pat
     assert requests[0].ttlt_ms is not None
 
 
-@pytest.mark.parametrize("fault", [ServerError(), Overloaded(), RateLimit(retry_after=0.2)])
-async def test_fallback_before_first_token_is_degraded(door: interlock.Door, tmp_path: Path, fault: object) -> None:
-    """A failover cause on the first model moves on to the next, labelled degraded with the reason."""
-    sim(door).script("sim-a-1", [fault])
+@pytest.mark.parametrize(
+    ("fault", "tries"), [(ServerError(), 2), (Overloaded(), 1), (RateLimit(retry_after=0.2), 2)]
+)
+async def test_fallback_before_first_token_is_degraded(
+    door: interlock.Door, tmp_path: Path, fault: object, tries: int
+) -> None:
+    """A failover cause on the first model (after its one same-provider retry, where it gets one)
+    moves on to the next, labelled degraded with the reason."""
+    sim(door).script("sim-a-1", [fault] * tries)
     reply = await door.ask("hello", task="default")
     assert reply.route is not None
     assert reply.route.model == "second"
     assert reply.route.degraded
     assert reply.route.degraded_reason
-    assert [a.outcome for a in reply.route.attempts] == ["error", "ok"]
+    assert [(a.model, a.outcome) for a in reply.route.attempts] == [("first", "error")] * tries + [("second", "ok")]
     requests, attempts = await rows(door, tmp_path)
     assert len(requests) == 1
     assert requests[0].degraded
-    assert requests[0].attempts == 2
-    assert len(attempts) == 2
+    assert requests[0].attempts == tries + 1
+    assert len(attempts) == tries + 1
+
+
+@pytest.mark.parametrize("fault", [ServerError(), RateLimit(retry_after=0.2)])
+async def test_a_transient_failure_is_retried_once_on_the_same_provider(
+    door: interlock.Door, tmp_path: Path, fault: object
+) -> None:
+    """A 500, or a 429 with a short Retry-After, gets one more try on the same model before the chain
+    moves on; the retry is an attempt row of its own, and the answer is not degraded."""
+    sim(door).script("sim-a-1", [fault])
+    reply = await door.ask("hello", task="default")
+    assert reply.route is not None
+    assert [(a.model, a.outcome) for a in reply.route.attempts] == [("first", "error"), ("first", "ok")]
+    assert not reply.route.degraded
+    _, attempts = await rows(door, tmp_path)
+    assert [a.model for a in attempts] == ["first", "first"]
+
+
+async def test_a_rate_limit_with_a_long_retry_after_moves_on_at_once(door: interlock.Door) -> None:
+    """A Retry-After longer than a same-provider retry may wait is the next candidate's chance."""
+    sim(door).script("sim-a-1", [RateLimit(retry_after=30)])
+    with anyio.fail_after(5):
+        reply = await door.ask("hello", task="default")
+    assert reply.route is not None
+    assert [(a.model, a.outcome) for a in reply.route.attempts] == [("first", "error"), ("second", "ok")]
 
 
 async def test_exhausted_chain_lists_every_attempt(door: interlock.Door, tmp_path: Path) -> None:
     """When every candidate fails the caller gets one error holding each attempt's cause, and one row."""
     for model in ("sim-a-1", "sim-b-1", "sim-c-1"):
-        sim(door).script(model, [ServerError()])
+        sim(door).script(model, [ServerError(), ServerError()])  # each 500 gets one retry
     with pytest.raises(ChainExhausted) as info:
         await door.ask("hello", task="default")
-    assert [name for name, _ in info.value.errors] == ["first", "second", "third"]
+    assert [name for name, _ in info.value.errors] == ["first", "first", "second", "second", "third", "third"]
     requests, _ = await rows(door, tmp_path)
     assert len(requests) == 1
     assert requests[0].outcome == "error"

@@ -107,14 +107,15 @@ async def test_keyword_rule_picks_the_chain_and_is_recorded(door: interlock.Door
 
 async def test_ensemble_records_every_member(door: interlock.Door, tmp_path: Path) -> None:
     """An ensemble asks every member; each is an attempt of the one request, and a member failure is survived."""
-    door._sim.script("sim-small-1", [ServerError()])  # type: ignore[attr-defined]
+    # Twice: a 500 gets one retry on the same provider before the member fails.
+    door._sim.script("sim-small-1", [ServerError(), ServerError()])  # type: ignore[attr-defined]
     reply = await door.ask("what is 2+2", task="panel")
     assert reply.route is not None
     assert reply.route.model == "large"
     assert {a.model for a in reply.route.attempts} == {"small", "large"}
     rows = await requests_of(door, tmp_path)
     assert len(rows) == 1
-    assert rows[0].attempts == 2
+    assert rows[0].attempts == 3  # small, its retry, large
 
 
 async def test_judge_ensemble_calls_the_judge(door: interlock.Door) -> None:

@@ -174,3 +174,11 @@ def empty_stream_error(attempt: Attempt) -> ProviderError:
     return ProviderError(
         ErrorClass.SERVER_ERROR, attempt.candidate.provider, model=attempt.candidate.name, detail="empty stream"
     )
+
+
+def late_first_token(attempt: Attempt, which: str, limit_ms: int | None) -> ProviderError:
+    """The failure of an attempt whose first token did not come within the ``which`` deadline."""
+    return ProviderError(
+        ErrorClass.TIMEOUT, attempt.candidate.provider, model=attempt.candidate.name,
+        detail=f"no first token within the {which} deadline ({limit_ms} ms)",
+    )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import msgspec
 
-from interlock._errors import ErrorClass, MidStreamError
+from interlock._errors import ErrorClass, InterlockError, MidStreamError, ProviderError
 from interlock._types import ChatRequest, Message, StreamEvent, TextDelta, ThinkingDelta, UsageEvent
 from interlock.actors.request._attempt import Attempt
 
@@ -30,6 +30,23 @@ class Stalled(Exception):
             ErrorClass.TIMEOUT, attempt.candidate.provider, partial=attempt.partial, model=attempt.candidate.name,
             detail=f"{self.which} deadline passed",
         )
+
+
+def ended_early(attempt: Attempt) -> MidStreamError:
+    """A stream that ended after its first event without a ``Finish``: a break, with the partial."""
+    return MidStreamError(
+        ErrorClass.SERVER_ERROR, attempt.candidate.provider, partial=attempt.partial,
+        model=attempt.candidate.name, detail="stream ended without a finish",
+    )
+
+
+def not_resumed(error: InterlockError, attempt: Attempt, delivered: str, why: str) -> MidStreamError:
+    """The caller's error for a break that is not resumed: its cause, why not, and all delivered text."""
+    cause = error.detail if isinstance(error, ProviderError) and error.detail else str(error)
+    return MidStreamError(
+        error.kind, attempt.candidate.provider, partial=delivered, model=attempt.candidate.name,
+        detail=f"mid-stream failure: {cause}; {why}",
+    )
 
 
 def no_resume(mid_stream: str, pending: bool, out_of_time: bool) -> str | None:

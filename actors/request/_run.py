@@ -25,11 +25,8 @@ from interlock._errors import (
     ActorStopped,
     AdmissionRejected,
     BudgetExceeded,
-    ChainExhausted,
-    DeadlineExceeded,
     ErrorClass,
     InterlockError,
-    MidStreamError,
     ProviderError,
 )
 from interlock._types import ChatRequest, Finish, StreamEvent
@@ -37,9 +34,17 @@ from interlock.actors._provider_actor import Call, Cancel, ProviderMsg
 from interlock.actors.rails._chain import AttemptRails
 from interlock.actors.request._assemble import EventSinkLike
 from interlock.actors.request._attempt import Attempt
-from interlock.actors.request._race import HedgePolicy, empty_stream_error, race_first_token
-from interlock.actors.request._resume import Diverged, Stalled, continuation, no_resume, reconcile
-from interlock.policies._failover import ends_chain
+from interlock.actors.request._race import HedgePolicy, empty_stream_error, late_first_token, race_first_token
+from interlock.actors.request._resume import (
+    Diverged,
+    Stalled,
+    continuation,
+    ended_early,
+    no_resume,
+    not_resumed,
+    reconcile,
+)
+from interlock.policies._failover import ends_chain, same_provider_retry, walk_failure
 from interlock.policies._routing import Candidate, Resolution
 from interlock.policies._tokens import estimate_input_tokens
 
@@ -83,6 +88,8 @@ class RequestRun:
         self._pending = list(resolution.candidates)
         self._prefix = ""  # the text the caller has been given, over every attempt
         self._no_prefill: set[str] = set()  # candidates that refused a prefill: they restart and reconcile
+        self._retried: set[str] = set()  # candidates already retried once on their own provider
+        self._not_before: dict[str, float] = {}  # a queued retry's earliest start (its Retry-After)
         self._current: Attempt | None = None  # the attempt being read, once one has a first event
         self.attempts: list[Attempt] = []
         self.errors: list[tuple[str, InterlockError]] = []
@@ -167,10 +174,7 @@ class RequestRun:
         try:
             event = await stream.next_before(clock, min(clock.now() + self._gap, total))
         except StopAsyncIteration:
-            raise MidStreamError(
-                ErrorClass.SERVER_ERROR, attempt.candidate.provider, partial=attempt.partial,
-                model=attempt.candidate.name, detail="stream ended without a finish",
-            ) from None
+            raise ended_early(attempt) from None
         if event is None:
             raise Stalled("total" if clock.now() >= total else "inter_token")
         return event
@@ -189,11 +193,7 @@ class RequestRun:
         self._prefix += attempt.partial
         why = no_resume(self.policy.mid_stream, bool(self._pending), self._clock.now() >= self._deadline)
         if why is not None:
-            cause = error.detail if isinstance(error, ProviderError) and error.detail else str(error)
-            raise MidStreamError(
-                error.kind, attempt.candidate.provider, partial=self._prefix, model=attempt.candidate.name,
-                detail=f"mid-stream failure: {cause}; {why}",
-            ) from exc
+            raise not_resumed(error, attempt, self._prefix, why) from exc
         self.resumed = True  # the next attempt continues (prefill) or restarts and reconciles
         return await self.start()
 
@@ -259,15 +259,8 @@ class RequestRun:
     def _exhausted(self) -> NoReturn:
         """Raise the walk's failure: a deadline that ran out, the full budget when money refused every
         candidate, else the chain's end."""
-        job = self.resolution.job or "(pinned)"
-        if self._clock.now() >= self._deadline:
-            raise DeadlineExceeded("total", self.policy.total_timeout_ms, job, self.errors)
-        if self._late_first == "first_token" and self.policy.first_token_timeout_ms is not None:
-            raise DeadlineExceeded("first_token", self.policy.first_token_timeout_ms, job, self.errors)
-        over_budget = [e for _, e in self.errors if isinstance(e, BudgetExceeded)]
-        if over_budget and len(over_budget) == len(self.errors):
-            raise over_budget[0]  # every candidate was refused for money: say which budget is full
-        raise ChainExhausted(job, self.errors)
+        out_of_time = self._clock.now() >= self._deadline
+        raise walk_failure(self.resolution, self.errors, out_of_time=out_of_time, late_first=self._late_first)
 
     @property
     def has_pending(self) -> bool:
@@ -326,15 +319,15 @@ class RequestRun:
         self._cancel_upstream(attempt)
         stream.close_now()
         limit = self.policy.total_timeout_ms if which == "total" else self.policy.first_token_timeout_ms
-        raise ProviderError(
-            ErrorClass.TIMEOUT, attempt.candidate.provider, model=attempt.candidate.name,
-            detail=f"no first token within the {which} deadline ({limit} ms)",
-        )
+        raise late_first_token(attempt, which, limit)
 
     async def start_next(self, *, hedge: bool) -> Attempt | None:
         """Start the next candidate whose provider answers; admission refusals are recorded and skipped."""
         while self._pending and self._clock.now() < self._deadline:
             candidate = self._pending.pop(0)
+            wait = self._not_before.pop(candidate.name, 0.0) - self._clock.now()
+            if wait > 0:
+                await self._clock.sleep(wait)  # a same-provider retry honours its Retry-After
             attempt = Attempt(candidate, len(self.attempts) + 1, next(_call_ids), self._clock.now(), hedge=hedge)
             self.attempts.append(attempt)
             ref = self._providers(candidate.provider)
@@ -373,6 +366,15 @@ class RequestRun:
             self._pending.insert(0, attempt.candidate)
             return
         admitted = not isinstance(error, (AdmissionRejected, ActorStopped, BudgetExceeded))
+        name = attempt.candidate.name
+        if admitted and isinstance(error, ProviderError) and name not in self._retried:
+            now = self._clock.now()
+            wait = same_provider_retry(error.kind, error.retry_after, self._deadline - now)
+            if wait is not None:  # one more try here first: the retry is an attempt of its own
+                self._retried.add(name)
+                self._not_before[name] = now + wait
+                self._pending.insert(0, attempt.candidate)
+                return
         if ends_chain(error.kind, admitted=admitted):
             self._pending.clear()  # bad_request, auth, content policy: no other model will do better
 
