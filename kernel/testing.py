@@ -45,6 +45,7 @@ _EXPORTS: dict[str, str] = {
     "StallFirstToken": "interlock.adapters.simulator._server",
     "Drop": "interlock.adapters.simulator._server",
     "Malformed": "interlock.adapters.simulator._server",
+    "FAKE_CLI": "interlock.adapters.simulator._fake_cli",
 }
 
 __all__ = [*_EXPORTS, "read_ledger"]
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from interlock._clock import FakeClock as FakeClock
     from interlock._records import AttemptRecord as AttemptRecord
     from interlock._records import RequestRecord as RequestRecord
+    from interlock.adapters.simulator._fake_cli import FAKE_CLI as FAKE_CLI
     from interlock.adapters.simulator._server import (
         Behaviour as Behaviour,
     )

@@ -33,3 +33,13 @@ def test_exports_resolve() -> None:
         assert getattr(testing, name) is not None
     with pytest.raises(AttributeError):
         testing.nothing  # noqa: B018
+
+
+def test_fake_cli_is_the_argv_of_a_working_model_command() -> None:
+    """``interlock.testing.FAKE_CLI`` runs the shipped fake model CLI with this interpreter."""
+    import subprocess
+
+    argv = [*testing.FAKE_CLI, "--model", "m"]
+    done = subprocess.run(argv, input="hello there", capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0
+    assert done.stdout == "m: hello there"
