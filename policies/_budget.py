@@ -8,11 +8,17 @@
     │   └── callers.<caller>        CallerBudget     usd_per_day, a sub-budget inside the tenant's
     └── reservation_ttl_s           how long a reservation of a process that died keeps counting
 
-A call reserves an upper estimate before it starts and settles the real amount when it ends
-(the ``BudgetStore`` in ``interlock.adapters.stores._state_store`` does both atomically). Metered
-models spend cents against their provider's, tenant's and caller's budgets; subscription models
-(a flat-rate plan, 0 cents a call) spend tokens against their provider's ``tokens_per_day``.
-Budgets are per UTC day: ``day_bucket`` turns a wall-clock timestamp into the day's key.
+    models.<name>.token_cap_per_day (in the model's own config) is a token budget of that model.
+
+A call reserves an upper bound before it starts (its input's ``input_token_bound`` and every
+output token it may produce) and settles the real amount when it ends (the ``BudgetStore`` in
+``interlock.adapters.stores._state_store`` does both atomically). A settlement above its
+reservation is booked anyway and closes the reservation's scopes for the day
+(``passes_reservation``): the bound did not hold, so the room that is left cannot be trusted.
+Metered models spend cents against their provider's, tenant's and caller's budgets; subscription
+models (a flat-rate plan, 0 cents a call) spend tokens against their provider's ``tokens_per_day``.
+A model's ``token_cap_per_day`` counts its tokens whatever its billing. Budgets are per UTC day:
+``day_bucket`` turns a wall-clock timestamp into the day's key.
 
 Everything here is pure: time comes in as an argument, nothing is stored.
 """
@@ -29,10 +35,12 @@ from interlock._types import Usage
 from interlock.policies._pricing import Price, cost_cents, estimate_cents
 
 Unit = Literal["cents", "tokens"]
-ScopeKind = Literal["provider", "tenant", "caller"]
+ScopeKind = Literal["provider", "tenant", "caller", "model"]
 Billing = Literal["metered", "subscription"]
 
 _CENTS_PER_USD = 100.0
+# Sums of float cents drift by ~1e-16 per addition; this keeps ten 0.1-cent calls inside 1 cent.
+SLACK = 1e-9
 
 
 def _check_amount(name: str, value: float | None) -> None:
@@ -116,6 +124,11 @@ class BudgetScope(msgspec.Struct, frozen=True):
         """A caller's sub-budget in cents, named ``<tenant>/<caller>``."""
         return cls("caller", f"{tenant}/{caller}")
 
+    @classmethod
+    def model(cls, name: str) -> BudgetScope:
+        """A model's daily token cap (``models.<name>.token_cap_per_day``)."""
+        return cls("model", name, "tokens")
+
 
 class BudgetPlan(msgspec.Struct, frozen=True):
     """What a call reserves: ``amount`` in ``unit`` against every ``(scope key, limit)`` in ``limits``.
@@ -182,28 +195,52 @@ def token_limits(cfg: BudgetConfig, *, provider: str) -> tuple[tuple[str, float]
     return ((BudgetScope.provider(provider, "tokens").key, float(provider_cfg.tokens_per_day)),)
 
 
-def plan_reservation(
-    cfg: BudgetConfig,
-    *,
-    provider: str,
-    tenant: str,
-    caller: str,
-    billing: Billing,
-    input_tokens: int,
-    max_output_tokens: int,
-    price: Price | None,
-    may_write_cache: bool = False,
-) -> BudgetPlan:
-    """What one call reserves: tokens for a subscription model, cents for a metered one.
+class BudgetedCall(msgspec.Struct, frozen=True, kw_only=True):
+    """What the budgets need to know of one attempt: who asks, which model, and its token bounds.
 
-    A subscription call costs 0 cents, so only its provider's token budget applies. A metered
-    model without a price (a free local server) reserves 0 cents, which fits every budget that
-    is not already overspent.
+    ``input_tokens`` is an upper bound (``input_token_bound``), ``max_output_tokens`` the most
+    the call may produce; ``may_write_cache`` says the request marks prompt-cache breakpoints.
     """
-    if billing == "subscription":
-        tokens = float(reservation_tokens(input_tokens, max_output_tokens))
-        return BudgetPlan("tokens", tokens, token_limits(cfg, provider=provider))
-    amount = 0.0
-    if price is not None:
-        amount = reservation_cents(input_tokens, max_output_tokens, price, may_write_cache=may_write_cache)
-    return BudgetPlan("cents", amount, cents_limits(cfg, provider=provider, tenant=tenant, caller=caller))
+
+    provider: str
+    model: str
+    tenant: str
+    caller: str
+    billing: Billing
+    price: Price | None
+    token_cap_per_day: int | None
+    input_tokens: int
+    max_output_tokens: int
+    may_write_cache: bool = False
+
+
+def plan_reservations(cfg: BudgetConfig, call: BudgetedCall) -> tuple[BudgetPlan, ...]:
+    """What one call reserves, one plan per unit, each with at least one budget to fit in.
+
+    A subscription call costs 0 cents, so only token budgets apply: its model's cap, then its
+    provider's ``tokens_per_day``, in one plan (both held at once, or neither). A metered call
+    reserves cents on caller, tenant and provider; a metered model with a ``token_cap_per_day``
+    also reserves tokens on it. A metered model without a price (a free local server) reserves
+    0 cents, which fits every budget that is not already full.
+    """
+    tokens = float(reservation_tokens(call.input_tokens, call.max_output_tokens))
+    model_cap: tuple[tuple[str, float], ...] = ()
+    if call.token_cap_per_day is not None:
+        model_cap = ((BudgetScope.model(call.model).key, float(call.token_cap_per_day)),)
+    plans: tuple[BudgetPlan, ...]
+    if call.billing == "subscription":
+        plans = (BudgetPlan("tokens", tokens, model_cap + token_limits(cfg, provider=call.provider)),)
+    else:
+        amount = 0.0
+        if call.price is not None:
+            amount = reservation_cents(
+                call.input_tokens, call.max_output_tokens, call.price, may_write_cache=call.may_write_cache
+            )
+        cents = cents_limits(cfg, provider=call.provider, tenant=call.tenant, caller=call.caller)
+        plans = (BudgetPlan("cents", amount, cents), BudgetPlan("tokens", tokens, model_cap))
+    return tuple(plan for plan in plans if plan.limits)
+
+
+def passes_reservation(reserved: float, actual: float) -> bool:
+    """Whether a settlement of ``actual`` passed its reservation of ``reserved`` (beyond float drift)."""
+    return actual > reserved + SLACK

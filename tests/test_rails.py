@@ -10,10 +10,12 @@ import anyio
 import pytest
 
 import interlock
-from interlock import BudgetExceeded, Message, ToolSpec
+from interlock import BudgetExceeded, ChatRequest, Message, ToolSpec
 from interlock.adapters.simulator._server import StallFirstToken
 from interlock.adapters.stores._ledger_store import SqliteLedgerStore
+from interlock.policies._budget import day_bucket
 from interlock.policies._config import parse_config
+from interlock.policies._tokens import input_token_bound
 
 pytestmark = pytest.mark.anyio
 
@@ -128,6 +130,8 @@ callers = { loop = { usd_per_day = 0.0001 } }
         assert reply.route is not None
         assert reply.route.model == "big"
         assert reply.route.degraded
+        first = reply.route.attempts[0]
+        assert (first.model, first.outcome, first.error) == ("cheap", "skipped", "budget")
         with pytest.raises(BudgetExceeded) as info:
             await door.ask("hello", task="plain", tenant="acme", caller="loop")
         assert info.value.budget == "caller:acme/loop"
@@ -136,6 +140,46 @@ callers = { loop = { usd_per_day = 0.0001 } }
     assert len(requests) == 2
     assert requests[1].error == "budget"  # its own kind: not a provider rate limit
     assert {a.outcome for a in attempts if a.model == "cheap"} == {"skipped"}
+    assert {a.error for a in attempts if a.model == "cheap"} == {"budget"}
+    assert [a.error_detail for a in attempts if a.model == "cheap"][-1].startswith("budget caller:acme/loop")
+
+
+async def test_a_subscription_models_daily_token_cap_through_the_door(tmp_path: Path) -> None:
+    """A model's token_cap_per_day refuses calls once its settled tokens leave no room for one reservation."""
+    request = ChatRequest(messages=(Message.text("user", "hello"),))
+    reservation = input_token_bound(request) + 100  # the model's max_output_tokens: no max_tokens is passed
+    cap = reservation + 10
+    extra = f"""
+[models.sub]
+provider = "a"
+id = "sim-sub-1"
+class = "local"
+context_window = 100000
+max_output_tokens = 100
+billing = "subscription"
+token_cap_per_day = {cap}
+
+[jobs.capped]
+chain = ["sub"]
+
+[budgets.tenants.acme]
+usd_per_day = 1000.0
+"""
+    async with await open_door(tmp_path, extra) as door:
+        replies: list[Any] = []
+        with pytest.raises(BudgetExceeded) as info:
+            for _ in range(10):
+                replies.append(await door.ask("hello", task="capped", tenant="acme"))
+        day = day_bucket(door._clock.wall())  # type: ignore[attr-defined]
+        spent = await door._state.budgets.spent("model:sub#tokens", day, unit="tokens")  # type: ignore[attr-defined]
+        requests, _ = await rows(door, tmp_path)
+    per_call = replies[0].usage.input_tokens + replies[0].usage.output_tokens
+    assert per_call > 0
+    # Admitted while settled tokens plus one reservation fit under the cap; the next is refused.
+    assert len(replies) == 1 + (cap - reservation) // per_call
+    assert spent == len(replies) * per_call
+    assert (info.value.budget, info.value.unit, info.value.limit) == ("model:sub#tokens", "tokens", cap)
+    assert [r.error for r in requests] == [None] * len(replies) + ["budget"]
 
 
 async def test_concurrent_calls_cannot_overspend(tmp_path: Path) -> None:
@@ -232,7 +276,8 @@ async def test_map_keeps_order_survives_failures_and_resumes_from_cache(door: in
     """door.map returns per-item results in order, one failure loses nothing else, and a rerun replays the cache."""
     from interlock.adapters.simulator._server import ServerError
 
-    door._sim.script("sim-cheap-1", [ServerError()])  # type: ignore[attr-defined]
+    # Twice: a 500 gets one retry on the same provider before the request fails.
+    door._sim.script("sim-cheap-1", [ServerError(), ServerError()])  # type: ignore[attr-defined]
     seen: list[tuple[int, int]] = []
     inputs = [f"item {i}" for i in range(10)]
     results = await door.map(inputs, task="cached", concurrency=1, progress=lambda d, t: seen.append((d, t)))

@@ -23,12 +23,15 @@ from interlock.adapters.stores._state_schema import SCHEMA_VERSION, StateStoreEr
 from interlock.adapters.stores._state_store import SqliteStateStore
 from interlock.policies._budget import (
     BudgetConfig,
+    BudgetedCall,
+    BudgetPlan,
     BudgetScope,
     CallerBudget,
     ProviderBudget,
     TenantBudget,
     day_bucket,
-    plan_reservation,
+    passes_reservation,
+    plan_reservations,
     reservation_cents,
     settle_amount,
 )
@@ -174,6 +177,40 @@ async def test_expired_reservations_stop_counting(path: Path) -> None:
 
 
 @pytest.mark.anyio
+async def test_a_settlement_past_its_reservation_is_booked_and_closes_its_scopes_for_the_day(path: Path) -> None:
+    """Spend above the reservation is booked in full; its scopes then refuse every reservation that day, others not."""
+    async with opened(path) as store:
+        b = store.budgets
+        await reserve(store, "exact", 1.0, (TENANT, 100.0))
+        assert await b.settle("exact", 1.0) is True  # at the reservation: the bound held
+        assert not await b.closed(TENANT, DAY)
+        await reserve(store, "under", 2.0, (CALLER, 100.0), (TENANT, 100.0))
+        await reserve(store, "in-flight", 3.0, (TENANT, 100.0))
+        assert await b.settle("under", 2.5) is True
+        assert (await b.spent(CALLER, DAY), await b.spent(TENANT, DAY)) == (2.5, 3.5)
+        assert await b.closed(CALLER, DAY)
+        assert await b.closed(TENANT, DAY)
+        with pytest.raises(BudgetExceeded) as info:
+            await reserve(store, "next", 0.01, (TENANT, 100.0))
+        assert (info.value.budget, info.value.limit, info.value.spent) == (TENANT, 100.0, 6.5)
+        assert await b.settle("in-flight", 3.0) is True  # what was admitted before still settles
+        assert await b.spent(TENANT, DAY) == 6.5
+        await reserve(store, "provider", 1.0, (PROVIDER, 100.0))  # a scope the overshoot did not touch
+        await b.reserve([(TENANT, 100.0)], day="2023-11-15", amount=1.0, reservation_id="tomorrow", now=NOW,
+                        expires_at=NOW + 60)  # fmt: skip
+        tokens = BudgetScope.model("cli").key
+        await b.reserve([(tokens, 1000)], day=DAY, amount=100, reservation_id="t", now=NOW, expires_at=NOW + 60,
+                        unit="tokens")  # fmt: skip
+        assert await b.settle("t", 101) is True
+        with pytest.raises(BudgetExceeded) as info:
+            await b.reserve([(tokens, 1000)], day=DAY, amount=1, reservation_id="t2", now=NOW, expires_at=NOW + 60,
+                            unit="tokens")  # fmt: skip
+        assert (info.value.budget, info.value.unit, info.value.spent) == (tokens, "tokens", 101.0)
+    assert passes_reservation(1.0, 1.0 + 1e-12) is False  # float drift is not an overshoot
+    assert passes_reservation(1.0, 1.001) is True
+
+
+@pytest.mark.anyio
 async def test_days_and_units_are_separate_budgets(path: Path) -> None:
     """Another day starts from zero, and token amounts never count against cents of the same scope."""
     tokens = BudgetScope.provider("claude-cli", "tokens").key
@@ -200,6 +237,16 @@ async def test_days_and_units_are_separate_budgets(path: Path) -> None:
             )
 
 
+def call(**fields: Any) -> BudgetedCall:
+    """A 1000-token-input, 500-token-output call of tenant acme's svc, with ``fields`` overriding."""
+    base: dict[str, Any] = {
+        "provider": "openai", "model": "mini", "tenant": "acme", "caller": "svc", "billing": "metered",
+        "price": Price(input=2.5, output=10.0), "token_cap_per_day": None, "input_tokens": 1000,
+        "max_output_tokens": 500,
+    }  # fmt: skip
+    return BudgetedCall(**(base | fields))
+
+
 def test_budget_plan_for_metered_and_subscription_calls() -> None:
     """A metered call reserves cents on caller, tenant and provider (narrowest first); a subscription one, tokens."""
     cfg = BudgetConfig(
@@ -207,22 +254,46 @@ def test_budget_plan_for_metered_and_subscription_calls() -> None:
         tenants={"acme": TenantBudget(usd_per_day=10.0, callers={"svc": CallerBudget(usd_per_day=2.0)})},
     )
     price = Price(input=2.5, output=10.0)
-    plan = plan_reservation(
-        cfg, provider="openai", tenant="acme", caller="svc", billing="metered",
-        input_tokens=1000, max_output_tokens=500, price=price,
-    )  # fmt: skip
+    (plan,) = plan_reservations(cfg, call())
     assert plan.unit == "cents"
     assert plan.amount == pytest.approx(reservation_cents(1000, 500, price)) == pytest.approx(0.75)
     assert plan.limits == ((CALLER, 200.0), (TENANT, 1000.0), (PROVIDER, 5000.0))
-    sub = plan_reservation(
-        cfg, provider="cli", tenant="acme", caller="other", billing="subscription",
-        input_tokens=1000, max_output_tokens=500, price=None,
-    )  # fmt: skip
+    (sub,) = plan_reservations(
+        cfg, call(provider="cli", caller="other", billing="subscription", price=None, token_cap_per_day=None)
+    )
     assert (sub.unit, sub.amount, sub.limits) == ("tokens", 1500.0, (("provider:cli#tokens", 100_000.0),))
     assert settle_amount("tokens", Usage(10, 5, 3, 2), None) == 20.0
     assert settle_amount("cents", Usage(1000, 500), price) == pytest.approx(0.75)
     assert day_bucket(NOW) == DAY
     assert day_bucket(1_700_006_400.0) == "2023-11-15"  # 00:00 UTC the next day
+
+
+def test_a_models_token_cap_is_a_token_budget_whatever_its_billing() -> None:
+    """token_cap_per_day reserves input bound + max output tokens on model:<name>#tokens, beside any other plan."""
+    cfg = BudgetConfig(providers={"cli": ProviderBudget(tokens_per_day=100_000)})
+    (sub,) = plan_reservations(
+        cfg, call(provider="cli", model="claude-cli", billing="subscription", price=None, token_cap_per_day=5000)
+    )
+    # One plan, model narrowest: both token budgets are held at once or neither.
+    limits = (("model:claude-cli#tokens", 5000.0), ("provider:cli#tokens", 100_000.0))
+    assert sub == BudgetPlan("tokens", 1500.0, limits)
+    assert BudgetScope.model("claude-cli").key == "model:claude-cli#tokens"
+    tenant_only = BudgetConfig(tenants={"acme": TenantBudget(usd_per_day=1.0)})
+    cents, tokens = plan_reservations(tenant_only, call(token_cap_per_day=2000))
+    assert (cents.unit, cents.limits) == ("cents", ((TENANT, 100.0),))
+    assert tokens == BudgetPlan("tokens", 1500.0, (("model:mini#tokens", 2000.0),))
+    assert plan_reservations(BudgetConfig(), call()) == ()  # no budget applies: nothing to reserve
+    assert plan_reservations(tenant_only, call(tenant="globex")) == ()
+
+
+def test_a_cache_marking_call_reserves_input_at_the_cache_write_price() -> None:
+    """With may_write_cache the input is reserved at the dearer cache-write price, so its settlement stays within."""
+    cfg = BudgetConfig(tenants={"acme": TenantBudget(usd_per_day=1.0)})
+    price = Price(input=3.0, output=15.0, cache_write=3.75)
+    (plain,) = plan_reservations(cfg, call(price=price))
+    (marked,) = plan_reservations(cfg, call(price=price, may_write_cache=True))
+    written = settle_amount("cents", Usage(0, 500, 0, 1000), price)
+    assert plain.amount < written <= marked.amount
 
 
 def test_budget_config_rejects_bad_amounts() -> None:
@@ -482,20 +553,15 @@ def _hold_then_die(path: Path, ttl: float) -> None:
 
 
 @pytest.mark.anyio
-async def test_a_killed_process_leaks_slots_and_budget_only_until_expiry(path: Path) -> None:
-    """A process SIGKILLed while holding leases and a reservation blocks others until its ttl, then frees all."""
+async def test_a_killed_processs_slots_free_at_once_and_its_reservation_at_expiry(path: Path) -> None:
+    """A process SIGKILLed holding every slot and a whole budget frees the slots at once, the money only at expiry."""
     await prepare(path)
     ttl = 30.0
     await anyio.to_thread.run_sync(_hold_then_die, path, ttl)
     async with opened(path) as store:
-        assert await store.leases.acquire("provider:local", 3, "mine-0", NOW + ttl - 1, ttl) is False
-        with pytest.raises(BudgetExceeded):
+        assert await store.leases.holders("provider:local", NOW) == 3  # its leases are still in the file...
+        taken = [await store.leases.acquire("provider:local", 3, f"mine-{i}", NOW, ttl) for i in range(4)]
+        assert taken == [True, True, True, False]  # ...and free to a live process, well before their expiry
+        with pytest.raises(BudgetExceeded):  # the provider may have billed the call it was making
             await reserve(store, "mine", 1.0, (TENANT, 10.0), now=NOW + ttl - 1)
-        after = NOW + ttl
-        assert [await store.leases.acquire("provider:local", 3, f"mine-{i}", after, ttl) for i in range(4)] == [
-            True,
-            True,
-            True,
-            False,
-        ]
-        await reserve(store, "mine", 10.0, (TENANT, 10.0), now=after)
+        await reserve(store, "mine", 10.0, (TENANT, 10.0), now=NOW + ttl)

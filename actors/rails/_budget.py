@@ -1,32 +1,58 @@
 """The budget rail: reserve an attempt's worst-case cost before the call, settle the real cost after.
 
-Reservations are atomic across every scope a call touches (caller, tenant, provider) and across
-processes sharing the state store, so concurrent calls cannot overspend what was reserved. A
-refusal is ``BudgetExceeded`` naming the narrowest budget that is full.
+The reservation is a bound, not a guess: the input counts ``input_token_bound`` (one token per
+UTF-8 byte plus the framing overheads), not the routing estimate the rail is handed, and the
+output every token the attempt may produce. Reservations are atomic across every scope a call
+touches (caller, tenant, provider, the model's daily token cap) and across processes sharing the
+state store, so concurrent calls cannot overspend what was reserved. A refusal is
+``BudgetExceeded`` naming the narrowest budget that is full (or closed for the day).
+
+Leaving settles whatever ``attempt.usage`` holds: the provider's own counts, or the estimate the
+request run puts there when a stream broke after delivering text without reporting usage. Only
+an attempt with no usage at all is released unbilled.
 """
 
 from __future__ import annotations
 
 import uuid
 
+import anyio
 import msgspec
 
 from interlock._clock import Clock
-from interlock._types import ChatRequest
+from interlock._types import ChatRequest, Usage
 from interlock.actors.request._attempt import Attempt
 from interlock.adapters.stores._state_store import BudgetStore
-from interlock.policies._budget import BudgetConfig, Unit, day_bucket, plan_reservation, settle_amount
+from interlock.policies._budget import (
+    BudgetConfig,
+    BudgetedCall,
+    BudgetPlan,
+    Unit,
+    day_bucket,
+    plan_reservations,
+    settle_amount,
+)
+from interlock.policies._config import Config
+from interlock.policies._tokens import input_token_bound
 
 
 class BudgetHold(msgspec.Struct, frozen=True):
-    """What the budget rail holds for one attempt: its reservation, in the unit it was made in."""
+    """What the budget rail holds for one attempt: each reservation with the unit it was made in."""
 
-    reservation_id: str
-    unit: Unit
+    reservations: tuple[tuple[str, Unit], ...]
+
+
+def _may_write_cache(request: ChatRequest) -> bool:
+    """Whether the request marks a prompt-cache breakpoint, so its input may be billed as a cache write."""
+    return request.cache_system or request.cache_tools or any(m.cache_breakpoint for m in request.messages)
+
+
+def _billed(usage: Usage) -> bool:
+    return bool(usage.input_tokens or usage.output_tokens or usage.cache_read_tokens or usage.cache_write_tokens)
 
 
 class BudgetRail:
-    """Reserve-then-settle against the daily budgets in the config."""
+    """Reserve-then-settle against the daily budgets in the config and the models' token caps."""
 
     name = "budget"
 
@@ -35,20 +61,44 @@ class BudgetRail:
         self._config = config
         self._clock = clock
 
+    @staticmethod
+    def wanted(config: Config) -> bool:
+        """Whether ``config`` has any budget for this rail to keep: a provider's, a tenant's or a model's cap."""
+        budgets = config.budgets
+        capped = any(model.token_cap_per_day is not None for model in config.models.values())
+        return bool(budgets.providers or budgets.tenants or capped)
+
     async def enter(self, request: ChatRequest, attempt: Attempt, input_tokens: int) -> None:
-        model = attempt.candidate.model
-        plan = plan_reservation(
-            self._config,
-            provider=attempt.candidate.provider,
+        # ``input_tokens`` is the router's estimate, right for context windows and wrong for money.
+        candidate = attempt.candidate
+        model = candidate.model
+        call = BudgetedCall(
+            provider=candidate.provider,
+            model=candidate.name,
             tenant=request.tenant,
             caller=request.caller,
             billing=model.billing,
-            input_tokens=input_tokens,
-            max_output_tokens=request.max_tokens or model.max_output_tokens,
             price=model.price,
+            token_cap_per_day=model.token_cap_per_day,
+            input_tokens=input_token_bound(request),
+            max_output_tokens=request.max_tokens or model.max_output_tokens,
+            may_write_cache=_may_write_cache(request),
         )
-        if not plan.limits:
+        plans = plan_reservations(self._config, call)
+        if not plans:
             return
+        held: list[tuple[str, Unit]] = []
+        try:
+            for plan in plans:
+                held.append((await self._reserve(plan), plan.unit))
+        except BaseException:
+            with anyio.CancelScope(shield=True):  # a refusal or a cancel must not strand the cents held
+                for reservation_id, _ in held:
+                    await self._store.release(reservation_id)
+            raise
+        attempt.holds[self.name] = BudgetHold(tuple(held))
+
+    async def _reserve(self, plan: BudgetPlan) -> str:
         wall = self._clock.wall()
         reservation = await self._store.reserve(
             plan.limits,
@@ -59,15 +109,16 @@ class BudgetRail:
             expires_at=wall + self._config.reservation_ttl_s,
             unit=plan.unit,
         )
-        attempt.holds[self.name] = BudgetHold(reservation.reservation_id, reservation.unit)
+        return reservation.reservation_id
 
     async def leave(self, attempt: Attempt) -> None:
         held = attempt.holds.pop(self.name, None)
         if not isinstance(held, BudgetHold):
             return
         usage = attempt.usage
-        if usage.input_tokens or usage.output_tokens or usage.cache_read_tokens or usage.cache_write_tokens:
-            amount = settle_amount(held.unit, usage, attempt.candidate.model.price)
-            await self._store.settle(held.reservation_id, amount)
-        else:
-            await self._store.release(held.reservation_id)
+        billed = _billed(usage)
+        for reservation_id, unit in held.reservations:
+            if billed:
+                await self._store.settle(reservation_id, settle_amount(unit, usage, attempt.candidate.model.price))
+            else:
+                await self._store.release(reservation_id)

@@ -1,8 +1,10 @@
 """The concurrency rail: a machine-wide cap on in-flight calls, shared by every process using the store.
 
 Each attempt takes a lease per capped scope (``all``, ``provider:<name>``); leases expire unless
-renewed, and a renewal loop in the door's tree keeps the held ones alive every third of their TTL,
-so a process that dies cannot leak slots.
+renewed, and a renewal loop in the door's tree keeps the held ones alive every third of their TTL.
+Each lease records the process holding it, so when a process dies its slots are free at once to
+the next process that finds the scope full (``interlock.adapters.stores._lease_store``); the TTL
+is left for what that check cannot see (a hung process, a holder in another pid namespace).
 """
 
 from __future__ import annotations

@@ -9,6 +9,11 @@ was written by a newer interlock and is refused. Migrations are history: append,
 
 Amounts are cents as REAL and tokens as INTEGER, each in its own column; a row uses the column
 of its unit and leaves the other at 0. Times are epoch seconds (REAL).
+
+Version 2 adds who holds each lease (``holder_host``, ``holder_pid``, ``holder_start``: see
+``interlock.adapters.stores._holder``), so a lease of a process that died is free at once, and
+``budget_spend.closed``: a scope whose day saw a settlement above its reservation takes no more
+reservations that day. Rows written before it have an empty holder, which expires by its TTL only.
 """
 
 from __future__ import annotations
@@ -92,6 +97,17 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE INDEX budget_holds_reservation ON budget_holds (reservation_id)",
             _LEASES_V1,
             "CREATE INDEX leases_scope ON leases (scope, expires_at)",
+        ),
+    ),
+    Migration(
+        2,
+        "who holds each lease; scopes closed for the day after a settlement above its reservation",
+        (
+            "ALTER TABLE leases ADD COLUMN holder_host TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE leases ADD COLUMN holder_pid INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE leases ADD COLUMN holder_start INTEGER NOT NULL DEFAULT 0",
+            "CREATE INDEX leases_holder ON leases (holder_host, holder_pid, holder_start)",
+            "ALTER TABLE budget_spend ADD COLUMN closed INTEGER NOT NULL DEFAULT 0",
         ),
     ),
 )

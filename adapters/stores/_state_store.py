@@ -10,7 +10,9 @@ Every check-then-write runs in one ``BEGIN IMMEDIATE`` transaction: it takes SQL
 write lock before reading, so two processes can never both see the same free room. Times are
 epoch seconds (``Clock.wall()``): a monotonic clock means nothing to another process. A process
 that dies mid-call leaks nothing for long: its reservations and leases carry an expiry past
-which they stop counting. sqlite3 errors become ``StateStoreError`` here, at this adapter's seam.
+which they stop counting, and its leases are free at once to any process that finds it dead
+(``_lease_store``). A settlement above its reservation is booked and closes the reservation's
+scopes for the day. sqlite3 errors become ``StateStoreError`` here, at this adapter's seam.
 """
 
 from __future__ import annotations
@@ -28,12 +30,11 @@ import anyio.to_thread
 import msgspec
 
 from interlock._errors import BudgetExceeded
+from interlock.adapters.stores._lease_store import SqliteLeases
 from interlock.adapters.stores._sqlite_file import SqliteFile
 from interlock.adapters.stores._state_schema import StateStoreError, prepare_file
-from interlock.policies._budget import Unit
+from interlock.policies._budget import SLACK, Unit, passes_reservation
 
-# Sums of float cents drift by ~1e-16 per addition; this keeps ten 0.1-cent calls inside 1 cent.
-_SLACK: Final = 1e-9
 _COLUMN: Final[dict[str, str]] = {"cents": "cents", "tokens": "tokens"}  # a unit's column; nothing else reaches SQL
 
 
@@ -80,13 +81,18 @@ class BudgetStore(Protocol):
     ) -> Reservation:
         """Hold ``amount`` on every ``(scope, limit)`` at once, or raise ``BudgetExceeded`` for the first too full.
 
-        A scope has room when its settled spend plus the reservations unexpired at ``now``
-        plus ``amount`` stay within its limit; the refusal's ``spent`` is that spend plus reservations.
+        A scope has room when it is not closed for ``day`` and its settled spend plus the
+        reservations unexpired at ``now`` plus ``amount`` stay within its limit; the refusal's
+        ``spent`` is that spend plus reservations.
         """
         ...
 
     async def settle(self, reservation_id: str, actual: float) -> bool:
-        """Replace the reservation by ``actual`` spend on each of its scopes; False if it is unknown."""
+        """Replace the reservation by ``actual`` spend on each of its scopes; False if it is unknown.
+
+        ``actual`` is booked in full even when it passes the reservation; then each of its
+        scopes is closed to new reservations for the reservation's day.
+        """
         ...
 
     async def release(self, reservation_id: str) -> bool:
@@ -103,6 +109,10 @@ class BudgetStore(Protocol):
 
     async def reserved(self, scope: str, day: str, now: float, *, unit: Unit = "cents") -> float:
         """The amount held on ``scope`` for ``day`` by reservations unexpired at ``now``."""
+        ...
+
+    async def closed(self, scope: str, day: str) -> bool:
+        """Whether ``scope`` takes no more reservations on ``day`` (a settlement passed its reservation)."""
         ...
 
     async def purge_reservations(self, before: float) -> int:
@@ -126,7 +136,7 @@ class LeaseStore(Protocol):
         ...
 
     async def holders(self, scope: str, now: float) -> int:
-        """How many leases of ``scope`` are unexpired at ``now``."""
+        """How many leases of ``scope`` are unexpired at ``now`` (a dead holder's count until one is refused)."""
         ...
 
 
@@ -156,7 +166,7 @@ class SqliteStateStore(SqliteFile):
         super().__init__(str(path), busy_timeout)
         self._cache = _SqliteCache(self)
         self._budgets = _SqliteBudgets(self)
-        self._leases = _SqliteLeases(self)
+        self._leases = SqliteLeases(self)
 
     @property
     def cache(self) -> CacheStore:
@@ -239,12 +249,14 @@ _USED_SQL: Final = """
 SELECT COALESCE((SELECT {col} FROM budget_spend WHERE scope = ?1 AND day = ?2), 0)
      + COALESCE((SELECT SUM(r.{col}) FROM budget_holds AS h
                  JOIN budget_reservations AS r ON r.reservation_id = h.reservation_id
-                 WHERE h.scope = ?1 AND h.day = ?2 AND r.expires_at > ?3), 0)
+                 WHERE h.scope = ?1 AND h.day = ?2 AND r.expires_at > ?3), 0),
+       COALESCE((SELECT closed FROM budget_spend WHERE scope = ?1 AND day = ?2), 0)
 """
 _SETTLE_SQL: Final = """
-INSERT INTO budget_spend (scope, day, cents, tokens)
-SELECT scope, day, ?2, ?3 FROM budget_holds WHERE reservation_id = ?1
-ON CONFLICT (scope, day) DO UPDATE SET cents = cents + excluded.cents, tokens = tokens + excluded.tokens
+INSERT INTO budget_spend (scope, day, cents, tokens, closed)
+SELECT scope, day, ?2, ?3, ?4 FROM budget_holds WHERE reservation_id = ?1
+ON CONFLICT (scope, day) DO UPDATE SET
+    cents = cents + excluded.cents, tokens = tokens + excluded.tokens, closed = MAX(closed, excluded.closed)
 """
 
 
@@ -274,8 +286,8 @@ class _SqliteBudgets:
         async with self._store._transaction() as conn:
             for scope, limit in scopes:
                 rows = list(await conn.execute_fetchall(used_sql, (scope, day, now)))
-                used = float(rows[0][0])
-                if used + value > limit + _SLACK:
+                used, closed = float(rows[0][0]), bool(rows[0][1])
+                if closed or used + value > limit + SLACK:
                     raise BudgetExceeded(scope, limit, used, unit)
             cents, tokens = (0.0, value) if unit == "tokens" else (value, 0)
             await conn.execute(
@@ -289,17 +301,17 @@ class _SqliteBudgets:
 
     async def settle(self, reservation_id: str, actual: float) -> bool:
         async with self._store._transaction() as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "SELECT unit FROM budget_reservations WHERE reservation_id = ?", (reservation_id,)
-                )
-            )
+            sql = "SELECT unit, cents, tokens FROM budget_reservations WHERE reservation_id = ?"
+            rows = list(await conn.execute_fetchall(sql, (reservation_id,)))
             if not rows:
                 return False
             unit: Unit = "tokens" if rows[0][0] == "tokens" else "cents"
+            reserved = float(rows[0][2] if unit == "tokens" else rows[0][1])
             value = _checked(unit, actual)
             cents, tokens = (0.0, value) if unit == "tokens" else (value, 0)
-            await conn.execute(_SETTLE_SQL, (reservation_id, cents, tokens))
+            # Booked in full either way; past its reservation, the bound failed: close the day.
+            over = passes_reservation(reserved, float(value))
+            await conn.execute(_SETTLE_SQL, (reservation_id, cents, tokens, int(over)))
             await self._drop(conn, reservation_id)
         return True
 
@@ -321,6 +333,10 @@ class _SqliteBudgets:
     async def used(self, scope: str, day: str, now: float, *, unit: Unit = "cents") -> float:
         return float(await self._store._scalar(_USED_SQL.format(col=_COLUMN[unit]), (scope, day, now)))
 
+    async def closed(self, scope: str, day: str) -> bool:
+        sql = "SELECT closed FROM budget_spend WHERE scope = ? AND day = ?"
+        return bool(await self._store._scalar(sql, (scope, day)))
+
     async def reserved(self, scope: str, day: str, now: float, *, unit: Unit = "cents") -> float:
         sql = (
             f"SELECT COALESCE(SUM(r.{_COLUMN[unit]}), 0) FROM budget_holds AS h"
@@ -335,39 +351,3 @@ class _SqliteBudgets:
             await conn.execute(f"DELETE FROM budget_holds WHERE reservation_id IN ({expired})", (before,))
             cursor = await conn.execute("DELETE FROM budget_reservations WHERE expires_at < ?", (before,))
             return cursor.rowcount
-
-
-@final
-class _SqliteLeases:
-    """``LeaseStore`` over the ``leases`` table."""
-
-    def __init__(self, store: SqliteStateStore) -> None:
-        self._store = store
-
-    async def acquire(self, scope: str, limit: int, lease_id: str, now: float, ttl_s: float) -> bool:
-        async with self._store._transaction() as conn:
-            # Expired leases of a process that died go first: they are what frees its slots.
-            await conn.execute("DELETE FROM leases WHERE scope = ? AND expires_at <= ?", (scope, now))
-            rows = list(
-                await conn.execute_fetchall(
-                    "SELECT COUNT(*) FROM leases WHERE scope = ? AND lease_id != ?", (scope, lease_id)
-                )
-            )
-            if int(rows[0][0]) >= limit:
-                return False
-            await conn.execute(
-                "INSERT OR REPLACE INTO leases (lease_id, scope, expires_at) VALUES (?, ?, ?)",
-                (lease_id, scope, now + ttl_s),
-            )
-        return True
-
-    async def renew(self, lease_id: str, now: float, ttl_s: float) -> bool:
-        sql = "UPDATE leases SET expires_at = ? WHERE lease_id = ? AND expires_at > ?"
-        return await self._store._execute(sql, (now + ttl_s, lease_id, now)) > 0
-
-    async def release(self, lease_id: str) -> bool:
-        return await self._store._execute("DELETE FROM leases WHERE lease_id = ?", (lease_id,)) > 0
-
-    async def holders(self, scope: str, now: float) -> int:
-        sql = "SELECT COUNT(*) FROM leases WHERE scope = ? AND expires_at > ?"
-        return int(await self._store._scalar(sql, (scope, now)))
