@@ -124,7 +124,11 @@ class Door:
         return serve(self._context, request)
 
     async def health(self) -> dict[str, ProviderHealth]:
-        """Each enabled provider's breaker state, cooldown, health and free slots."""
+        """Each enabled provider's breaker state, cooldown, health, free slots and recent breaker transitions.
+
+        It keeps answering across crashes of the provider actors and restarts of their supervisor
+        (their refs stay valid); while a provider's actor is being restarted it raises ``ActorStopped``.
+        """
         return {name: await ref.ask(GetHealth(), timeout=5.0) for name, ref in self._providers.items()}
 
     async def flush(self) -> int:

@@ -6,18 +6,37 @@ one actor instance, so a crash loses nothing already accepted: the restarted act
 (the store ignores a record written twice). When pending records pile past ``max_pending``,
 ``receive`` waits for a flush, the mailbox fills, and producers feel backpressure instead of
 losing records. A graceful stop drains the mailbox and flushes everything.
+
+Group commit. A ``Records`` message may carry a ``committed`` slot (``tell_records`` makes one):
+it is answered once a committed batch holds those records, and it wakes the flush loop at once
+rather than at the next tick. Records arriving while a batch is being written join the next one,
+so every waiter shares the next commit, and a busy ledger writes bigger batches, not more of them.
+Records are written in the order they were accepted, so a waiter's records are on disk once the
+count of records written reaches the count accepted with them. The waiters live with the pending
+list in the ``LedgerBuffer``: a crashed actor's waiters are answered by its successor's commit. A
+``BeginRecord`` wakes the flush loop too (nobody waits for it), so a request's begin reaches the
+file within about one commit of its entry.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections import deque
+from typing import Any, Final, Protocol
 
 import anyio
 import msgspec
 
-from interlock._actor import Actor
-from interlock._records import AttemptRecord, LedgerRecord, RequestRecord
+from interlock._actor import Actor, ActorRef
+from interlock._errors import AskTimeout
+from interlock._records import AttemptRecord, BeginRecord, BreakerRecord, LedgerRecord, RequestRecord
+from interlock._streams import Reply
 from interlock.adapters.stores._ledger_store import LedgerStore
+
+# How long a request waits for the commit of its rows before giving up with ``AskTimeout``: as
+# long as the ledger gets to flush on shutdown, so only a ledger that cannot write runs it out.
+COMMIT_TIMEOUT_S: Final = 30.0
+# Records written between two checkpoints, which run beside the writes (about 16 MiB of WAL).
+CHECKPOINT_EVERY: Final = 20_000
 
 
 class Flush(msgspec.Struct, frozen=True, tag=True):
@@ -25,9 +44,14 @@ class Flush(msgspec.Struct, frozen=True, tag=True):
 
 
 class Records(msgspec.Struct, frozen=True, tag=True):
-    """Several records in one message: a request's attempts and its request row, in one enqueue."""
+    """Several records in one message: a request's attempts and its request row, in one enqueue.
+
+    ``committed``, when given, is answered (with None) once a committed batch holds every one of
+    ``records``, or failed if the ledger stops without writing them.
+    """
 
     records: tuple[LedgerRecord, ...]
+    committed: Reply[None] | None = None
 
 
 class TraceContext(msgspec.Struct, frozen=True, tag=True):
@@ -46,20 +70,37 @@ class LedgerStatistics(msgspec.Struct, frozen=True):
     batches: int
 
 
-LedgerMsg = AttemptRecord | RequestRecord | Records | Flush | TraceContext
+LedgerMsg = AttemptRecord | RequestRecord | BeginRecord | BreakerRecord | Records | Flush | TraceContext
+
+
+async def tell_records(ledger: ActorRef[LedgerMsg], records: tuple[LedgerRecord, ...]) -> Reply[None]:
+    """Tell ``records`` in one message; the returned slot is answered once they are committed."""
+    committed: Reply[None] = Reply()
+    await ledger.tell(Records(records, committed))
+    return committed
+
+
+async def wait_committed(committed: Reply[None], *, timeout: float = COMMIT_TIMEOUT_S) -> None:
+    """Wait until ``committed`` is answered; ``AskTimeout`` (naming the ledger) after ``timeout`` seconds."""
+    try:
+        await committed.wait(timeout)
+    except TimeoutError:
+        raise AskTimeout("ledger", timeout) from None
 
 
 class Mirror(Protocol):
     """Where written records are mirrored (OpenTelemetry spans and metrics), off the event loop."""
 
-    def observe(self, record: LedgerRecord, *, traceparent: str | None = None) -> None: ...
+    def observe(self, record: AttemptRecord | RequestRecord, *, traceparent: str | None = None) -> None: ...
 
 
 class LedgerBuffer:
-    """Pending records and counters shared by every incarnation of one ledger actor."""
+    """Pending records, commit waiters and counters shared by every incarnation of one ledger actor."""
 
     def __init__(self) -> None:
         self.items: list[LedgerRecord] = []
+        # (records accepted once the waiter's own were, slot): answered when that many are written.
+        self.waiters: deque[tuple[int, Reply[None]]] = deque()
         self.accepted = 0
         self.written = 0
         self.batches = 0
@@ -67,6 +108,24 @@ class LedgerBuffer:
     def statistics(self) -> LedgerStatistics:
         """Counters as a frozen snapshot."""
         return LedgerStatistics(self.accepted, self.written, len(self.items), self.batches)
+
+    def wait_for(self, committed: Reply[None]) -> None:
+        """Answer ``committed`` once every record accepted so far is written."""
+        if self.written >= self.accepted:
+            committed.set(None)
+        else:
+            self.waiters.append((self.accepted, committed))
+
+    def release(self) -> None:
+        """Answer the waiters whose records are all written."""
+        waiters, written = self.waiters, self.written
+        while waiters and waiters[0][0] <= written:
+            waiters.popleft()[1].set(None)
+
+    def fail_waiters(self, error: BaseException) -> None:
+        """Fail every waiter: the ledger stopped for good without writing their records."""
+        while self.waiters:
+            self.waiters.popleft()[1].fail(error)
 
 
 class LedgerActor(Actor[LedgerMsg]):
@@ -95,13 +154,22 @@ class LedgerActor(Actor[LedgerMsg]):
         self._write_lock = anyio.Lock()
         self._mirror = mirror
         self._parents: dict[str, str] = {}
+        self._unfolded = 0  # records written since the last checkpoint started
+        self._folding = False
 
     async def on_start(self) -> None:
         self.tasks.start_soon(self._flush_loop)
+        if self._buffer.items:  # a crashed predecessor's records (and their waiters): write them now
+            self._wake.set()
 
     async def on_stop(self) -> None:
         self._loop_scope.cancel()
-        await self._flush()
+        try:
+            await self._flush()
+        except BaseException as exc:
+            # No incarnation follows a stop: nobody else could answer these.
+            self._buffer.fail_waiters(exc)
+            raise
 
     async def receive(self, msg: LedgerMsg) -> Any:
         buffer = self._buffer
@@ -115,11 +183,18 @@ class LedgerActor(Actor[LedgerMsg]):
             case Records():
                 buffer.items.extend(msg.records)
                 buffer.accepted += len(msg.records)
+                if msg.committed is not None:
+                    buffer.wait_for(msg.committed)
+                    self._wake.set()  # group commit: write now, with whatever else is pending
+            case BeginRecord():
+                buffer.items.append(msg)
+                buffer.accepted += 1
+                self._wake.set()  # on file within about one commit, though nobody waits for it
             case _:  # a single record
                 buffer.items.append(msg)
                 buffer.accepted += 1
         pending = len(buffer.items)
-        if pending >= self._batch_size and not self._wake.is_set():
+        if pending >= self._batch_size:
             self._wake.set()
         if pending >= self._max_pending:
             # Backpressure: write one batch (just below the limit again), not the whole backlog,
@@ -164,13 +239,27 @@ class LedgerActor(Actor[LedgerMsg]):
         del buffer.items[: len(batch)]
         buffer.written += len(batch)
         buffer.batches += 1
+        buffer.release()
+        self._unfolded += len(batch)
+        if self._unfolded >= CHECKPOINT_EVERY and not self._folding:
+            self._unfolded, self._folding = 0, True
+            self.tasks.start_soon(self._checkpoint)
         if self._mirror is not None:
             # The SDK costs a few hundred microseconds per request: never on the event loop.
             await anyio.to_thread.run_sync(_mirror_batch, self._mirror, batch, self._parents)
         return len(batch)
 
+    async def _checkpoint(self) -> None:
+        try:
+            await self._store.checkpoint()
+        finally:
+            self._folding = False
+
 
 def _mirror_batch(mirror: Mirror, batch: list[LedgerRecord], parents: dict[str, str]) -> None:
+    # Only requests and their attempts become spans; begins and breaker changes are the ledger's own.
     for record in batch:
-        parent = parents.pop(record.request_id, None) if type(record) is RequestRecord else None
-        mirror.observe(record, traceparent=parent)
+        if type(record) is RequestRecord:
+            mirror.observe(record, traceparent=parents.pop(record.request_id, None))
+        elif type(record) is AttemptRecord:
+            mirror.observe(record)

@@ -1,15 +1,17 @@
-"""The provider actor: one per provider, owning its breaker, slots, cooldown, probes and adapter.
+"""The provider actor: one per provider, owning its slots, probes and adapter, and governing its calls.
 
 Admission answers at once — breaker open, cooling down, unhealthy, no slot — so the request run
 moves on without paying a timeout. An admitted call runs in the actor's task group and writes
 its events straight into the caller's stream (one hop per event). The pure decisions (breaker,
-health, cooldown) live in ``interlock.policies``; this actor owns their state and the clock.
+health, cooldown) live in ``interlock.policies``; this actor reads the clock and applies them.
+What they decide (breaker, health, cooldown) is kept in a ``ProviderState`` that outlives the
+actor instance, so a crash and restart neither closes an open breaker nor ends a cooldown.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
+import random
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -18,6 +20,7 @@ import msgspec
 
 from interlock._actor import Actor
 from interlock._errors import AdmissionRejected, ErrorClass, InterlockError, ProviderError
+from interlock._records import BreakerRecord
 from interlock._streams import EventSink
 from interlock._types import (
     ChatRequest,
@@ -27,6 +30,7 @@ from interlock._types import (
     ToolCallDelta,
     ToolCallDone,
 )
+from interlock.actors._provider_state import ProviderState, probe_once
 from interlock.adapters.providers._protocol import ProviderAdapter
 from interlock.policies._breaker import (
     BreakerConfig,
@@ -35,13 +39,13 @@ from interlock.policies._breaker import (
     admit,
     advance,
     new_transitions,
+    on_health_probe,
     record,
 )
 from interlock.policies._health import (
     CooldownConfig,
-    HealthState,
     ProbeConfig,
-    cooldown_until,
+    cooldown_after,
     probe_interval,
     record_probe,
 )
@@ -91,7 +95,14 @@ class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ProviderHealth(msgspec.Struct, frozen=True, kw_only=True):
-    """A provider as ``door.health()`` shows it."""
+    """A provider as ``door.health()`` shows it.
+
+    ``healthy`` is False when its health probes fail or when its breaker is open (its real calls
+    failed at the trip rate: a brownout is unhealthy even while its model list answers).
+    ``cooldown_cause`` is the error class that started a running cooldown (``rate_limit`` or
+    ``quota``); ``recent_transitions`` are the breaker's last few, oldest first, each with its
+    wall-clock time and cause; ``breaker_transitions`` counts them all.
+    """
 
     provider: str
     breaker: Literal["closed", "open", "half_open"]
@@ -101,32 +112,41 @@ class ProviderHealth(msgspec.Struct, frozen=True, kw_only=True):
     in_flight: int
     max_concurrency: int
     breaker_transitions: int
+    probes_healthy: bool = True
+    cooldown_cause: str | None = None
+    recent_transitions: tuple[BreakerRecord, ...] = ()
 
 
 class ProviderActor(Actor[ProviderMsg]):
-    """Governs every call to one provider."""
+    """Governs every call to one provider.
+
+    ``state`` is what must survive a restart of this actor; the tree makes one per provider and
+    hands it to every incarnation (a fresh one when omitted). ``on_transition`` hears every
+    breaker transition, as the record the ledger keeps.
+    """
 
     def __init__(
         self,
         name: str,
         adapter: Callable[[], ProviderAdapter],
         settings: ProviderSettings,
-        on_transition: Callable[[str, str, str], None] | None = None,
+        on_transition: Callable[[BreakerRecord], None] | None = None,
+        state: ProviderState | None = None,
     ) -> None:
         super().__init__()
-        self._on_transition = on_transition  # (provider, from, to): breaker metrics
+        self._on_transition = on_transition
         self._provider = name
         self._make_adapter = adapter
         self._settings = settings
+        self._state = state if state is not None else ProviderState()
         self._adapter: ProviderAdapter | None = None
-        self._breaker = BreakerState()
-        self._health = HealthState()
-        self._cooldown_until = -math.inf
         self._slots = anyio.Semaphore(settings.max_concurrency)
         self._in_flight = 0
         self._calls: dict[int, asyncio.Task[None]] = {}
         self._calls_running = 0
         self._idle: anyio.Event | None = None  # made only when a stop waits for in-flight work
+        self._probe_wait: anyio.CancelScope | None = None  # the probe loop's sleep, cut short when the breaker opens
+        self._jitter = random.Random()  # spreads the open-breaker probes; not a secret
 
     async def on_start(self) -> None:
         self._adapter = self._make_adapter()
@@ -157,7 +177,7 @@ class ProviderActor(Actor[ProviderMsg]):
                 if rejection is not None:
                     sink.fail(rejection)
                     return None
-                state, admission = admit(self._breaker, self.clock.now(), self._settings.breaker)
+                state, admission = admit(self._state.breaker, self.clock.now(), self._settings.breaker)
                 self._set_breaker(state)
                 if not admission.allowed:
                     sink.fail(AdmissionRejected(self._provider, "breaker_open", retry_after=admission.retry_in_s))
@@ -177,32 +197,50 @@ class ProviderActor(Actor[ProviderMsg]):
                 return self.health()
         return None
 
-    def _set_breaker(self, state: BreakerState) -> None:
-        if self._on_transition is not None and state.transitions != self._breaker.transitions:
-            for change in new_transitions(self._breaker, state):
-                self._on_transition(self._provider, change.source, change.target)
-        self._breaker = state
+    def _set_breaker(self, breaker: BreakerState) -> None:
+        """Keep the breaker's new state; record each transition it made, with its wall time and cause."""
+        state = self._state
+        old, state.breaker = state.breaker, breaker
+        if breaker.transitions == old.transitions:
+            return
+        now, wall = self.clock.now(), self.clock.wall()
+        for change in new_transitions(old, breaker):
+            entry = BreakerRecord(
+                ts=wall - (now - change.at), provider=self._provider,
+                from_state=change.source, to_state=change.target, cause=change.reason,
+            )
+            state.transitions.append(entry)
+            if self._on_transition is not None:
+                self._on_transition(entry)
+        if breaker.name == "open" and self._probe_wait is not None:
+            self._probe_wait.cancel()  # the probe loop's long sleep gives way to the open pace
 
     def health(self) -> ProviderHealth:
-        """A snapshot of breaker, health, cooldown and slots."""
+        """A snapshot of breaker, health, cooldown, slots and the breaker's recent transitions."""
         now = self.clock.now()
-        state = advance(self._breaker, now, self._settings.breaker)
+        self._set_breaker(advance(self._state.breaker, now, self._settings.breaker))
+        state = self._state
+        cooling = max(0.0, state.cooldown_until - now)
         return ProviderHealth(
             provider=self._provider,
-            breaker=state.name,
-            healthy=self._health.healthy,
-            cooling_down_s=max(0.0, self._cooldown_until - now),
+            breaker=state.breaker.name,
+            healthy=state.health.healthy and state.breaker.name != "open",
+            cooling_down_s=cooling,
             free_slots=int(self._slots.value),
             in_flight=self._in_flight,
             max_concurrency=self._settings.max_concurrency,
-            breaker_transitions=state.transitions,
+            breaker_transitions=state.breaker.transitions,
+            probes_healthy=state.health.healthy,
+            cooldown_cause=state.cooldown_cause if cooling > 0 else None,
+            recent_transitions=tuple(state.transitions),
         )
 
     def _admission_error(self) -> AdmissionRejected | None:
         now = self.clock.now()
-        if now < self._cooldown_until:
-            return AdmissionRejected(self._provider, "cooling_down", retry_after=self._cooldown_until - now)
-        if not self._health.healthy:
+        state = self._state
+        if now < state.cooldown_until:
+            return AdmissionRejected(self._provider, "cooling_down", retry_after=state.cooldown_until - now)
+        if not state.health.healthy:
             return AdmissionRejected(self._provider, "unhealthy")
         if self._slots.value == 0 and self._settings.slot_wait_s <= 0:
             return AdmissionRejected(self._provider, "no_slot")
@@ -244,16 +282,25 @@ class ProviderActor(Actor[ProviderMsg]):
             error = ErrorClass.CANCELLED  # never reached the provider: the breaker must not count it
         except InterlockError as exc:
             error = exc.kind
-            if isinstance(exc, ProviderError) and exc.kind is ErrorClass.RATE_LIMIT:
-                self._cooldown_until = cooldown_until(
-                    self.clock.now(), exc.retry_after, self._settings.cooldown, current=self._cooldown_until
-                )
+            if isinstance(exc, ProviderError):
+                self._cool_down(exc)
         except anyio.get_cancelled_exc_class():
             error = ErrorClass.CANCELLED
             raise
+        except Exception:
+            error = ErrorClass.INTERNAL  # an adapter bug (it crashes this actor): says nothing of the provider
+            raise
         finally:
             outcome = CallOutcome(error=error, ttft_s=ttft, epoch=epoch)
-            self._set_breaker(record(self._breaker, outcome, self.clock.now(), self._settings.breaker))
+            self._set_breaker(record(self._state.breaker, outcome, self.clock.now(), self._settings.breaker))
+
+    def _cool_down(self, exc: ProviderError) -> None:
+        """A 429 pauses admissions: briefly for a rate limit, for long when the quota is gone."""
+        state = self._state
+        until = cooldown_after(exc.kind, self.clock.now(), exc.retry_after, self._settings.cooldown,
+                               current=state.cooldown_until)
+        if until is not None and until > state.cooldown_until:
+            state.cooldown_until, state.cooldown_cause = until, exc.kind
 
     async def _relay(
         self, call: Call, sink: EventSink[Any], start: float, answered: Callable[[], None]
@@ -309,17 +356,25 @@ class ProviderActor(Actor[ProviderMsg]):
             raise AdmissionRejected(self._provider, "no_slot") from None
 
     async def _probe(self) -> bool:
+        """One health probe: its result goes to health and, while the breaker is open, may half-open it."""
         assert self._adapter is not None
-        ok = True
-        try:
-            with anyio.fail_after(self._settings.probe.timeout_s):
-                await self._adapter.probe()
-        except (InterlockError, TimeoutError):
-            ok = False
-        self._health = record_probe(self._health, ok, self._settings.probe)
+        ok = await probe_once(self._adapter, self._settings.probe)
+        state = self._state
+        state.health = record_probe(state.health, ok, self._settings.probe)
+        self._set_breaker(on_health_probe(state.breaker, ok, self.clock.now(), self._settings.breaker))
         return ok
+
+    def _next_probe_in(self) -> float:
+        breaker = advance(self._state.breaker, self.clock.now(), self._settings.breaker)
+        return probe_interval(
+            self._state.health, self._settings.probe, breaker_open=breaker.name == "open", draw=self._jitter.random()
+        )
 
     async def _probe_loop(self) -> None:
         while True:
-            await self.clock.sleep(probe_interval(self._health, self._settings.probe))
-            await self._probe()
+            with anyio.CancelScope() as wait:
+                self._probe_wait = wait
+                await self.clock.sleep(self._next_probe_in())
+            self._probe_wait = None
+            if not wait.cancelled_caught:  # cut short: the breaker opened, so the pace changed
+                await self._probe()

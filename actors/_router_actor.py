@@ -25,6 +25,7 @@ from interlock.policies._hedge import HedgeBudget, full_budget, hedge_delay_s, o
 from interlock.policies._latency import RollingLatency
 from interlock.policies._routing import Resolution, resolve
 from interlock.policies._tokens import estimate_input_tokens
+from interlock.policies._tool_validate import check_tool_schemas
 
 _random = random.Random()  # ids need uniqueness, not secrecy: no OS entropy per request
 
@@ -96,7 +97,13 @@ class RouterActor(Actor[RouterMsg]):
         return None
 
     def plan(self, request: ChatRequest, chain: tuple[str, ...] | None = None) -> Plan:
-        """The chain and hedge policy for ``request`` (``chain`` replacing the job's own)."""
+        """The chain and hedge policy for ``request`` (``chain`` replacing the job's own).
+
+        Tool schemas are checked here, before any rail or upstream sees the request: a bad one is
+        a ``RequestError`` naming the tool, never a call paid for upstream.
+        """
+        if request.tools:
+            check_tool_schemas(request.tools)
         tokens = estimate_input_tokens(request)
         resolution = resolve(self._config, request, tokens, chain)
         return Plan(resolution, tokens, self._hedge_policy(resolution))

@@ -6,6 +6,10 @@ stores, the OpenTelemetry mirror, then the runtime with its actors — the ledge
 last, after committing every record), the provider supervisor with one actor per enabled
 provider, then the router. The rails are folded once here, and the lease renewer runs here,
 not in any actor: it belongs to the process, which holds the leases.
+
+Each provider's ``ProviderState`` (breaker, probe health, cooldown) is made here, once, and
+held by its child spec, so it outlives every restart of its actor and of the provider
+supervisor; its breaker transitions go to the ledger and the mirror through one ``BreakerLog``.
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ from interlock._clock import Clock, RealClock
 from interlock._errors import ConfigError
 from interlock._runtime import Runtime
 from interlock._supervisor import ChildSpec, Restart, Strategy
+from interlock.actors._breaker_log import BreakerLog
 from interlock.actors._ledger_actor import LedgerActor, LedgerBuffer, LedgerMsg
 from interlock.actors._provider_actor import ProviderActor, ProviderMsg, ProviderSettings
+from interlock.actors._provider_state import ProviderState
 from interlock.actors._router_actor import RouterActor
 from interlock.actors._wiring import build_adapter, is_enabled
 from interlock.actors.rails._budget import BudgetRail
@@ -93,9 +99,10 @@ async def build_tree(options: TreeOptions, stack: contextlib.AsyncExitStack, in_
         name="ledger", shutdown=30.0,
     )
     enabled = {n: p for n, p in config.providers.items() if is_enabled(n, p, options.environ)}
-    transition = mirror.breaker_transition if mirror is not None else None
+    transitions = BreakerLog(ledger, mirror)
+    stack.push_async_callback(transitions.flush)  # runs before the runtime stops the ledger
     sim_url = sim.url if sim is not None else None
-    specs = [_provider_spec(n, p, options, sim_url, transition) for n, p in enabled.items()]
+    specs = [_provider_spec(n, p, options, sim_url, transitions) for n, p in enabled.items()]
     await rt.spawn_supervisor("providers", specs, strategy=Strategy.ONE_FOR_ONE, max_restarts=5, period=10.0)
     providers: dict[str, ActorRef[ProviderMsg]] = {n: rt.lookup(f"provider:{n}") for n in enabled}
     router = await rt.spawn(lambda: RouterActor(config), name="router", shutdown=30.0)
@@ -126,9 +133,8 @@ def fold_rails(
             raise ConfigError(f"verifiers.{job}", f"unknown job; expected one of {', '.join(sorted(config.jobs))}")
     # A rail with nothing configured would only cost every attempt a call: it is left out.
     rails: list[AttemptRail] = []
-    budgets = config.budgets
-    if budgets.providers or budgets.tenants:
-        rails.append(BudgetRail(state.budgets, budgets, clock))
+    if BudgetRail.wanted(config):  # a provider's or tenant's budget, or a model's daily token cap
+        rails.append(BudgetRail(state.budgets, config.budgets, clock))
     limits = config.limits
     lease = LeaseRail(state.leases, limits, clock) if limits.max_in_flight is not None or limits.per_provider else None
     if lease is not None:
@@ -147,19 +153,20 @@ async def _renew_leases(lease: LeaseRail, stack: contextlib.AsyncExitStack) -> N
 
 def _provider_spec(
     name: str, cfg: ProviderConfig, options: TreeOptions, sim_url: str | None,
-    on_transition: Callable[[str, str, str], None] | None,
+    on_transition: BreakerLog,
 ) -> ChildSpec:
     settings = ProviderSettings(
         max_concurrency=cfg.max_concurrency, slot_wait_s=cfg.slot_wait_ms / 1000.0,
         breaker=cfg.breaker, probe=cfg.probe, cooldown=cfg.cooldown,
     )
     environ, clock = options.environ, options.clock
+    state = ProviderState()  # one per provider, outside every incarnation of its actor
 
     def start() -> ProviderActor:
         def adapter() -> ProviderAdapter:
             return build_adapter(name, cfg, environ=environ, clock=clock, simulator_url=sim_url)
 
-        return ProviderActor(name, adapter, settings, on_transition)
+        return ProviderActor(name, adapter, settings, on_transition, state)
 
     return ChildSpec(f"provider:{name}", start, Restart.PERMANENT, shutdown=10.0)
 

@@ -1,7 +1,12 @@
-"""Ledger records: one per attempt and one per request, as persisted and exported.
+"""Ledger records: one per attempt and one per request, as persisted and exported, and two small ones.
 
 Times are milliseconds; ``ts`` is wall-clock epoch seconds from the injected clock. Costs are
 cents, computed when the call ends from the price table in force at that time.
+
+A request leaves a ``BeginRecord`` when it enters and its ``RequestRecord`` (with one
+``AttemptRecord`` per attempt) when it ends; a begun request whose end never reached the file (the
+process was killed) is closed as ``interrupted`` when the ledger is next opened. A
+``BreakerRecord`` is one change of a provider's circuit breaker.
 """
 
 from __future__ import annotations
@@ -10,7 +15,11 @@ from typing import Literal
 
 import msgspec
 
-Outcome = Literal["ok", "error", "cancelled", "skipped"]
+AttemptOutcome = Literal["ok", "error", "cancelled", "skipped"]
+"""How an attempt ended."""
+
+Outcome = Literal["ok", "error", "cancelled", "skipped", "interrupted"]
+"""How a request ended; ``interrupted``: the process ended while it ran (written at the next open)."""
 
 
 class AttemptRecord(msgspec.Struct, frozen=True, kw_only=True, tag="attempt"):
@@ -25,7 +34,7 @@ class AttemptRecord(msgspec.Struct, frozen=True, kw_only=True, tag="attempt"):
     model_class: str
     model: str
     provider: str
-    outcome: Outcome
+    outcome: AttemptOutcome
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
@@ -44,6 +53,10 @@ class AttemptRecord(msgspec.Struct, frozen=True, kw_only=True, tag="attempt"):
     # When the attempt ran, relative to its request's start, whatever its outcome (for traces).
     start_ms: float | None = None
     duration_ms: float | None = None
+    # The provider sent no usage: the output tokens were estimated from the delivered text.
+    usage_estimated: bool = False
+    # Malformed stream events the decoder skipped (the answer went on without them).
+    skipped_events: int = 0
 
 
 class RequestRecord(msgspec.Struct, frozen=True, kw_only=True, tag="request"):
@@ -78,4 +91,24 @@ class RequestRecord(msgspec.Struct, frozen=True, kw_only=True, tag="request"):
     route_detail: str = ""
 
 
-LedgerRecord = AttemptRecord | RequestRecord
+class BeginRecord(msgspec.Struct, frozen=True, kw_only=True, tag="begin"):
+    """A request entered: told at once, never waited for; its end (a ``RequestRecord``) replaces it."""
+
+    request_id: str
+    ts: float
+    tenant: str
+    caller: str
+    task: str
+
+
+class BreakerRecord(msgspec.Struct, frozen=True, kw_only=True, tag="breaker"):
+    """One change of a provider's circuit breaker, and what caused it."""
+
+    ts: float
+    provider: str
+    from_state: str
+    to_state: str
+    cause: str
+
+
+LedgerRecord = AttemptRecord | RequestRecord | BeginRecord | BreakerRecord

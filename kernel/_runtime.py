@@ -2,7 +2,9 @@
 
 Leaving the block stops every actor in reverse start order and waits for it; nothing the
 runtime started outlives the block. If the root supervisor escalates, the block's body is
-cancelled and ``SupervisorEscalation`` is raised from it.
+cancelled and ``SupervisorEscalation`` is raised from it. A ref handed out by ``spawn`` or
+``lookup`` stays valid while the runtime runs, across restarts of its actor and of the
+supervisors above it.
 """
 
 from __future__ import annotations
@@ -104,6 +106,8 @@ class Runtime:
         try:
             await self._root._serve(self.clock, self._registry, task_status=task_status)
         finally:
+            # Nothing restarts the root: every mailbox it parked closes, answering what is queued.
+            self._registry.close_parked()
             self._root_done.set()
 
     async def __aexit__(

@@ -11,6 +11,14 @@ A child's restart type decides whether an exit calls for a restart: ``permanent`
 ``period`` seconds (OTP defaults: 1 in 5 s) and the supervisor stops everything and escalates by
 raising ``SupervisorEscalation`` to its parent. Children stop in reverse start order, each given
 its ``shutdown`` deadline before it is cancelled.
+
+An actor's mailbox (its ``_Cell``) belongs to its name in the runtime's registry, not to one
+supervisor instance: a supervisor that ends (it escalated, or its parent stopped it to restart
+it) parks its children's cells, and the instance its parent starts next takes them back, so
+every ``ActorRef`` handed out before stays valid across a restart of its supervisor too. While
+parked a cell refuses messages (``ActorStopped``). A cell is closed for good only when its child
+is forgotten (temporary, transient and done, terminated), when a restarted supervisor no longer
+has a child of that name, or when the runtime ends.
 """
 
 from __future__ import annotations
@@ -70,15 +78,37 @@ class ChildInfo(msgspec.Struct, frozen=True):
 
 
 class Registry:
-    """Names to actor refs, shared by every supervisor of one runtime."""
+    """Names to actor refs, shared by every supervisor of one runtime; it also holds parked cells."""
 
     def __init__(self) -> None:
         self._refs: dict[str, ActorRef[Any]] = {}
+        self._parked: dict[str, _Cell] = {}
 
     def add(self, name: str, ref: ActorRef[Any]) -> None:
         if name in self._refs:
             raise InterlockError(f"an actor named {name!r} is already registered")
         self._refs[name] = ref
+
+    def claim(self, name: str, capacity: int) -> _Cell:
+        """The cell for a new child ``name``: the one parked under that name, else a fresh one."""
+        cell = self._parked.pop(name, None)
+        if cell is None:
+            cell = _Cell(name, capacity)
+            self.add(name, ActorRef(cell))
+        return cell
+
+    def park(self, name: str, cell: _Cell) -> None:
+        """Keep ``cell`` (and its ref) for the next child of that name; it refuses messages meanwhile."""
+        cell.accepting = False
+        self._parked[name] = cell
+
+    def close_parked(self, names: Sequence[str] | None = None) -> None:
+        """Close the parked cells among ``names`` (every parked cell when None) and forget their names."""
+        for name in list(self._parked) if names is None else names:
+            cell = self._parked.pop(name, None)
+            if cell is not None:
+                cell.close()
+                self.remove(name)
 
     def remove(self, name: str) -> None:
         self._refs.pop(name, None)
@@ -145,6 +175,7 @@ class Supervisor:
         self._exit_send: MemoryObjectSendStream[object] | None = None
         self._stop_requested = False
         self._lock = anyio.Lock()
+        self._parked: list[str] = []  # names this instance (and its subtree) parked when it ended
 
     def __repr__(self) -> str:
         return f"Supervisor({self.name!r}, {self.strategy})"
@@ -208,8 +239,7 @@ class Supervisor:
         first = spec.start()
         cell = None
         if isinstance(first, Actor):
-            cell = _Cell(spec.name, spec.mailbox_size or first.mailbox_size)
-            self._registry.add(spec.name, ActorRef(cell))
+            cell = self._registry.claim(spec.name, spec.mailbox_size or first.mailbox_size)
         child = _Child(spec, cell, first)
         self._children.append(child)
         return child
@@ -273,10 +303,14 @@ class Supervisor:
         child.scope = anyio.CancelScope()
         if child.cell is not None:
             child.cell.accepting = True
+            child.cell.stop_token = None  # a stop left queued for the last incarnation is not for this one
+        previous = child.instance
         instance = child.instance if child.generation == 1 else child.spec.start()
         child.instance = instance
         await self._tg.start(self._run_child, child, instance, child.generation)
         child.running = True
+        if isinstance(previous, Supervisor) and previous is not instance:
+            previous.close_parked()  # what the new subtree did not take back is gone for good
 
     async def _run_child(
         self, child: _Child, instance: Actor[Any] | Supervisor, generation: int, *, task_status: TaskStatus[None]
@@ -315,18 +349,34 @@ class Supervisor:
         child.running = False
 
     def _forget(self, child: _Child) -> None:
+        """Drop ``child`` for good: its mailbox (or, for a supervisor, its subtree's) closes."""
         if child in self._children:
             self._children.remove(child)
         if child.cell is not None:
             child.cell.close()
             self._registry.remove(child.spec.name)
+        elif isinstance(child.instance, Supervisor):
+            child.instance.close_parked()
+
+    def close_parked(self) -> None:
+        """Close the cells this instance parked when it ended; nothing will take them back."""
+        names, self._parked = self._parked, []
+        self._registry.close_parked(names)
 
     async def _stop_all(self) -> None:
         for child in reversed(list(self._children)):
             if child.running:
                 await self._stop(child)
+        # Parked, not closed: if the parent starts this supervisor again, the children's refs
+        # keep working; if not, the parent (or the runtime) closes them.
         for child in list(self._children):
-            self._forget(child)
+            self._children.remove(child)
+            if child.cell is not None:
+                self._registry.park(child.spec.name, child.cell)
+                self._parked.append(child.spec.name)
+            elif isinstance(child.instance, Supervisor):
+                self._parked.extend(child.instance._parked)
+                child.instance._parked = []
 
 
 def _unwrap(exc: BaseException) -> BaseException:

@@ -241,9 +241,15 @@ class UsageEvent(msgspec.Struct, frozen=True, tag="usage"):
 
 
 class Finish(msgspec.Struct, frozen=True, tag="finish"):
-    """The end of the answer, with why it ended."""
+    """The end of the answer, with why it ended.
+
+    ``skipped_events`` counts the malformed stream events the provider's decoder skipped on the
+    way (each one a glitch in an otherwise healthy stream); it defaults to 0, so a ``Finish``
+    encoded before the field existed still decodes.
+    """
 
     reason: FinishReason
+    skipped_events: int = 0
 
 
 StreamEvent = TextDelta | ThinkingDelta | ToolCallDelta | ToolCallDone | UsageEvent | Finish

@@ -4,11 +4,16 @@
 
     closed ──(failure or slow-call rate >= threshold, once min_calls are in the window)──> open
     open ──(the open wait has passed; seen by admit/advance)──> half_open
+    open ──(a health probe passed, unless probes were contradicted; see on_health_probe)──> half_open
     half_open ──(every permitted probe passed)──> closed
-    half_open ──(any probe failed or was slow)──> open, with a longer wait
+    half_open ──(any probe failed or was slow)──> open, with a longer wait (capped)
+
+"Probe" alone means a half-open trial call (a real request); a *health* probe is the provider
+actor's own check (``interlock.policies._health``), which runs often while the breaker is open.
 
 The provider actor owns the ``BreakerState`` and the clock: it calls ``admit`` before a call,
-``record`` with the call's outcome after it, and keeps whatever state they return. Nothing here
+``record`` with the call's outcome after it, ``on_health_probe`` with each health probe's
+result, and keeps whatever state they return. Nothing here
 reads time, sleeps or does I/O. Each admission carries the state's ``epoch`` (bumped on every
 transition); an outcome that quotes an older epoch speaks about a state that is gone and is
 dropped, so a slow call admitted while closed cannot pose as a half-open probe.
@@ -49,7 +54,10 @@ def counts_as_failure(kind: ErrorClass, failure_kinds: frozenset[ErrorClass] = F
     half-open probes notice when the key works again.
     Not counted: bad_request, context_length, content_filter, content_policy — the request was
     at fault, not the provider; cancelled — we gave up (a lost hedge, a gone client); internal —
-    our own bug. These results neither enter the window nor use up a half-open probe.
+    our own bug; quota — the account is out of credit, which the provider actor's long quota
+    cooldown already answers (every call is refused ``cooling_down`` meanwhile), and a breaker
+    opened by it would only add half-open trials that spend nothing but requests' time. These
+    results neither enter the window nor use up a half-open probe.
     """
     return kind in failure_kinds
 
@@ -172,6 +180,9 @@ class BreakerState(msgspec.Struct, frozen=True, kw_only=True):
 
     ``trips`` counts opens in a row (kept after closing, to recognise a flapping provider);
     ``transitions`` counts every transition ever, ``recent`` keeps the last few.
+    ``by_health_probe`` says the current half-open was entered early, on a passing health probe;
+    ``trust_health_probes`` turns False once such a half-open failed (the health probe passes
+    while real calls fail: a brownout behind a model-list probe) and True again on closing.
     """
 
     name: BreakerStateName = "closed"
@@ -185,6 +196,8 @@ class BreakerState(msgspec.Struct, frozen=True, kw_only=True):
     epoch: int = 0
     transitions: int = 0
     recent: tuple[Transition, ...] = ()
+    by_health_probe: bool = False
+    trust_health_probes: bool = True
 
 
 # -- the public transitions --------------------------------------------------------------------
@@ -193,7 +206,24 @@ class BreakerState(msgspec.Struct, frozen=True, kw_only=True):
 def advance(state: BreakerState, now: float, cfg: BreakerConfig) -> BreakerState:
     """Apply the time-driven transition: open becomes half-open once its wait has passed."""
     if state.name == "open" and now >= state.opened_at + state.wait_s:
-        return _move(state, now, "half_open", "wait_elapsed", probes_admitted=0, probes_passed=0)
+        return _move(state, now, "half_open", "wait_elapsed", probes_admitted=0, probes_passed=0, by_health_probe=False)
+    return state
+
+
+def on_health_probe(state: BreakerState, ok: bool, now: float, cfg: BreakerConfig) -> BreakerState:
+    """Fold one health probe's result in: a passing probe half-opens an open breaker before its wait ends.
+
+    So a provider that recovered is tried again within a probe interval, not after the open
+    wait. The half-open trials still decide: one failure reopens, with the next, longer (and
+    capped) wait. If a half-open entered this way fails, the health probe has been shown not to
+    speak for real calls, and until the breaker closes again only the open wait half-opens it.
+    A failed probe, or one while closed or half-open, changes nothing here (health counts it).
+    """
+    state = advance(state, now, cfg)
+    if ok and state.name == "open" and state.trust_health_probes:
+        return _move(
+            state, now, "half_open", "health_probe_passed", probes_admitted=0, probes_passed=0, by_health_probe=True
+        )
     return state
 
 
@@ -302,7 +332,10 @@ def _record_probe(
         return _open(state, now, cfg, "probe_failed" if failed else "probe_slow")
     passed = state.probes_passed + 1
     if passed >= cfg.half_open_probes:
-        return _move(state, now, "closed", "probes_passed", closed_at=now, wait_s=0.0, window=())
+        return _move(
+            state, now, "closed", "probes_passed", closed_at=now, wait_s=0.0, window=(),
+            by_health_probe=False, trust_health_probes=True,
+        )
     return replace(state, probes_passed=passed)
 
 
@@ -310,6 +343,7 @@ def _open(state: BreakerState, now: float, cfg: BreakerConfig, reason: str) -> B
     recent_close = state.closed_at is not None and now - state.closed_at < cfg.trip_memory_s
     repeat = state.name == "half_open" or recent_close
     trips = state.trips + 1 if repeat else 1
+    contradicted = state.name == "half_open" and state.by_health_probe
     return _move(
         state,
         now,
@@ -321,6 +355,8 @@ def _open(state: BreakerState, now: float, cfg: BreakerConfig, reason: str) -> B
         trips=trips,
         probes_admitted=0,
         probes_passed=0,
+        by_health_probe=False,
+        trust_health_probes=state.trust_health_probes and not contradicted,
     )
 
 

@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from interlock._errors import BudgetExceeded, ChainExhausted, DeadlineExceeded, ErrorClass, InterlockError
+from interlock._errors import (
+    BudgetExceeded,
+    ChainExhausted,
+    DeadlineExceeded,
+    ErrorClass,
+    InterlockError,
+    RequestError,
+)
 
 if TYPE_CHECKING:
     from interlock.policies._config import ModelConfig, ProviderConfig
@@ -88,11 +95,17 @@ def walk_failure(
 ) -> InterlockError:
     """The error a walk that found no answer ends with, saying what really stopped it.
 
-    The request's deadline if it ran out; the first-token deadline if that failed the last
+    A request no candidate's context window can hold (every one skipped for it, none tried) is
+    the request's fault; then the request's deadline if it ran out; the first-token deadline if that failed the last
     attempt; the full budget when money refused every candidate; else the chain's end, with
     every attempt's error.
     """
     job, policy = resolution.job or "(pinned)", resolution.policy
+    skipped = resolution.skipped
+    if not errors and skipped and all(s.reason == "context_window" for s in skipped):
+        # Nothing was tried because nothing fits: the request's size is the fault, not the fleet.
+        detail = "; ".join(f"{s.model}: {s.detail}" for s in skipped[:3])
+        return RequestError("max_tokens", f"the request fits no candidate's context window ({detail})")
     if out_of_time:
         return DeadlineExceeded("total", policy.total_timeout_ms, job, errors)
     if late_first == "first_token" and policy.first_token_timeout_ms is not None:

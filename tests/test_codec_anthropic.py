@@ -234,6 +234,7 @@ def test_in_band_overloaded_error_keeps_partial_text() -> None:
     ("error_type", "kind"),
     [
         ("rate_limit_error", ErrorClass.RATE_LIMIT),
+        ("billing_error", ErrorClass.QUOTA),
         ("api_error", ErrorClass.SERVER_ERROR),
         ("timeout_error", ErrorClass.TIMEOUT),
         ("something_new", ErrorClass.SERVER_ERROR),
@@ -281,17 +282,38 @@ def test_cut_mid_event_is_reported_as_a_cut() -> None:
     assert "cut mid-event" in info.value.detail
 
 
-def test_malformed_json_names_provider_and_offset() -> None:
-    """Bad JSON in a complete event raises MidStreamError(server_error) naming the provider and byte offset."""
+def test_malformed_structural_event_names_provider_and_offset() -> None:
+    """Bad JSON in a content_block_start raises MidStreamError(server_error) naming the provider and byte offset."""
     good = minimal_stream("end_turn").split(b"event: content_block_stop")[0]
-    data = good + b'event: content_block_delta\ndata: {"type": "content_block_delta", "index": 0,,}\n\n'
+    data = good + b'event: content_block_start\ndata: {"type": "content_block_start", "index": 1,,}\n\n'
     decoder = codec().stream_decoder(MODEL)
     assert [e for e in decoder.feed(data) if isinstance(e, TextDelta)] == [TextDelta("Hi")]
     with pytest.raises(MidStreamError) as info:
         decoder.feed(b"")
     assert info.value.kind is ErrorClass.SERVER_ERROR
     assert info.value.partial == "Hi"
-    assert info.value.detail == f"anthropic: malformed JSON in a stream event near byte {len(data)}"
+    assert info.value.detail == (
+        f"anthropic: malformed event content_block_start near byte {len(data)}: what it carried cannot be recovered"
+    )
+
+
+def test_malformed_ping_and_unknown_events_are_skipped_and_counted() -> None:
+    """A malformed ping, an unnamed and an unknown malformed event lose nothing: skipped, and counted on the Finish."""
+    good = minimal_stream("end_turn")
+    cut = good.index(b"event: content_block_stop")
+    junk = b"event: ping\ndata: {nope\n\n" + b"data: {nope\n\n" + b"event: future_event\ndata: [\n\n"
+    events = decode_all(good[:cut] + junk + good[cut:])
+    assert [e for e in events if isinstance(e, TextDelta)] == [TextDelta("Hi")]
+    assert events[-1] == Finish("stop", skipped_events=3)
+
+
+def test_malformed_delta_in_a_thinking_block_fails() -> None:
+    """A malformed delta while a thinking block is open fails: the signed thinking text would be corrupted."""
+    start = {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}}
+    data = sse(start) + b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{\n\n'
+    with pytest.raises(MidStreamError) as info:
+        decode_all(data)
+    assert "cannot be recovered" in info.value.detail
 
 
 @settings(max_examples=60, deadline=None)
@@ -620,6 +642,11 @@ def error_body(error_type: str, message: str = "x") -> bytes:
     )
 
 
+SPEND_CAP = msgspec.json.encode(
+    {"type": "error", "error": {"type": "rate_limit_error", "details": {"error_code": "enforced_spend_limit_reached"}}}
+)
+
+
 @pytest.mark.parametrize(
     ("status", "payload", "kind"),
     [
@@ -635,12 +662,15 @@ def error_body(error_type: str, message: str = "x") -> bytes:
             ErrorClass.CONTEXT_LENGTH,
         ),
         (401, error_body("authentication_error", "invalid x-api-key"), ErrorClass.AUTH),
-        (402, error_body("billing_error"), ErrorClass.AUTH),
+        (402, error_body("billing_error"), ErrorClass.QUOTA),
         (403, error_body("permission_error"), ErrorClass.AUTH),
         (404, error_body("not_found_error", "model: claude-nope"), ErrorClass.BAD_REQUEST),
         (413, error_body("request_too_large"), ErrorClass.BAD_REQUEST),
         (413, b"<html>413 Request Entity Too Large</html>", ErrorClass.BAD_REQUEST),
         (429, error_body("rate_limit_error"), ErrorClass.RATE_LIMIT),
+        (400, error_body("invalid_request_error", "Your credit balance is too low to access it."), ErrorClass.QUOTA),
+        (400, error_body("invalid_request_error", "You reached your specified API usage limits"), ErrorClass.QUOTA),
+        (429, SPEND_CAP, ErrorClass.QUOTA),
         (500, error_body("api_error"), ErrorClass.SERVER_ERROR),
         (529, error_body("overloaded_error", "Overloaded"), ErrorClass.OVERLOADED),
         (529, b"", ErrorClass.OVERLOADED),

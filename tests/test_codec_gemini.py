@@ -282,12 +282,12 @@ def test_cut_stream_is_a_mid_stream_error_with_partial_text() -> None:
     assert info.value.model == MODEL
 
 
-def test_malformed_json_names_provider_and_offset() -> None:
-    """Bad JSON in a data line is a server_error MidStreamError naming the provider and the byte offset."""
+def test_malformed_function_call_chunk_names_provider_and_offset() -> None:
+    """Bad JSON in a chunk carrying a function call is a server_error MidStreamError naming the provider and offset."""
     good = sse(chunk([{"text": "ok"}]))
     decoder = codec().stream_decoder(MODEL)
     decoder.feed(good)
-    bad = b'data: {"candidates": [\r\n\r\n'
+    bad = b'data: {"candidates": [{"content": {"parts": [{"functionCall": {"name": "f", "args": {\r\n\r\n'
     with pytest.raises(MidStreamError) as info:
         decoder.feed(bad)
     assert info.value.kind is ErrorClass.SERVER_ERROR
@@ -749,6 +749,24 @@ def test_resource_exhausted_retry_delay_and_header() -> None:
     plain = error_body(429, "RESOURCE_EXHAUSTED", "quota")
     assert codec().classify(429, {"retry-after": "3"}, plain, MODEL).retry_after == 3.0
     assert codec().classify(429, {}, plain, MODEL).retry_after is None
+
+
+@pytest.mark.parametrize(
+    ("violation", "kind"),
+    [
+        ({"quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier", "quotaValue": "250"}, ErrorClass.QUOTA),
+        ({"quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "quotaValue": "0"}, ErrorClass.QUOTA),
+        ({"quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "quotaValue": 5}, ErrorClass.RATE_LIMIT),
+    ],
+)
+def test_resource_exhausted_is_quota_only_for_a_day_or_zero_limit(violation: dict[str, Any], kind: ErrorClass) -> None:
+    """A QuotaFailure of a per-day window or a zero limit is quota with no retry hint; per-minute stays rate_limit."""
+    details = [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [violation]},
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "22s"},
+    ]
+    error = codec().classify(429, {}, error_body(429, "RESOURCE_EXHAUSTED", "quota", details), MODEL)
+    assert (error.kind, error.retry_after) == (kind, None if kind is ErrorClass.QUOTA else 22.0)
 
 
 def test_invalid_api_key_is_auth_and_list_bodies_parse() -> None:

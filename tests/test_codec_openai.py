@@ -319,18 +319,20 @@ def test_stream_cut_mid_event_is_an_error(compatible: bool) -> None:
     assert "cut mid-event" in err.detail
 
 
-def test_malformed_json_names_provider_and_byte_offset() -> None:
-    """A chunk that is not JSON fails with a detail naming the provider and the stream byte offset."""
-    good = _sse(_chunk({"content": "ok"}))
+def test_malformed_chunk_mid_tool_call_names_provider_and_byte_offset() -> None:
+    """A chunk that is not JSON while a tool call streams fails, naming the provider and the stream byte offset."""
+    call = {"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "f", "arguments": "{"}}]}
+    good = _sse(_chunk({"content": "ok"}), _chunk(call))
     bad = b'data: {"choices": [}\n\n'
     decoder = _codec().stream_decoder(MODEL)
-    assert decoder.feed(good) == [TextDelta("ok")]
+    assert TextDelta("ok") in decoder.feed(good)
     with pytest.raises(MidStreamError) as info:
         decoder.feed(bad)
     err = info.value
     assert err.kind is ErrorClass.SERVER_ERROR
     assert err.partial == "ok"
     assert "openai" in err.detail
+    assert "cannot be recovered" in err.detail
     assert f"byte offset {len(good) + len(bad)}" in err.detail
 
 
@@ -349,6 +351,7 @@ def test_chunk_of_the_wrong_shape_is_a_mid_stream_error() -> None:
             "context_length",
         ),
         ({"error": {"message": "slow", "type": "requests", "code": "rate_limit_exceeded"}}, "rate_limit"),
+        ({"error": {"message": "no credit", "type": "insufficient_quota", "code": "insufficient_quota"}}, "quota"),
         (
             {"error": {"message": "flagged", "type": "invalid_request_error", "code": "content_filter"}},
             "content_filter",
@@ -501,6 +504,7 @@ def test_bad_completion_body_raises_provider_error(body: bytes, kind: ErrorClass
         (413, "bad_request"),
         (418, "bad_request"),
         (422, "bad_request"),
+        (402, "quota"),
         (429, "rate_limit"),
         (500, "server_error"),
         (501, "server_error"),
@@ -533,6 +537,14 @@ def test_400_refined_by_error_code(error: dict[str, Any], kind: str) -> None:
     err = _codec().classify(400, {}, json.dumps({"error": error}).encode(), MODEL)
     assert err.kind is ErrorClass(kind)
     assert err.detail == f"{error['code']}: {error['message']}"
+
+
+def test_insufficient_quota_is_quota_without_a_retry_hint() -> None:
+    """A 429 whose error type or code is insufficient_quota is quota, and its Retry-After is not a hint."""
+    for code in ("insufficient_quota", None):
+        error = {"message": "You exceeded your current quota", "type": "insufficient_quota", "code": code}
+        err = _codec().classify(429, {"retry-after": "20"}, json.dumps({"error": error}).encode(), MODEL)
+        assert (err.kind, err.retry_after, err.status) == (ErrorClass.QUOTA, None, 429)
 
 
 def test_retry_after_seconds_on_rate_limit() -> None:

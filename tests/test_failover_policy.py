@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from interlock._errors import BudgetExceeded, ChainExhausted, DeadlineExceeded, ErrorClass, ProviderError
+from interlock._errors import BudgetExceeded, ChainExhausted, DeadlineExceeded, ErrorClass, ProviderError, RequestError
 from interlock.policies._config import JobConfig, ModelConfig, ProviderConfig
 from interlock.policies._failover import (
     FAILOVER,
@@ -16,7 +16,7 @@ from interlock.policies._failover import (
     same_provider_retry,
     walk_failure,
 )
-from interlock.policies._routing import Resolution
+from interlock.policies._routing import Resolution, Skipped
 
 
 @pytest.mark.parametrize(
@@ -133,3 +133,15 @@ def test_prefill_follows_model_then_provider_then_kind() -> None:
     assert accepts_prefill(ProviderConfig(kind="openai_compatible", prefill=True), model)
     no = msgspec.structs.replace(model, prefill=False)
     assert not accepts_prefill(ProviderConfig(kind="anthropic"), no)
+
+
+def test_a_request_no_context_window_holds_is_the_requests_fault() -> None:
+    """Every candidate skipped for its context window and none tried: a RequestError (400), not a fleet failure."""
+    skipped = (Skipped(model="a", reason="context_window", detail="120000 tokens > window 100000"),)
+    resolution = msgspec.structs.replace(_resolution(), skipped=skipped)
+    error = walk_failure(resolution, [], out_of_time=False, late_first=None)
+    assert isinstance(error, RequestError)
+    assert error.field == "max_tokens"
+    assert "120000 tokens > window 100000" in str(error)
+    other = msgspec.structs.replace(_resolution(), skipped=(Skipped(model="a", reason="rule", detail="r"),))
+    assert isinstance(walk_failure(other, [], out_of_time=False, late_first=None), ChainExhausted)

@@ -256,3 +256,47 @@ async def test_start_failure_fails_the_spawn() -> None:
     async with Runtime() as rt:
         with pytest.raises(RuntimeError, match="cannot start"):
             await rt.spawn(Broken, name="broken")
+
+
+async def test_a_ref_stays_valid_across_a_restart_of_its_supervisor() -> None:
+    """A ref taken before its supervisor escalated reaches the child the restarted supervisor starts."""
+    journal = Journal()
+    clock = FakeClock()
+    async with Runtime(clock=clock, max_restarts=10) as rt:
+        await rt.spawn_supervisor("inner", [spec(journal, "w")], max_restarts=1, period=5.0)
+        ref = rt.lookup("w")
+        await ref.tell("crash")
+        await wait_for(lambda: journal.starts("w") == 2)
+        await ref.tell("crash")  # a second restart within 5 s: the inner supervisor escalates
+        await wait_for(lambda: {c.name: c for c in rt.root.which_children()}["inner"].restarts == 1)
+        await wait_for(lambda: journal.starts("w") == 3)
+        assert await ref.ask("hi") == "w"
+        assert rt.lookup("w") is ref  # the name still maps to the same slot
+    with pytest.raises(ActorStopped):
+        await ref.ask("hi")  # the runtime ended: now it is gone for good
+
+
+async def test_a_forgotten_subtree_closes_its_parked_mailboxes() -> None:
+    """A temporary subtree that gives up is not restarted: its children's refs answer ActorStopped for good."""
+    journal = Journal()
+
+    def subtree() -> Supervisor:
+        return Supervisor("sub", [spec(journal, "x")], max_restarts=0)
+
+    async with Runtime() as rt:
+        await rt.spawn_supervisor("top", [ChildSpec("sub", subtree, Restart.TEMPORARY)])
+        ref = rt.lookup("x")
+        assert await ref.ask("hi") == "x"
+        await ref.tell("crash")  # sub may not restart it: sub escalates, and top forgets the temporary sub
+
+        def unregistered() -> bool:
+            try:
+                rt.lookup("x")
+            except ActorStopped:
+                return True
+            return False
+
+        await wait_for(unregistered)
+        with pytest.raises(ActorStopped):
+            await ref.ask("hi")
+        assert journal.starts("x") == 1

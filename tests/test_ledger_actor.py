@@ -8,8 +8,17 @@ from pathlib import Path
 import anyio
 import pytest
 
-from interlock import FakeClock, RequestRecord, Runtime
-from interlock.actors._ledger_actor import Flush, LedgerActor, LedgerBuffer
+from interlock import AskTimeout, AttemptRecord, FakeClock, RequestRecord, Runtime
+from interlock._records import BeginRecord, BreakerRecord
+from interlock.actors import _ledger_actor as ledger_actor
+from interlock.actors._ledger_actor import (
+    Flush,
+    LedgerActor,
+    LedgerBuffer,
+    Records,
+    tell_records,
+    wait_committed,
+)
 from interlock.adapters.stores._ledger_store import SqliteLedgerStore
 
 pytestmark = pytest.mark.anyio
@@ -156,3 +165,135 @@ async def test_held_back_producer_waits_for_one_batch_not_the_backlog(tmp_path: 
                 for _ in range(300):
                     gated.gate.release()
         assert await store.count_requests() == 300
+
+
+def attempt(i: int) -> AttemptRecord:
+    return AttemptRecord(
+        request_id=f"r{i:06d}", attempt=0, ts=1_700_000_000.0 + i, tenant="t", caller="c", task="j",
+        model_class="fast", model="m", provider="p", outcome="ok",
+    )  # fmt: skip
+
+
+async def test_a_commit_slot_is_answered_only_once_its_records_are_on_disk(tmp_path: Path) -> None:
+    """``tell_records`` wakes the flush at once (no tick); its slot stays open until that write has committed."""
+    async with SqliteLedgerStore(tmp_path / "l.sqlite") as store:
+        gated = GatedStore(store)
+        buffer = LedgerBuffer()
+        async with Runtime(clock=FakeClock()) as rt:  # the clock never moves: no tick ever flushes
+            ref = await rt.spawn(lambda: LedgerActor(gated, buffer), name="ledger")  # type: ignore[arg-type]
+            committed = await tell_records(ref, (attempt(1), rec(1)))
+            await anyio.wait_all_tasks_blocked()
+            assert not committed.done
+            assert await store.count_requests() == 0
+            gated.gate.release()
+            await wait_committed(committed, timeout=5)
+            assert await store.count_requests() == 1
+            assert await store.count_attempts() == 1
+
+
+async def test_requests_ending_during_a_commit_share_the_next_one(tmp_path: Path) -> None:
+    """Twenty requests that end while a write is under way are all answered by one more commit (group commit)."""
+    async with SqliteLedgerStore(tmp_path / "l.sqlite") as store:
+        gated = GatedStore(store)
+        buffer = LedgerBuffer()
+        async with Runtime(clock=FakeClock()) as rt:
+            ref = await rt.spawn(lambda: LedgerActor(gated, buffer), name="ledger")  # type: ignore[arg-type]
+            first = await tell_records(ref, (rec(0),))
+            await anyio.wait_all_tasks_blocked()  # its write has started and waits at the gate
+            later = [await tell_records(ref, (attempt(i), rec(i))) for i in range(1, 21)]
+            await anyio.wait_all_tasks_blocked()
+            gated.gate.release()
+            await wait_committed(first, timeout=5)
+            assert not any(slot.done for slot in later)
+            gated.gate.release()
+            for slot in later:
+                await wait_committed(slot, timeout=5)
+            assert buffer.statistics().batches == 2
+        assert await store.count_requests() == 21
+
+
+async def test_a_waiter_is_answered_by_the_successor_of_a_crashed_ledger(tmp_path: Path) -> None:
+    """A write failure crashes the actor; the restarted one commits the records and answers their waiter."""
+    async with SqliteLedgerStore(tmp_path / "l.sqlite") as store:
+        flaky = FlakyStore(store)
+        buffer = LedgerBuffer()
+        async with Runtime(clock=FakeClock()) as rt:
+            ref = await rt.spawn(lambda: LedgerActor(flaky, buffer), name="ledger")  # type: ignore[arg-type]
+            committed = await tell_records(ref, (rec(7),))
+            await wait_committed(committed, timeout=5)
+            assert flaky.failures_left == 0
+            assert {c.name: c.restarts for c in rt.root.which_children()}["ledger"] == 1
+        assert await store.count_requests() == 1
+
+
+async def test_a_begin_reaches_the_file_without_a_tick_and_breakers_are_stored(tmp_path: Path) -> None:
+    """A told begin is written at once though nobody waits; a breaker change in ``Records`` is stored."""
+    async with SqliteLedgerStore(tmp_path / "l.sqlite") as store, Runtime(clock=FakeClock()) as rt:
+        ref = await rt.spawn(lambda: LedgerActor(store, LedgerBuffer()), name="ledger")
+        await ref.tell(BeginRecord(request_id="r1", ts=1.0, tenant="t", caller="c", task="j"))
+        with anyio.fail_after(5):
+            while await store.count_begun() == 0:
+                await anyio.sleep(0.001)
+        change = BreakerRecord(ts=2.0, provider="p", from_state="closed", to_state="open", cause="5 errors")
+        await ref.tell(Records((change,)))
+        await ref.ask(Flush())
+        assert await store.breaker_transitions() == [change]
+
+
+async def test_only_requests_and_attempts_reach_the_mirror(tmp_path: Path) -> None:
+    """Begins and breaker changes are the ledger's own: the mirror sees attempt and request records only."""
+
+    class Seen:
+        def __init__(self) -> None:
+            self.kinds: list[str] = []
+
+        def observe(self, record: AttemptRecord | RequestRecord, *, traceparent: str | None = None) -> None:
+            self.kinds.append(type(record).__name__)
+
+    seen = Seen()
+    async with SqliteLedgerStore(tmp_path / "l.sqlite") as store, Runtime(clock=FakeClock()) as rt:
+        ref = await rt.spawn(lambda: LedgerActor(store, LedgerBuffer(), mirror=seen), name="ledger")
+        change = BreakerRecord(ts=2.0, provider="p", from_state="closed", to_state="open", cause="errors")
+        begin = BeginRecord(request_id=rec(1).request_id, ts=1.0, tenant="t", caller="c", task="j")
+        await ref.tell(begin)
+        await ref.tell(Records((change, attempt(1), rec(1))))
+        await ref.ask(Flush())
+    assert seen.kinds == ["AttemptRecord", "RequestRecord"]
+
+
+async def test_a_commit_that_cannot_happen_times_out_naming_the_ledger(tmp_path: Path) -> None:
+    """A ledger that cannot write makes the wait an ``AskTimeout`` naming the ledger, after the deadline given."""
+    async with SqliteLedgerStore(tmp_path / "l.sqlite") as store:
+        gated = GatedStore(store)
+        async with Runtime(clock=FakeClock()) as rt:
+            ref = await rt.spawn(lambda: LedgerActor(gated, LedgerBuffer()), name="ledger")  # type: ignore[arg-type]
+            committed = await tell_records(ref, (rec(1),))
+            with pytest.raises(AskTimeout, match="ledger"):
+                await wait_committed(committed, timeout=0.05)
+            gated.gate.release()  # the stuck write goes through
+            await wait_committed(committed, timeout=5)
+
+
+async def test_the_ledger_checkpoints_beside_its_writes_every_so_many_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once ``CHECKPOINT_EVERY`` records are written, a checkpoint runs in the actor's own tasks."""
+
+    class Counting(SqliteLedgerStore):
+        checkpoints = 0
+
+        async def checkpoint(self) -> None:
+            await super().checkpoint()
+            Counting.checkpoints += 1
+
+    monkeypatch.setattr(ledger_actor, "CHECKPOINT_EVERY", 100)
+    async with Counting(tmp_path / "l.sqlite") as store:
+        async with Runtime(clock=FakeClock()) as rt:
+            ref = await rt.spawn(lambda: LedgerActor(store, LedgerBuffer(), batch_size=50), name="ledger")
+            for i in range(250):
+                await ref.tell(rec(i))
+            await ref.ask(Flush())
+            with anyio.fail_after(5):
+                while Counting.checkpoints == 0:
+                    await anyio.sleep(0.001)
+        assert await store.count_requests() == 250

@@ -11,7 +11,7 @@ import anyio.lowlevel
 import msgspec
 import pytest
 
-from interlock._records import AttemptRecord, RequestRecord
+from interlock._records import AttemptRecord, BeginRecord, BreakerRecord, RequestRecord
 from interlock.adapters.stores._ledger_schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -93,6 +93,8 @@ def full_attempt(request_id: str = "r-1", attempt: int = 2, **changes: object) -
         verdict="fail",
         start_ms=12.5,
         duration_ms=340.25,
+        usage_estimated=True,
+        skipped_events=3,
     )
     return msgspec.structs.replace(record, **changes)
 
@@ -131,9 +133,11 @@ def test_table_columns_mirror_record_fields(tmp_path: Path) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     migrate(conn, str(path))
     conn.close()
-    for table, kind in (("requests", RequestRecord), ("attempts", AttemptRecord)):
+    tables = (("requests", RequestRecord, ()), ("attempts", AttemptRecord, ()), ("begun", BeginRecord, ("session",)),
+              ("breaker_transitions", BreakerRecord, ()))  # fmt: skip
+    for table, kind, extra in tables:
         columns = [row[1] for row in raw(path, f"PRAGMA table_info({table})")]
-        assert columns == [f.name for f in msgspec.structs.fields(kind)]
+        assert columns == [*(f.name for f in msgspec.structs.fields(kind)), *extra]
         assert all(row[2] != "BLOB" for row in raw(path, f"PRAGMA table_info({table})"))
 
 
@@ -380,3 +384,101 @@ async def test_first_copy_in_a_batch_wins(tmp_path: Path) -> None:
         await store.write(batch)
         assert [r for r in await store.fetch_requests() if r.request_id == "dup"] == [first]
         assert await store.count_requests() == 1 + len(fillers)
+
+
+def begin(request_id: str, **changes: object) -> BeginRecord:
+    record = BeginRecord(request_id=request_id, ts=T0, tenant="acme", caller="svc", task="summarize")
+    return msgspec.structs.replace(record, **changes)
+
+
+@pytest.mark.anyio
+async def test_an_older_file_gains_the_attempt_flags_begun_and_breaker_tables(tmp_path: Path) -> None:
+    """A file at version 4 is migrated: its attempts read back unestimated with no skipped events."""
+    path = tmp_path / "ledger.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert migrate(conn, str(path), upto=4) == 4
+    v4 = msgspec.structs.astuple(full_attempt())[:27]
+    conn.execute("INSERT INTO attempts VALUES (" + ", ".join("?" * 27) + ")", v4)
+    conn.close()
+    async with SqliteLedgerStore(path) as store:
+        assert await store.fetch_attempts() == [full_attempt(usage_estimated=False, skipped_events=0)]
+        assert await store.count_begun() == 0
+        assert await store.breaker_transitions() == []
+
+
+@pytest.mark.anyio
+async def test_a_begin_is_kept_until_its_end_is_written_and_never_beside_it(tmp_path: Path) -> None:
+    """A begun row stands while its request runs; its end deletes it; a begin batched with its end is never written."""
+    path = tmp_path / "ledger.db"
+    async with SqliteLedgerStore(path) as store:
+        await store.write([begin("r-1"), begin("r-2")])
+        assert raw(path, "SELECT request_id, tenant, task FROM begun ORDER BY 1") == [
+            ("r-1", "acme", "summarize"), ("r-2", "acme", "summarize"),
+        ]  # fmt: skip
+        await store.write([full_request("r-1"), begin("r-3"), full_request("r-3")])
+        assert raw(path, "SELECT request_id FROM begun") == [("r-2",)]
+        assert await store.count_requests() == 2
+        await store.write([full_request("r-2")])
+        assert await store.count_begun() == 0
+
+
+@pytest.mark.anyio
+async def test_a_live_session_keeps_its_begun_requests_and_closes_them_itself(tmp_path: Path) -> None:
+    """Another store opening the file leaves a live store's begun rows; closing a store ends its own as interrupted."""
+    path = tmp_path / "ledger.db"
+    async with SqliteLedgerStore(path) as first:
+        await first.write([begin("r-open"), full_attempt("r-open", 0), begin("r-done"), full_request("r-done")])
+        async with SqliteLedgerStore(path) as second:
+            assert second.recovered == 0
+            assert await second.count_begun() == 1
+    async with SqliteLedgerStore(path) as store:
+        assert store.recovered == 0  # nobody was dead: the first store closed its own
+        (closed,) = [r for r in await store.fetch_requests() if r.request_id == "r-open"]
+    assert (closed.outcome, closed.error, closed.attempts, closed.tenant, closed.task) == (
+        "interrupted", "interrupted", 1, "acme", "summarize",
+    )  # fmt: skip
+    assert raw(path, "SELECT COUNT(*) FROM begun") == [(0,)]
+    assert list((tmp_path / "ledger.db-sessions").iterdir()) == []
+
+
+@pytest.mark.anyio
+async def test_breaker_transitions_are_kept_once_and_read_newest_first(tmp_path: Path) -> None:
+    """Breaker records round-trip; a replay adds nothing; the read is newest first and bounded by ``limit``."""
+    changes = [
+        BreakerRecord(ts=T0 + i, provider=p, from_state=a, to_state=b, cause=c)
+        for i, (p, a, b, c) in enumerate([
+            ("openai", "closed", "open", "5 failures in 30 s"), ("anthropic", "closed", "open", "timeouts"),
+            ("openai", "open", "half_open", "cooldown over"), ("openai", "half_open", "closed", "probe ok"),
+        ])
+    ]  # fmt: skip
+    async with SqliteLedgerStore(tmp_path / "ledger.db") as store:
+        await store.write([*changes, full_request("r-1")])
+        await store.write(changes[:2])
+        assert await store.breaker_transitions() == changes[::-1]
+        assert await store.breaker_transitions(limit=2) == changes[:1:-1]
+
+
+@pytest.mark.anyio
+async def test_a_stray_object_fails_the_whole_batch(tmp_path: Path) -> None:
+    """A non-record in a batch makes the write a LedgerStoreError naming it; nothing of the batch lands."""
+    async with SqliteLedgerStore(tmp_path / "ledger.db") as store:
+        with pytest.raises(LedgerStoreError, match="not a ledger record: dict"):
+            await store.write([*requests(3), {"request_id": "x"}])  # type: ignore[list-item]
+        assert await store.count_requests() == 0
+
+
+@pytest.mark.anyio
+async def test_a_checkpoint_folds_the_log_into_the_file_beside_the_writes(tmp_path: Path) -> None:
+    """After ``checkpoint`` every logged frame is in the database file; writes go on during it."""
+    path = tmp_path / "ledger.db"
+    async with SqliteLedgerStore(path) as store, anyio.create_task_group() as tg:
+        await store.write(requests(2000))
+        tg.start_soon(store.checkpoint)
+        await store.write(requests(10, prefix="during"))
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        busy, logged, folded = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    finally:
+        conn.close()
+    assert (busy, logged) == (0, folded)
+    assert raw(path, "SELECT COUNT(*) FROM requests") == [(2010,)]

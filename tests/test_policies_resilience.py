@@ -32,14 +32,17 @@ from interlock.policies._breaker import (
     advance,
     counts_as_failure,
     new_transitions,
+    on_health_probe,
     open_wait,
     record,
     window_stats,
 )
 from interlock.policies._health import (
+    QUOTA_MAX_S,
     CooldownConfig,
     HealthState,
     ProbeConfig,
+    cooldown_after,
     cooldown_until,
     cooling_down,
     probe_interval,
@@ -378,6 +381,92 @@ def test_only_ignored_errors_never_open(cfg: BreakerConfig, kinds: list[ErrorCla
     state = _feed(BreakerState(), [CallOutcome(error=k) for k in kinds], 0.0, cfg)
     assert state.name == "closed"
     assert state.transitions == 0
+
+
+# -- breaker: health probes while open -----------------------------------------------------------
+
+
+def test_a_passing_health_probe_half_opens_an_open_breaker_before_its_wait() -> None:
+    """A good health probe half-opens an open breaker at once; a failed one, or one while closed, changes nothing."""
+    cfg = BreakerConfig(window_calls=2, min_calls=2, open_wait_s=30.0)
+    opened = _tripped(cfg, now=100.0)
+    assert on_health_probe(opened, False, 102.0, cfg) is opened
+    half = on_health_probe(opened, True, 102.0, cfg)
+    assert (half.name, half.recent[-1].reason, half.recent[-1].at) == ("half_open", "health_probe_passed", 102.0)
+    state, adm = admit(half, 102.0, cfg)
+    assert (adm.allowed, adm.probe) == (True, True)  # the half-open trials still decide
+    assert on_health_probe(BreakerState(), True, 0.0, cfg) == BreakerState()
+    assert on_health_probe(state, True, 103.0, cfg) is state
+
+
+def test_a_health_probe_contradicted_by_real_calls_stops_half_opening_until_closed() -> None:
+    """Brownout: the model list answers but the trial fails, so later passing probes wait for the (longer) open wait."""
+    cfg = BreakerConfig(window_calls=2, min_calls=2, open_wait_s=10.0, half_open_probes=1, open_wait_max_s=60.0)
+    state = on_health_probe(_tripped(cfg, now=0.0), True, 2.0, cfg)
+    state, adm = admit(state, 2.0, cfg)
+    state = record(state, CallOutcome(error=ErrorClass.SERVER_ERROR, epoch=adm.epoch), 2.5, cfg)
+    assert (state.name, state.wait_s, state.trust_health_probes) == ("open", 15.0, False)
+    assert on_health_probe(state, True, 5.0, cfg) is state  # no early half-open any more
+    state, adm = admit(state, 17.5, cfg)  # the open wait still half-opens it
+    assert (state.name, state.recent[-1].reason) == ("half_open", "wait_elapsed")
+    closed = record(state, CallOutcome(epoch=adm.epoch), 18.0, cfg)
+    assert closed.name == "closed"
+    assert closed.trust_health_probes  # recovered: a later outage may be half-opened by a probe again
+    again = on_health_probe(_feed(closed, [FAIL, FAIL], 500.0, cfg), True, 501.0, cfg)
+    assert again.name == "half_open"
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=st.lists(st.sampled_from(["probe_ok", "probe_fail", "ok", "fail", "tick"]), max_size=120))
+def test_reopening_backoff_stays_bounded_whatever_the_probes_say(steps: list[str]) -> None:
+    """Over any mix of health probes, trial outcomes and time, the open wait never exceeds open_wait_max_s."""
+    cfg = BreakerConfig(window_calls=2, min_calls=2, open_wait_s=5.0, open_wait_multiplier=2.0, open_wait_max_s=40.0)
+    state, now = BreakerState(), 0.0
+    for step in steps:
+        now += 1.0 if step == "tick" else 0.0
+        if step.startswith("probe"):
+            state = on_health_probe(state, step == "probe_ok", now, cfg)
+        elif step in ("ok", "fail"):
+            state, adm = admit(state, now, cfg)
+            if adm.allowed:
+                state = record(state, OK if step == "ok" else CallOutcome(error=ErrorClass.TIMEOUT, epoch=adm.epoch),
+                               now, cfg)
+        assert state.wait_s <= cfg.open_wait_max_s
+        if state.name == "open":
+            assert state.opened_at + state.wait_s <= now + cfg.open_wait_max_s
+
+
+def test_probe_interval_while_the_breaker_is_open_is_short_and_jittered() -> None:
+    """While open the next probe comes after open_interval_s spread by open_jitter, whatever the health says."""
+    cfg = ProbeConfig(interval_s=30.0, unhealthy_interval_s=5.0, open_interval_s=2.0, open_jitter=0.5)
+    assert probe_interval(HealthState(), cfg, breaker_open=True, draw=0.0) == 1.0
+    assert probe_interval(HealthState(), cfg, breaker_open=True, draw=0.5) == 2.0
+    assert probe_interval(HealthState(healthy=False), cfg, breaker_open=True, draw=0.999) == pytest.approx(3.0, 1e-3)
+    steady = ProbeConfig(open_interval_s=4.0, open_jitter=0.0)
+    assert probe_interval(HealthState(), steady, breaker_open=True, draw=0.9) == 4.0
+
+
+def test_quota_cools_for_quota_s_and_other_kinds_do_not_cool() -> None:
+    """A quota error pauses for quota_s (any retry-after ignored), a rate limit by its retry-after, others not."""
+    cfg = CooldownConfig(default_s=1.0, max_s=60.0, quota_s=300.0)
+    assert cooldown_after(ErrorClass.QUOTA, 100.0, 2.0, cfg, current=-math.inf) == 400.0
+    assert cooldown_after(ErrorClass.QUOTA, 100.0, None, cfg, current=900.0) == 900.0
+    assert cooldown_after(ErrorClass.RATE_LIMIT, 100.0, 2.0, cfg, current=-math.inf) == 102.0
+    assert cooldown_after(ErrorClass.SERVER_ERROR, 100.0, 2.0, cfg, current=-math.inf) is None
+    assert CooldownConfig().quota_s == 300.0
+    with pytest.raises(ValueError, match="quota_s"):
+        CooldownConfig(quota_s=0.0)
+    with pytest.raises(ValueError, match="quota_s"):
+        CooldownConfig(quota_s=QUOTA_MAX_S + 1)
+
+
+def test_probe_settings_refuse_a_jitter_of_one_or_more_and_an_empty_model() -> None:
+    """open_jitter must stay below 1 (no zero interval) and a generation-probe model must name something."""
+    with pytest.raises(msgspec.ValidationError, match="open_jitter"):
+        msgspec.json.decode(b'{"open_jitter": 1.0}', type=ProbeConfig)
+    with pytest.raises(msgspec.ValidationError, match="model"):
+        msgspec.json.decode(b'{"model": " "}', type=ProbeConfig)
+    assert msgspec.json.decode(b'{"model": "gpt-4o-mini"}', type=ProbeConfig).model == "gpt-4o-mini"
 
 
 # -- hedge budget and delay ---------------------------------------------------------------------

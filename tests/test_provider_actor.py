@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +13,7 @@ import interlock
 from interlock import (
     AdmissionRejected,
     ChatRequest,
+    ChildSpec,
     ErrorClass,
     FakeClock,
     Finish,
@@ -22,7 +24,9 @@ from interlock import (
     Usage,
     UsageEvent,
 )
+from interlock._records import BreakerRecord
 from interlock.actors._provider_actor import Call, GetHealth, ProbeNow, ProviderActor, ProviderSettings
+from interlock.actors._provider_state import ProviderState
 from interlock.policies._breaker import BreakerConfig
 from interlock.policies._health import CooldownConfig, ProbeConfig
 
@@ -35,9 +39,12 @@ class ScriptedAdapter:
 
     batches = None  # no batched form: the actor reads ``stream`` (ProviderAdapter.batches)
 
-    def __init__(self, script: list[Any]) -> None:
+    def __init__(self, script: list[Any], clock: FakeClock | None = None) -> None:
         self.script = script
         self.probe_ok = True
+        self.probe_bug: Exception | None = None  # an unexpected error, as a buggy adapter raises
+        self.probe_times: list[float] = []
+        self.clock = clock
         self.closed = False
 
     @property
@@ -57,6 +64,10 @@ class ScriptedAdapter:
             await anyio.sleep_forever()
 
     async def probe(self) -> None:
+        if self.clock is not None:
+            self.probe_times.append(self.clock.now())
+        if self.probe_bug is not None:
+            raise self.probe_bug
         if not self.probe_ok:
             raise ProviderError(ErrorClass.CONNECT, "fake")
 
@@ -83,11 +94,9 @@ async def test_breaker_opens_and_rejects_at_once_then_recovers() -> None:
     """Failures trip the breaker; calls are refused without reaching the adapter until the wait passes."""
     clock = FakeClock()
     adapter = ScriptedAdapter([ProviderError(ErrorClass.SERVER_ERROR, "fake")] * 2)
-    changes: list[tuple[str, str, str]] = []
+    changes: list[BreakerRecord] = []
     async with Runtime(clock=clock) as rt:
-        ref = await rt.spawn(
-            lambda: ProviderActor("fake", lambda: adapter, settings(), lambda *c: changes.append(c)), name="p"
-        )
+        ref = await rt.spawn(lambda: ProviderActor("fake", lambda: adapter, settings(), changes.append), name="p")
         for _ in range(2):
             with pytest.raises(ProviderError):
                 await call(ref)
@@ -98,8 +107,12 @@ async def test_breaker_opens_and_rejects_at_once_then_recovers() -> None:
         clock.advance(11)
         events = await call(ref)
         assert isinstance(events[-1], Finish)
-    # Every transition is reported (for the breaker-transition metric), in order.
-    assert changes[:2] == [("fake", "closed", "open"), ("fake", "open", "half_open")]
+    # Every transition is reported (for the ledger and the metric), in order, with its time and cause.
+    assert [(c.provider, c.from_state, c.to_state, c.cause) for c in changes[:2]] == [
+        ("fake", "closed", "open", "failure_rate"),
+        ("fake", "open", "half_open", "wait_elapsed"),
+    ]
+    assert [c.ts for c in changes[:2]] == [clock.wall() - 11, clock.wall()]
 
 
 async def test_rate_limit_cools_the_provider_down() -> None:
@@ -209,3 +222,116 @@ async def test_crash_ends_in_flight_calls_typed_and_restarts() -> None:
         assert len(adapters) == 2
     assert adapters[0].closed  # even the crashed incarnation released its connections
     assert adapters[1].closed
+
+
+async def test_a_passing_probe_half_opens_an_open_breaker_within_seconds() -> None:
+    """Once the breaker opens, the probe loop probes within the short open pace, and a good probe half-opens it."""
+    clock = FakeClock()
+    adapter = ScriptedAdapter([ProviderError(ErrorClass.SERVER_ERROR, "fake")] * 2)
+    loop = settings(probe_loop=True, breaker=BreakerConfig(window_calls=4, min_calls=2, open_wait_s=30))
+    async with Runtime(clock=clock) as rt:
+        ref = await rt.spawn(lambda: ProviderActor("fake", lambda: adapter, loop), name="p")
+        for _ in range(2):
+            with pytest.raises(ProviderError):
+                await call(ref)
+        assert (await ref.ask(GetHealth())).breaker == "open"
+        clock.advance(3.0)  # the longest jittered open interval (2 s + 50 %), far inside the 30 s wait
+        await anyio.wait_all_tasks_blocked()
+        health = await ref.ask(GetHealth())
+        assert health.breaker == "half_open"
+        assert health.recent_transitions[-1].cause == "health_probe_passed"
+        assert health.recent_transitions[-1].ts <= clock.wall()
+        assert isinstance((await call(ref))[-1], Finish)  # a half-open trial goes through
+
+
+async def test_open_breaker_probes_at_a_jittered_pace_until_one_passes() -> None:
+    """While open and failing probes, the loop probes every 1 to 3 s of the clock, not at one fixed interval."""
+    clock = FakeClock()
+    adapter = ScriptedAdapter([ProviderError(ErrorClass.SERVER_ERROR, "fake")] * 2, clock)
+    adapter.probe_ok = False
+    probes = adapter.probe_times
+    loop = settings(
+        probe_loop=True,
+        probe=ProbeConfig(interval_s=30, unhealthy_after=100, healthy_after=1),
+        breaker=BreakerConfig(window_calls=4, min_calls=2, open_wait_s=300, open_wait_max_s=300),
+    )
+    async with Runtime(clock=clock) as rt:
+        ref = await rt.spawn(lambda: ProviderActor("fake", lambda: adapter, loop), name="p")
+        for _ in range(2):
+            with pytest.raises(ProviderError):
+                await call(ref)
+        while len(probes) < 12:
+            clock.advance(0.25)
+            await anyio.wait_all_tasks_blocked()
+        gaps = [b - a for a, b in itertools.pairwise(probes)]
+        assert all(1.0 - 0.25 <= gap <= 3.0 + 0.25 for gap in gaps), gaps
+        assert len({round(gap, 2) for gap in gaps}) > 1  # jittered, not one fixed step
+        assert (await ref.ask(GetHealth())).breaker == "open"
+        adapter.probe_ok = True
+        clock.advance(3.25)
+        await anyio.wait_all_tasks_blocked()
+        assert (await ref.ask(GetHealth())).breaker == "half_open"
+
+
+async def test_a_quota_429_cools_the_key_for_long_and_spares_the_breaker() -> None:
+    """insufficient_quota (kind quota) refuses calls as cooling_down for quota_s, not 1 s, and spares the breaker."""
+    clock = FakeClock()
+    quota = ProviderError(ErrorClass.QUOTA, "fake", status=429, detail="You exceeded your current quota")
+    adapter = ScriptedAdapter([quota])
+    cfg = settings(cooldown=CooldownConfig(default_s=1, max_s=60, quota_s=300),
+                   breaker=BreakerConfig(window_calls=1, min_calls=1, failure_rate_pct=1))
+    async with Runtime(clock=clock) as rt:
+        ref = await rt.spawn(lambda: ProviderActor("fake", lambda: adapter, cfg), name="p")
+        with pytest.raises(ProviderError) as failed:
+            await call(ref)
+        assert failed.value.kind is ErrorClass.QUOTA
+        clock.advance(60.0)  # well past any rate-limit cooldown
+        with pytest.raises(AdmissionRejected) as info:
+            await call(ref)
+        assert info.value.reason == "cooling_down"
+        assert info.value.retry_after == pytest.approx(240.0)
+        health = await ref.ask(GetHealth())
+        assert (health.cooldown_cause, health.breaker, health.breaker_transitions) == ("quota", "closed", 0)
+        clock.advance(240.0)
+        assert isinstance((await call(ref))[-1], Finish)
+
+
+async def test_breaker_probe_health_and_cooldown_survive_a_crash_of_the_actor() -> None:
+    """An adapter bug crashes the actor; the restarted one keeps the open breaker, failed probes and cooldown."""
+    clock = FakeClock()
+    adapters: list[ScriptedAdapter] = []
+    state = ProviderState()
+
+    def make() -> ScriptedAdapter:
+        script: list[Any] = [ProviderError(ErrorClass.SERVER_ERROR, "fake")] * 2
+        script.append(ProviderError(ErrorClass.RATE_LIMIT, "fake", retry_after=50.0))
+        adapter = ScriptedAdapter(script if not adapters else [])
+        adapters.append(adapter)
+        return adapter
+
+    cfg = settings(breaker=BreakerConfig(window_calls=4, min_calls=3, failure_rate_pct=50, open_wait_s=100))
+    async with Runtime(clock=clock) as rt:
+        await rt.spawn_supervisor(
+            "providers", [ChildSpec("provider:fake", lambda: ProviderActor("fake", make, cfg, None, state))],
+            max_restarts=5, period=10.0,
+        )
+        ref = rt.lookup("provider:fake")
+        for _ in range(3):
+            with pytest.raises(ProviderError):
+                await call(ref)
+        adapters[0].probe_ok = False
+        assert await ref.ask(ProbeNow()) is False  # unhealthy_after = 1
+        before = await ref.ask(GetHealth())
+        assert (before.breaker, before.healthy, before.cooldown_cause) == ("open", False, "rate_limit")
+        adapters[0].probe_bug = RuntimeError("bug in an adapter")
+        await ref.tell(ProbeNow())  # a told message that raises crashes the actor
+        with anyio.fail_after(5):
+            while len(adapters) < 2:
+                await anyio.sleep(0.001)
+        after = await ref.ask(GetHealth())
+        assert after.breaker == "open"
+        assert after.recent_transitions == before.recent_transitions
+        assert not after.probes_healthy
+        assert after.cooling_down_s == pytest.approx(50.0)
+        with pytest.raises(AdmissionRejected):
+            await call(ref)

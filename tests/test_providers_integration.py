@@ -298,23 +298,34 @@ async def test_stalls_are_timeouts(sim: Simulator, make: Make, fault: Fault, str
         assert type(error) is ProviderError  # no headers: nothing started
 
 
-@pytest.mark.parametrize(("fault", "words"), [(Drop(after_tokens=3), 3), (Malformed(after_tokens=2), 2)])
 @pytest.mark.anyio
-async def test_broken_streams_keep_the_partial(sim: Simulator, make: Make, fault: Fault, words: int) -> None:
-    """A stream cut or corrupted mid-answer: MidStreamError(server_error) with the text so far.
-
-    The partial may run ahead of the events yielded: a decoder that meets bad JSON raises, and
-    drops the events it had decoded from the same chunk (they are in ``partial`` all the same).
-    """
-    sim.script("sim-text", [fault])
+async def test_a_cut_stream_keeps_the_partial(sim: Simulator, make: Make) -> None:
+    """A stream cut mid-answer: MidStreamError(server_error) with the text so far, every word of it yielded."""
+    sim.script("sim-text", [Drop(after_tokens=3)])
     events, error = await run(make(sim.url), "sim-text")
     assert isinstance(error, MidStreamError)
     assert error.kind is ErrorClass.SERVER_ERROR
-    assert error.partial.startswith(text_of(events))
-    if isinstance(fault, Drop):
-        assert error.partial == text_of(events)
-    assert len(error.partial.split()) == words
+    assert error.partial == text_of(events)
+    assert len(error.partial.split()) == 3
     assert not any(isinstance(e, Finish) for e in events)
+
+
+@pytest.mark.parametrize("request_", [PROMPT, TOOLS], ids=["text", "tool_call"])
+@pytest.mark.anyio
+async def test_one_malformed_chunk_is_skipped_and_counted(sim: Simulator, make: Make, request_: ChatRequest) -> None:
+    """The simulator's one broken chunk mid-answer is skipped: the whole answer, and a Finish counting one skip."""
+    sim.script("sim-text", [Malformed(after_tokens=2)])
+    events, error = await run(make(sim.url), "sim-text", request_)
+    assert error is None
+    assert sim.stats("sim-text").faults == {"malformed": 1}
+    async with Simulator(CONFIG) as twin:  # same seed: its first answer is the same answer, unbroken
+        clean, error = await run(make(twin.url), "sim-text", request_)
+    assert error is None
+    assert events[:-1] == clean[:-1]
+    final, plain = events[-1], clean[-1]
+    assert isinstance(final, Finish)
+    assert isinstance(plain, Finish)
+    assert (final.reason, final.skipped_events, plain.skipped_events) == (plain.reason, 1, 0)
 
 
 @pytest.mark.anyio

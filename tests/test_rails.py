@@ -161,10 +161,7 @@ token_cap_per_day = {cap}
 
 [jobs.capped]
 chain = ["sub"]
-
-[budgets.tenants.acme]
-usd_per_day = 1000.0
-"""
+"""  # no [budgets] section: a model's cap alone turns the budget rail on
     async with await open_door(tmp_path, extra) as door:
         replies: list[Any] = []
         with pytest.raises(BudgetExceeded) as info:

@@ -157,3 +157,24 @@ async def test_a_healthy_fallback_with_a_shorter_answer_diverges(ledger: Path) -
             text, _route, error = await _read(door)
     assert isinstance(error, interlock.MidStreamError)
     assert text == DELIVERED
+
+
+async def test_a_broken_stream_is_billed_for_what_it_delivered(ledger: Path) -> None:
+    """Words that reached the caller cost money though the provider never sent usage: the attempt is
+    billed from the delivered text (marked estimated), not for nothing with its reservation released."""
+    first = Upstream("openai", ANSWER, deque([Cut(after_words=5)]))
+    second = Upstream("openai", "Something else entirely.")
+    async with serving(first, second):
+        async for door in _door(first, second, ledger):
+            text, _route, error = await _read(door)
+            await door.flush()
+    assert isinstance(error, interlock.MidStreamError)
+    assert text == DELIVERED
+    with sqlite3.connect(ledger) as db:
+        first_row = db.execute(
+            "SELECT output_tokens, cost_cents, usage_estimated FROM attempts WHERE model = 'first'"
+        ).fetchone()
+    output_tokens, cost_cents, estimated = first_row
+    assert output_tokens >= len(DELIVERED.encode()) // 4  # at least a plausible count for the text
+    assert cost_cents > 0
+    assert estimated == 1

@@ -308,10 +308,8 @@ def test_config_error_names_the_key() -> None:
 
 
 async def test_resume_context_is_exactly_what_the_caller_saw(door: interlock.Door) -> None:
-    """After a malformed chunk, the next model is told the partial answer the caller received, no more."""
-    from interlock.adapters.simulator._server import Malformed
-
-    sim(door).script("sim-a-1", [Malformed(after_tokens=3)])
+    """After a break, the next model is told the partial answer the caller received, no more."""
+    sim(door).script("sim-a-1", [Drop(after_tokens=3)])
     reply = await door.ask("hello", task="default")
     assert reply.route is not None
     assert reply.route.degraded_reason == "mid_stream_resume"

@@ -18,7 +18,8 @@ async def test_script_a_fault_and_read_the_ledger(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
     async with interlock.open(default_config(), ledger_path=path) as door:
         assert door.simulator is not None
-        door.simulator.script("sim-fast-1", [testing.RateLimit(retry_after=0.1)])
+        # A Retry-After too long for a same-provider retry: the request falls back at once.
+        door.simulator.script("sim-fast-1", [testing.RateLimit(retry_after=30)])
         reply = await door.ask("hello", task="cheap_bulk", tenant="acme", metadata={"cache": "off"})
         assert reply.route is not None
         assert reply.route.degraded

@@ -12,15 +12,20 @@ import argparse
 import random
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from interlock._errors import InterlockError
-from interlock.actors._door import Door, open
+from interlock.actors.cli._ledger_file import check_ledger_path
+from interlock.actors.cli._main import exit_on_bad_input
 from interlock.actors.cli._report import print_report
+from interlock.adapters._config_file import default_config, load_config
+
+if TYPE_CHECKING:
+    from interlock.actors._door import Door
 
 _TOPICS = ["the quarterly numbers", "a customer email", "a failing test", "the onboarding doc", "a pull request"]
 # (task, tenant, sensitivity, weight)
@@ -87,13 +92,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=None, help="a TOML config; default: the embedded simulated fleet")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
+    return exit_on_bad_input("demo", lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
     console = Console()
     ledger = Path(args.ledger)
+    config = load_config(args.config) if args.config else default_config()
+    # The demo replaces its ledger; a path that is no interlock ledger is refused, never deleted.
+    check_ledger_path(ledger)
     for stale in (ledger, Path(f"{ledger}-wal"), Path(f"{ledger}-shm")):
         stale.unlink(missing_ok=True)
 
+    # Imported once the input is checked, so a bad config or ledger path is refused at once.
+    from interlock.actors._door import open as open_door
+
     async def run() -> None:
-        async with open(args.config, ledger_path=ledger) as door:
+        async with open_door(config, ledger_path=ledger) as door:
             console.print(f"[bold]interlock demo[/]: {args.requests} requests, {len(door.config.providers)} "
                           f"simulated providers, ledger {ledger}")
             await _drive(door, _workload(args.requests, args.seed), args.concurrency, console)

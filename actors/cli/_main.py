@@ -1,11 +1,27 @@
-"""The ``interlock`` command: one entry point, one subcommand per job, each imported lazily."""
+"""The ``interlock`` command: one entry point, one subcommand per job, each imported lazily.
+
+Bad input is one line on stderr and exit code 2, never a traceback: ``exit_on_bad_input`` runs a
+command and turns a config error, a ledger or state file the stores refuse, or an OS or SQLite
+error into ``interlock <command>: <what> <path>: <problem>``. The dispatcher wraps every command
+in it; a command run on its own (``python -m interlock.actors.cli._serve``) wraps itself.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Final
+
+from interlock._errors import ConfigError
+from interlock.adapters.stores._ledger_schema import LedgerStoreError
+from interlock.adapters.stores._state_schema import StateStoreError
+
+BAD_INPUT: Final = 2
+_UNOPENABLE: Final = "unable to open database file"  # SQLite's word for any path it cannot open
 
 # subcommand -> (module, function, help); each function takes the remaining argv and returns an exit code
 _COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -25,6 +41,55 @@ def version(argv: Sequence[str]) -> int:
     return 0
 
 
+def fail(command: str, problem: str) -> int:
+    """Print ``interlock <command>: <problem>`` to stderr as one line; return ``BAD_INPUT`` (2)."""
+    print(f"interlock {command}: {' '.join(problem.split())}", file=sys.stderr, flush=True)
+    return BAD_INPUT
+
+
+def exit_on_bad_input(command: str, run: Callable[[], int]) -> int:
+    """``run()``'s exit code, or ``fail``'s when it raises on bad input (config, ledger or state file, OS)."""
+    try:
+        return run()
+    except BaseExceptionGroup as group:
+        leaf = _only_leaf(group)
+        if not isinstance(leaf, ConfigError | LedgerStoreError | StateStoreError | sqlite3.Error | OSError):
+            raise
+        return fail(command, _describe(leaf))
+    except (ConfigError, LedgerStoreError, StateStoreError, sqlite3.Error, OSError) as exc:
+        return fail(command, _describe(exc))
+
+
+def _only_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error a chain of single-member task-group errors holds (the group itself otherwise)."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for ``exc``; a store's "cannot open" is re-read to say which part of the path is wrong."""
+    from interlock.actors.cli._ledger_file import check_ledger_path, path_problem
+
+    try:
+        if isinstance(exc, LedgerStoreError) and exc.problem.startswith("cannot open"):
+            check_ledger_path(exc.path)
+        if isinstance(exc, StateStoreError) and _UNOPENABLE in exc.problem:
+            why = path_problem(Path(exc.path))
+            if why is not None:
+                return f"state store {exc.path}: {why}"
+    except LedgerStoreError as found:
+        return str(found)
+    except OSError:
+        pass  # the path cannot even be looked at: the store's own words, then
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {(exc.strerror or str(exc)).lower()}"
+    if isinstance(exc, sqlite3.Error):
+        return f"SQLite: {exc}"
+    return str(exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch ``interlock <command> [args...]``."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -37,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser.parse_args(args[:1])
     module, func, _ = _COMMANDS[ns.command]
     run: Callable[[list[str]], int] = getattr(importlib.import_module(module), func)
-    return run(args[1:])
+    return exit_on_bad_input(ns.command, lambda: run(args[1:]))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""``interlock report``: the rollup of a ledger file, as tables or JSON."""
+"""``interlock report``: the rollup of a ledger file and its breaker transitions, as tables or JSON."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ import anyio
 from rich.console import Console
 
 from interlock._clock import RealClock
+from interlock.actors.cli._ledger_file import check_ledger_path
 from interlock.adapters.report._quality import quality_json, render_quality
-from interlock.adapters.report._render import render_rollup, rollup_json
+from interlock.adapters.report._render import render_rollup, report_json
 from interlock.adapters.stores._ledger_store import SqliteLedgerStore
 from interlock.policies._quality import quality_rollup
 from interlock.policies._rollup import rollup
 
 _TRAILING_S = 24 * 3600.0
+BREAKER_ROWS = 100  # the latest transitions shown; the ledger keeps them all
 
 
 async def print_report(
@@ -29,12 +31,19 @@ async def print_report(
     as_json: bool = False,
     quality: bool = False,
 ) -> None:
-    """Read the ledger at ``path`` and print its rollup (or, with ``quality``, the verdict rollup)."""
+    """Read the ledger at ``path`` and print its rollup (or, with ``quality``, the verdict rollup).
+
+    The rollup is followed by the latest breaker transitions (within ``since``), oldest first;
+    they are per provider, so ``task`` and ``tenant`` do not filter them.
+    """
     # A day more than the window, so the spend-spike alert has its trailing baseline.
     history = None if since is None else since - _TRAILING_S
     async with SqliteLedgerStore(path) as store:
         requests = await store.fetch_requests(history, task, tenant)
         attempts = await store.fetch_attempts(history, task, tenant)
+        latest = await store.breaker_transitions(limit=BREAKER_ROWS)
+    # The store answers newest first; reversed before a stable sort, equal times keep their order.
+    transitions = sorted((t for t in reversed(latest) if since is None or t.ts >= since), key=lambda t: t.ts)
     now = RealClock().wall()
     if quality:
         judged = quality_rollup(attempts, now=now, since=since)
@@ -45,9 +54,9 @@ async def print_report(
         return
     result = rollup(requests, attempts, now=now, since=since)
     if as_json:
-        sys.stdout.write(rollup_json(result).decode() + "\n")
+        sys.stdout.write(report_json(result, transitions).decode() + "\n")
         return
-    render_rollup(result, console or Console())
+    render_rollup(result, console or Console(), transitions)
 
 
 def _since(value: str | None) -> float | None:
@@ -72,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.ledger).exists():
         print(f"interlock report: no ledger at {args.ledger}", file=sys.stderr)
         return 2
+    check_ledger_path(args.ledger)  # a directory, foreign tables, a newer schema: one line, before the store opens it
     anyio.run(lambda: print_report(args.ledger, since=_since(args.since), task=args.job, tenant=args.tenant,
                                    as_json=args.json, quality=args.quality))
     return 0

@@ -31,14 +31,20 @@ import tomllib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
 
 from interlock._errors import ConfigError
-from interlock.actors._door import Door
-from interlock.actors._door import open as open_door
+from interlock.actors.cli._ledger_file import check_ledger_path
+from interlock.actors.cli._main import exit_on_bad_input
+from interlock.adapters._config_file import default_config, load_config
 from interlock.adapters.gateway._app import VirtualKey, build_app, mask_key
+from interlock.policies._config import Config
+
+if TYPE_CHECKING:
+    from interlock.actors._door import Door
 
 
 class _KeysFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -84,29 +90,35 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``interlock serve`` until SIGINT or SIGTERM; returns the exit code."""
+    """Run ``interlock serve`` until SIGINT or SIGTERM; returns the exit code (2: bad input, one line)."""
     ns = _parser().parse_args(sys.argv[1:] if argv is None else list(argv))
-    try:
-        keys = load_keys(ns.keys) if ns.keys else None
-        anyio.run(_serve, ns, keys)
-    except ConfigError as exc:
-        print(f"interlock serve: {exc}", file=sys.stderr)
-        return 2
+    return exit_on_bad_input("serve", lambda: _run(ns))
+
+
+def _run(ns: argparse.Namespace) -> int:
+    keys = load_keys(ns.keys) if ns.keys else None
+    config = load_config(ns.config) if ns.config else default_config()
+    # Looked at before the door opens: a bad path is one line, and a foreign file is never migrated.
+    check_ledger_path(ns.ledger or config.ledger.path)
+    anyio.run(_serve, ns, config, keys)
     return 0
 
 
-async def _serve(ns: argparse.Namespace, keys: dict[str, VirtualKey] | None) -> None:
+async def _serve(ns: argparse.Namespace, config: Config, keys: dict[str, VirtualKey] | None) -> None:
     import uvicorn  # the `server` extra: imported only when serving
 
-    async with open_door(ns.config, ledger_path=ns.ledger) as door:
+    # Imported once the input is checked, so a bad config or ledger path is refused at once.
+    from interlock.actors._door import open as open_door
+
+    async with open_door(config, ledger_path=ns.ledger) as door:
         app = build_app(door, virtual_keys=keys, max_body_bytes=ns.max_body_bytes)
-        config = uvicorn.Config(
+        server = uvicorn.Config(
             app, host=ns.host, port=ns.port, log_level=ns.log_level, lifespan="off", ws="none",
             timeout_graceful_shutdown=ns.grace, server_header=False,
         )
         await _announce(door, keys, ns)
         with _signals_absorbed():
-            await uvicorn.Server(config).serve()
+            await uvicorn.Server(server).serve()
     _say(f"stopped; ledger flushed to {ns.ledger or door.config.ledger.path}")
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from interlock._clock import Clock
 from interlock._errors import AdmissionRejected, BudgetExceeded, InterlockError
-from interlock._records import AttemptRecord, Outcome
+from interlock._records import AttemptOutcome, AttemptRecord
 from interlock._streams import EventStream
 from interlock._types import (
     AttemptSummary,
@@ -45,6 +45,7 @@ class Attempt:
         "holds",
         "number",
         "prefilled",
+        "skipped_events",
         "started",
         "stream",
         "text",
@@ -53,6 +54,7 @@ class Attempt:
         "ttft",
         "ttlt",
         "usage",
+        "usage_estimated",
         "verdict",
     )
 
@@ -81,6 +83,8 @@ class Attempt:
         self.delivered = ""
         self.prefilled = False
         self.expect = ""
+        self.usage_estimated = False  # the provider sent no output usage: billed from the delivered text
+        self.skipped_events = 0  # malformed stream events the decoder skipped (from the ``Finish``)
 
     def observe(self, event: Any, clock: Clock) -> None:
         """Fold one event into the attempt's output and timings (the clock is read only for those)."""
@@ -102,10 +106,27 @@ class Attempt:
         elif kind is Finish:
             now = clock.now()
             self.finish = event.reason
+            self.skipped_events = event.skipped_events
             self.ttlt = now - self.started
             self.ended = now
             if self.ttft is None:
                 self.ttft = self.ttlt
+
+    def bill_delivered(self, input_tokens: int, output_tokens: int) -> None:
+        """Bill text that reached the caller when the provider reported no output usage for it.
+
+        A stream that broke (or was left) after delivering tokens cost money all the same: the
+        estimate stands in for the missing usage, and the record says it is an estimate.
+        """
+        usage = self.usage
+        self.usage = Usage(
+            input_tokens=usage.input_tokens or input_tokens,
+            output_tokens=output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+        )
+        self.usage_estimated = True
+        self._cost = None
 
     @property
     def partial(self) -> str:
@@ -117,7 +138,7 @@ class Attempt:
         return "".join(self.text)
 
     @property
-    def outcome(self) -> Outcome:
+    def outcome(self) -> AttemptOutcome:
         if self.cancel_reason is not None:
             return "cancelled"
         if self.error is not None:
@@ -178,6 +199,8 @@ class Attempt:
             hedge=self.hedge,
             cancel_reason=self.cancel_reason,
             verdict=self.verdict,
+            usage_estimated=self.usage_estimated,
+            skipped_events=self.skipped_events,
             start_ms=_ms(self.started - started),
             duration_ms=_ms(max(0.0, ended - self.started)),
         )

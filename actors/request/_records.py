@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from interlock._errors import ChainExhausted, ConsumerGone, ErrorClass, InterlockError
-from interlock._records import Outcome, RequestRecord
+from interlock._errors import ChainExhausted, ErrorClass, InterlockError
+from interlock._records import BeginRecord, Outcome, RequestRecord
 from interlock._types import ChatRequest, ChatResponse, Route, Usage
 from interlock.actors.request._attempt import Attempt, _ms
 from interlock.actors.request._run import RequestRun
@@ -52,6 +52,42 @@ def reason(run: RequestRun, winner: Attempt) -> str:
     )
 
 
+class DoorClosed(InterlockError):
+    """Why a request cut by the door's close is recorded as cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__("the door closed while the request ran", kind=ErrorClass.CANCELLED)
+
+
+class InternalFailure(InterlockError):
+    """How a request ended by a bug (an exception that is not interlock's) is recorded: an internal error.
+
+    Only the record carries it; the original exception is what the caller gets.
+    """
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(f"internal error: {type(cause).__name__}: {cause}", kind=ErrorClass.INTERNAL)
+
+
+class ProcessEnding(InterlockError):
+    """How a request cut by ``KeyboardInterrupt`` or ``SystemExit`` is recorded: the process was ending."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"the process is ending ({type(cause).__name__})", kind=ErrorClass.INTERRUPTED)
+
+
+_OUTCOMES: dict[ErrorClass, Outcome] = {ErrorClass.CANCELLED: "cancelled", ErrorClass.INTERRUPTED: "interrupted"}
+
+
+def error_kind(error: BaseException) -> ErrorClass:
+    """The kind a request that ended by ``error`` is recorded with.
+
+    An interlock error keeps its own kind (a caller who left is ``ConsumerGone``: cancelled); any
+    other exception is a bug, recorded as internal, never as cancelled.
+    """
+    return error.kind if isinstance(error, InterlockError) else ErrorClass.INTERNAL
+
+
 def request_record(
     request: ChatRequest,
     request_id: str,
@@ -69,12 +105,8 @@ def request_record(
     else:
         total, cost = sum((a.usage for a in attempts), Usage()), sum(a.cost() for a in attempts)
     degraded = winner is not None and run is not None and is_degraded(run, winner)
-    kind: str | None = None
-    if isinstance(error, ConsumerGone) or (error is not None and not isinstance(error, InterlockError)):
-        kind = ErrorClass.CANCELLED
-    elif isinstance(error, InterlockError):
-        kind = error.kind
-    outcome: Outcome = "ok" if error is None else ("cancelled" if kind == ErrorClass.CANCELLED else "error")
+    kind = None if error is None else error_kind(error)
+    outcome: Outcome = "ok" if kind is None else _OUTCOMES.get(kind, "error")
     return RequestRecord(
         request_id=request_id,
         ts=ts,
@@ -101,6 +133,13 @@ def request_record(
         verdict=winner.verdict if winner is not None else None,
         route_label=run.route_label if run is not None else None,
         route_detail=run.route_detail if run is not None else "",
+    )
+
+
+def begin_record(request: ChatRequest, ts: float) -> BeginRecord:
+    """What the ledger keeps of a request while it runs: closed as ``interrupted`` if its end never comes."""
+    return BeginRecord(
+        request_id=request.request_id, ts=ts, tenant=request.tenant, caller=request.caller, task=request.task or "",
     )
 
 

@@ -46,7 +46,7 @@ from interlock.actors.request._resume import (
 )
 from interlock.policies._failover import ends_chain, same_provider_retry, walk_failure
 from interlock.policies._routing import Candidate, Resolution
-from interlock.policies._tokens import estimate_input_tokens
+from interlock.policies._tokens import estimate_input_tokens, estimate_output_tokens, input_token_bound
 
 _call_ids = itertools.count(1)
 
@@ -198,8 +198,12 @@ class RequestRun:
         return await self.start()
 
     async def close(self) -> None:
-        """End the run: unfinished attempts are cancelled upstream, streams closed, rails left."""
+        """End the run: unfinished attempts are cancelled upstream, delivered text billed, rails left."""
         for attempt in self.attempts:
+            if (attempt.text or attempt.thinking) and not attempt.usage.output_tokens:
+                cap = self.request.max_tokens or attempt.candidate.model.max_output_tokens
+                output = estimate_output_tokens(attempt.partial + "".join(attempt.thinking), cap)
+                attempt.bill_delivered(input_token_bound(self.request), output)
             stream = attempt.stream
             if stream is None:
                 continue
@@ -334,17 +338,17 @@ class RequestRun:
             if ref is None:
                 self.fail(attempt, AdmissionRejected(candidate.provider, "disabled"))
                 continue
+            prefill = candidate.prefill and candidate.name not in self._no_prefill
+            request, attempt.expect = continuation(self.request, self._prefix, prefill=prefill)
+            attempt.delivered, attempt.prefilled = self._prefix, prefill and bool(self._prefix)
             try:
-                if self._rails.rails:
-                    await self._rails.enter(self.request, attempt, self._input_tokens)
+                if self._rails.rails:  # the request as sent, prefill included, is what the budget bounds
+                    await self._rails.enter(request, attempt, self._input_tokens)
             except (AdmissionRejected, BudgetExceeded) as exc:
                 self.fail(attempt, exc)
                 continue
             if attempt.holds:
                 self._entered.append(attempt)  # a rail only undoes what it holds: nothing held, nothing to leave
-            prefill = candidate.prefill and candidate.name not in self._no_prefill
-            request, attempt.expect = continuation(self.request, self._prefix, prefill=prefill)
-            attempt.delivered, attempt.prefilled = self._prefix, prefill and bool(self._prefix)
             try:
                 call = Call(request, candidate.model.id, call_id=attempt.call_id)
                 attempt.stream = await ref.ask_stream(call)

@@ -8,6 +8,12 @@ the walk (plan, cache, judging, records); the walk itself and every attempt in i
 request that entered ends with exactly one request record and one record per attempt sent to
 the ledger, whatever happened: success, fallback, hedge, total failure, the caller leaving,
 cancellation, or the door closing under it.
+
+Durability. A request tells the ledger a ``BeginRecord`` as it enters, without waiting (a killed
+process leaves a begun row, closed as ``interrupted`` at the next open). Its final event, or a
+failure's error, is released only once its rows are committed (the ledger's next group commit):
+an end the caller saw is on disk. The first token and the token path never wait on the disk; a
+request its caller left or cancelled is recorded without waiting.
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ from interlock._actor import ActorRef
 from interlock._clock import Clock
 from interlock._errors import ConsumerGone, InterlockError
 from interlock._records import LedgerRecord
+from interlock._streams import Reply
 from interlock._types import ChatRequest, ChatResponse, RouteEvent, StreamEvent
-from interlock.actors._ledger_actor import LedgerMsg, Records, TraceContext
+from interlock.actors._ledger_actor import LedgerMsg, TraceContext, tell_records, wait_committed
 from interlock.actors._router_actor import Learned, Plan, RouteRequest, RouterMsg, new_request_id
 from interlock.actors.rails._cache import CacheRail, replay
 from interlock.actors.rails._chain import AttemptRails
@@ -34,7 +41,16 @@ from interlock.actors.rails._verify import VerifyRail
 from interlock.actors.request._assemble import BufferSink, assemble, collect
 from interlock.actors.request._attempt import Attempt
 from interlock.actors.request._ensemble import run_ensemble
-from interlock.actors.request._records import cache_hit_record, cached_route, request_record, route_of
+from interlock.actors.request._records import (
+    DoorClosed,
+    InternalFailure,
+    ProcessEnding,
+    begin_record,
+    cache_hit_record,
+    cached_route,
+    request_record,
+    route_of,
+)
 from interlock.actors.request._run import Providers, RequestRun
 from interlock.policies._classifier import classify_by_rules, label_request, parse_label
 from interlock.policies._config import Config, JobConfig, Names
@@ -42,13 +58,6 @@ from interlock.policies._quality import verdict_string
 from interlock.policies._routing import Resolution
 from interlock.policies._tool_validate import ToolCallProblem, corrective_message, validate_tool_calls
 from interlock.policies._verify import Verdict, Verifier
-
-
-class DoorClosed(Exception):
-    """Why a request cut by the door's close is recorded as cancelled."""
-
-    def __init__(self) -> None:
-        super().__init__("the door closed while the request ran")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,7 +141,7 @@ class Serving:
         self._ts, self._started = ctx.clock.wall(), ctx.clock.now()
 
     async def events(self) -> AsyncGenerator[StreamEvent | RouteEvent]:
-        """The caller's stream: plan, cache, walk (or judged answer), records, then the route.
+        """The caller's stream: begin, plan, cache, walk (or judged answer), records, then the route.
 
         The plain streamed walk is driven here by ``RequestRun.batch`` rather than through a helper
         generator: a token then passes through one generator, not two.
@@ -141,15 +150,20 @@ class Serving:
         clock = ctx.clock
         ctx.in_flight.add(self)
         try:
+            await ctx.ledger.tell(begin_record(self.request, self._ts))  # never waited for
             request, plan, label, detail = await self._plan()
             resolution = plan.resolution
             key = self._cache_key(request, resolution)
             hit = await self._cached(key) if key is not None else None
             if hit is not None:
-                for replayed in await self._from_cache(request, resolution.job, hit):
+                self._recorded = True
+                committed = await tell_records(ctx.ledger, (cache_hit_record(request, resolution.job, self._ts, hit),))
+                for replayed in replay(hit):
                     self.parked = True
                     yield replayed
                     self.parked = False
+                await wait_committed(committed)
+                yield RouteEvent(cached_route(hit, resolution.job))
                 return
             run = self._run = RequestRun(
                 request, plan.resolution, ctx.providers, clock, plan.hedge, ctx.rails.attempt,
@@ -175,17 +189,24 @@ class Serving:
                 if key is not None:
                     answer = assemble(winner)
             self._learn(run, winner)
-            timings = await self._record(None)
+            timings, committed = await self._record(None)
             if key is not None and answer is not None and (winner.verdict or "accept").startswith("accept"):
                 assert ctx.rails.cache is not None
                 await ctx.rails.cache.store(key, answer, resolution.policy.cache_ttl_s or 0)
+            await wait_committed(committed)  # the final event only once the rows are on disk
             yield RouteEvent(route_of(run, winner, timings))
         except InterlockError as exc:
-            # Recorded before the caller hears of it: a stream's end implies its rows are queued.
-            await self._end(exc)
+            # Recorded, and committed, before the caller hears of it (a caller who left hears nothing).
+            await self._end(exc, settle=not isinstance(exc, ConsumerGone))
             raise
-        except BaseException:  # the caller left (GeneratorExit) or the task was cancelled
-            await self._end(ConsumerGone("cancelled"))
+        except Exception as exc:  # a bug (ours or a rail's): an internal error, never "cancelled"
+            await self._end(InternalFailure(exc), settle=True)
+            raise
+        except (GeneratorExit, anyio.get_cancelled_exc_class()):  # the caller left, or the task was cancelled
+            await self._end(ConsumerGone("cancelled"), settle=False)
+            raise
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: the process is going down
+            await self._end(ProcessEnding(exc), settle=False)
             raise
         finally:
             ctx.in_flight.discard(self)
@@ -214,13 +235,16 @@ class Serving:
         with anyio.CancelScope(shield=True):
             await self._record(DoorClosed())
 
-    async def _end(self, error: BaseException) -> None:
+    async def _end(self, error: InterlockError, *, settle: bool) -> None:
+        """Close the run and record ``error``; with ``settle``, return only once the rows are committed."""
         with anyio.CancelScope(shield=True):
             try:
                 if self._run is not None:
                     await self._run.close()
                 if not self._recorded:
-                    await self._record(error)
+                    _, committed = await self._record(error)
+                    if settle:
+                        await wait_committed(committed)
             except InterlockError:
                 if not self._abandoned:  # after the door closed, the actors are gone: it was recorded
                     raise
@@ -261,12 +285,6 @@ class Serving:
         if cache is None or self.request.metadata.get("cache") == "refresh":
             return None
         return await cache.lookup(key)
-
-    async def _from_cache(self, request: ChatRequest, job: str, hit: ChatResponse) -> list[StreamEvent | RouteEvent]:
-        """Record a cache hit, then its events: the answer replayed as a provider streams it, then its route."""
-        await self._ctx.ledger.tell(cache_hit_record(request, job, self._ts, hit))
-        self._recorded = True
-        return [*replay(hit), RouteEvent(cached_route(hit, job))]
 
     async def _ask_sub(self, request: ChatRequest) -> ChatResponse:
         """A sub-request (a reviewer, a label, a judge) through the router and every rail."""
@@ -317,8 +335,11 @@ class Serving:
         with contextlib.suppress(InterlockError):  # learning is best effort: never fail an answer for it
             self._ctx.router.tell_nowait(Learned(run.resolution.job, winner.candidate.name, winner.ttft, winner.hedge))
 
-    async def _record(self, error: BaseException | None) -> tuple[float | None, float]:
-        """Tell the ledger every attempt row and the one request row; returns the request's (TTFT, TTLT)."""
+    async def _record(self, error: InterlockError | None) -> tuple[tuple[float | None, float], Reply[None]]:
+        """Tell the ledger every attempt row and the one request row.
+
+        Returns the request's (TTFT, TTLT) and the slot answered once those rows are committed.
+        """
         self._recorded = True
         ctx, request, run = self._ctx, self.request, self._run
         clock, ts, started = ctx.clock, self._ts, self._started
@@ -338,8 +359,7 @@ class Serving:
         elapsed = now - started
         ttft = None if winner is None or winner.ttft is None else winner.started - started + winner.ttft
         rows.append(request_record(request, request_id, task, ts, run, winner, error, (ttft, elapsed)))
-        await ctx.ledger.tell(Records(tuple(rows)))
-        return ttft, elapsed
+        return (ttft, elapsed), await tell_records(ctx.ledger, tuple(rows))
 
 
 def _holds_events(ctx: ServingContext, run: RequestRun, request: ChatRequest) -> bool:

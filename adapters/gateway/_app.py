@@ -14,6 +14,9 @@ provider healthy, breaker not open). Every error is OpenAI's ``{"error": {...}}`
 - A client that goes away cancels its request: the body is read, then ``receive()`` is watched
   for ``http.disconnect`` while the door works, and the door's stream is closed, which cancels
   the upstream call and records the request as cancelled.
+- A malformed request is a 400 naming the field before the door sees it (so nothing is paid for
+  upstream): a wrong shape, a body nested past the decoder's stack, a token limit above every
+  model's context window, a tool schema ``check_tool_schemas`` refuses.
 - A stream starts only once its first event is in, so that a failure before the first token
   is still a real HTTP status; a failure after it is a ``data: {"error": ...}`` event, then the end.
 """
@@ -41,7 +44,7 @@ from interlock._errors import InterlockError
 from interlock._types import ChatRequest, RouteEvent, StreamEvent
 from interlock.adapters.gateway._answers import Answer, ChunkWriter, route_headers
 from interlock.adapters.gateway._failures import HttpFailure, failure, http_failure
-from interlock.adapters.gateway._requests import decode_error, sensitivity_of, to_chat_request
+from interlock.adapters.gateway._requests import check_tools, decode_error, sensitivity_of, to_chat_request, too_deep
 from interlock.adapters.gateway._wire import ProviderStateOut, ReadinessOut
 from interlock.adapters.providers.openai._server_wire import ENCODER, REQUEST_DECODER, ModelListOut, ModelOut
 from interlock.policies._config import Config
@@ -126,6 +129,7 @@ class _Gateway:
         self._keys = None if keys is None else {_digest(k): v for k, v in keys.items()}
         self._max_body = max_body
         self._clock = clock
+        self._ceiling = max((m.context_window for m in door.config.models.values()), default=None)
 
     async def chat(self, request: Request) -> Response:
         who = self._authenticate(request)
@@ -134,13 +138,17 @@ class _Gateway:
             wire = REQUEST_DECODER.decode(body)
         except msgspec.DecodeError as exc:
             raise decode_error(exc) from None
+        except RecursionError:  # msgspec descends containers on the C stack: a deep body runs out of it
+            raise too_deep(body) from None
         wall = self._clock.wall()
         # Time-ordered, like the ids the door gives (``new_request_id``, in actors/_router_actor.py).
         request_id = f"{int(wall * 1000):012x}{uuid.uuid4().hex[:16]}"
         chat = to_chat_request(
             wire, tenant=who.tenant, caller=who.caller, metadata=_trace(request), request_id=request_id,
             sensitivity=sensitivity_of(request.headers.get("x-interlock-sensitivity")),
+            max_tokens_ceiling=self._ceiling,
         )
+        await check_tools(chat)  # before the door: a bad schema is never paid for upstream
         events = self._door.send(chat)
         if wire.stream:
             usage = wire.stream_options is not None and wire.stream_options.include_usage

@@ -2,13 +2,17 @@
 
 The body is decoded at the edge by ``REQUEST_DECODER`` (``interlock.adapters.providers.openai._server_wire``);
 this module maps what it read, and turns a decoder's complaint into a ``RequestError`` that names
-the offending field. Nothing here does I/O or reads a clock.
+the offending field: a value of the wrong shape, a body too deeply nested to decode (named by the
+path where it gets too deep), a token limit no model of the fleet could honour, a tool schema that
+cannot be checked (``check_tool_schemas``, named on the wire as ``tools[i].function.parameters``).
+Nothing here does I/O or reads a clock; a first-seen tool schema is checked in a worker thread.
 """
 
 from __future__ import annotations
 
 import re
 
+import anyio.to_thread
 import msgspec
 
 from interlock._errors import RequestError
@@ -48,11 +52,17 @@ from interlock.adapters.providers.openai._wire import (
     WireToolMessage,
     WireUserMessage,
 )
+from interlock.policies._tool_validate import check_tool_schemas
 
 _DATA_URL = re.compile(r"^data:(?P<media>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)$", re.DOTALL)
 _AT_PATH = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
 _SENSITIVITY: dict[str, Sensitivity] = {"public": "public", "internal": "internal", "pii": "pii"}
+# JSON's structure tokens and whole strings (so brackets inside strings are skipped); nothing else matters
+_JSON_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]')
+_TOOL_FIELD = re.compile(r"^tools\[(?P<i>\d+)\]\.parameters$")
+MAX_BODY_DEPTH = 256  # named in the error for a body the decoder could not descend
+_PATH_KEYS = 3  # the deep path is named down to its third key: ``tools[0].function.parameters``
 
 
 def sensitivity_of(header: str | None) -> Sensitivity:
@@ -73,8 +83,13 @@ def to_chat_request(
     metadata: dict[str, str],
     request_id: str,
     sensitivity: Sensitivity = "internal",
+    max_tokens_ceiling: int | None = None,
 ) -> ChatRequest:
-    """The canonical request for ``body``; ``RequestError`` names the field it cannot carry."""
+    """The canonical request for ``body``; ``RequestError`` names the field it cannot carry.
+
+    ``max_tokens_ceiling`` is the most output any model could give (the fleet's largest context
+    window): a larger ``max_tokens`` or ``max_completion_tokens`` can never be served.
+    """
     tools = tuple(_tool(t) for t in body.tools or ())
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
     extra = dict(body.metadata or {})
@@ -90,7 +105,7 @@ def to_chat_request(
         top_p=body.top_p,
         stop=stop,
         seed=body.seed,
-        max_tokens=body.max_completion_tokens or body.max_tokens,
+        max_tokens=_max_tokens(body, max_tokens_ceiling),
         model=body.model,
         tenant=tenant,
         caller=caller,
@@ -98,6 +113,15 @@ def to_chat_request(
         metadata={**extra, **metadata},
         request_id=request_id,
     )
+
+
+def _max_tokens(body: ChatCompletionRequest, ceiling: int | None) -> int | None:
+    field, value = "max_completion_tokens", body.max_completion_tokens
+    if not value:
+        field, value = "max_tokens", body.max_tokens
+    if value is not None and ceiling is not None and value > ceiling:
+        raise RequestError(field, f"{value} is more than any model here can produce (at most {ceiling} tokens)")
+    return value
 
 
 def _message(i: int, m: MessageIn) -> Message:
@@ -189,3 +213,60 @@ def decode_error(exc: msgspec.DecodeError) -> RequestError:
     if missing:
         path = f"{path}.{missing['field']}" if path else missing["field"]
     return RequestError(path or "body", message[:1].lower() + message[1:])
+
+
+def too_deep(body: bytes) -> RequestError:
+    """A body the decoder could not descend (it nests past the stack), naming where it gets too deep."""
+    return RequestError(_deep_path(body) or "body", f"nested deeper than {MAX_BODY_DEPTH} levels")
+
+
+def _deep_path(body: bytes) -> str:
+    """The path to the first container nested deeper than ``MAX_BODY_DEPTH``, down to ``_PATH_KEYS`` keys."""
+    path: list[str | int | None] = []  # per open container: the key or index being read in it
+    expect_key = False
+    for match in _JSON_TOKEN.finditer(body):
+        token = match[0]
+        if token in (b"{", b"["):
+            if len(path) == MAX_BODY_DEPTH:
+                return _render(path)
+            path.append(None if token == b"{" else 0)
+            expect_key = token == b"{"
+        elif token in (b"}", b"]"):
+            if path:
+                path.pop()
+            expect_key = False
+        elif token == b",":
+            if path and isinstance(path[-1], int):
+                path[-1] += 1
+            expect_key = bool(path) and not isinstance(path[-1], int)
+        elif expect_key:  # a string where an object expects its next key
+            path[-1] = token[1:-1].decode("utf-8", "replace")
+            expect_key = False
+    return ""
+
+
+def _render(path: list[str | int | None]) -> str:
+    out, keys = "", 0
+    for segment in path:
+        if isinstance(segment, int):
+            out += f"[{segment}]"
+        elif segment is not None:
+            keys += 1
+            if keys > _PATH_KEYS:
+                break
+            out += f".{segment}" if out else segment
+    return out
+
+
+async def check_tools(chat: ChatRequest) -> None:
+    """``check_tool_schemas`` of the request's tools, its error naming the field as on the wire."""
+    if not chat.tools:
+        return
+    try:
+        # A schema seen for the first time costs jsonschema milliseconds: a worker thread pays them.
+        await anyio.to_thread.run_sync(check_tool_schemas, chat.tools)
+    except RequestError as exc:
+        match = _TOOL_FIELD.match(exc.field)
+        if match is None:
+            raise
+        raise RequestError(f"tools[{match['i']}].function.parameters", exc.problem) from None

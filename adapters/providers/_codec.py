@@ -5,17 +5,20 @@ stream events, and an HTTP failure into a typed ``ProviderError``. It does no I/
 tested on recorded byte streams; the transport in ``_http`` runs any codec over httpx2.
 
 Every decoder emits, at the end of a successful answer, exactly one ``UsageEvent`` followed by
-one ``Finish``, whatever order the provider sends them in.
+one ``Finish``, whatever order the provider sends them in; the ``Finish`` carries how many
+malformed events the stream skipped (``MalformedEvents``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Protocol
 
 import msgspec
 
 from interlock._errors import MidStreamError, ProviderError
+from interlock._secret import Secret
 from interlock._types import ChatRequest, StreamEvent
 
 
@@ -98,3 +101,56 @@ class HeldFailure:
             raise error
         self.pending = error
         return out
+
+
+def scrub_key(text: str, key: Secret | None) -> str:
+    """``text`` with the API key replaced: an in-band error message may echo what was sent."""
+    secret = key.reveal() if key is not None else ""
+    return text.replace(secret, "****") if secret else text
+
+
+MALFORMED_LIMIT = 3
+"""Malformed events one stream may skip; the next one fails it.
+
+One glitch (a proxy's stray line, one corrupted frame) is the case worth surviving, and a stray
+blank line inside one event turns it into two bad ones; three leaves room for that and one more.
+A stream past that is not an otherwise healthy stream, and what else it says cannot be trusted.
+A bound on the total rather than on a run of consecutive bad events: a run needs bookkeeping on
+every good event, and a stream of garbage passes the total within its first four events anyway.
+"""
+
+# An error object, or an Anthropic error event, seen in data that does not decode.
+_ERROR_MARK = re.compile(rb'"error"\s*:|"type"\s*:\s*"error"')
+
+
+class MalformedEvents:
+    """The malformed events one stream skipped, and whether the next one may be skipped too.
+
+    A decoder asks ``refusal`` only on the path where an event's data did not decode (or had the
+    wrong shape); a healthy stream never reaches it, so skipping costs it nothing. The event is
+    skipped and counted unless it must fail the stream: it names an error (an in-band error we
+    cannot read is not a hiccup to pass over), the decoder says losing it would corrupt what it
+    is assembling (``structural``: a tool call's arguments, a block's identity, the usage), or
+    the stream already skipped ``MALFORMED_LIMIT`` events.
+    """
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def refusal(self, data: bytes | str, where: str, *, structural: bool) -> str | None:
+        """None to skip ``data`` (now counted); else why the stream fails, as a detail naming ``where``.
+
+        ``where`` says which event, and where in the stream (e.g. ``near byte 812``); the detail
+        never quotes the data, which may echo what the request sent.
+        """
+        raw = data.encode("utf-8", "replace") if isinstance(data, str) else data
+        if _ERROR_MARK.search(raw) is not None:
+            return f"malformed error event {where}"
+        if structural:
+            return f"malformed event {where}: what it carried cannot be recovered"
+        if self.count >= MALFORMED_LIMIT:
+            return f"more than {MALFORMED_LIMIT} malformed events (the last {where})"
+        self.count += 1
+        return None

@@ -3,10 +3,13 @@
 Costs are shown in cents (four decimals below one cent, two above); rates as percentages with one
 decimal; latencies in whole milliseconds; hours in UTC. A missing figure shows as an em dash.
 The JSON form is the ``Rollup`` Struct itself, as msgspec encodes it: rates are fractions there.
+The breaker transitions the ledger keeps (when, which provider, from, to, why) follow as their own
+table, and as the ``breaker_transitions`` key of the JSON form (``report_json``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Final
 
@@ -14,6 +17,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
+from interlock._records import BreakerRecord
 from interlock.policies._rollup import (
     Alert,
     CostOutlier,
@@ -30,6 +34,13 @@ MAX_ALERT_ROWS: Final = 20
 def rollup_json(rollup: Rollup) -> bytes:
     """The rollup as JSON bytes: the machine-readable form of ``interlock report --json``."""
     return _ENCODER.encode(rollup)
+
+
+def report_json(rollup: Rollup, transitions: Sequence[BreakerRecord]) -> bytes:
+    """``interlock report --json``: the rollup's JSON object with ``breaker_transitions`` added, oldest first."""
+    body = msgspec.to_builtins(rollup)
+    body["breaker_transitions"] = msgspec.to_builtins(tuple(transitions))
+    return _ENCODER.encode(body)
 
 
 def cents(value: float) -> str:
@@ -50,6 +61,11 @@ def ms(value: float | None) -> str:
 def utc(ts: float) -> str:
     """An epoch timestamp as a UTC minute."""
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%MZ")
+
+
+def utc_seconds(ts: float) -> str:
+    """An epoch timestamp as a UTC second: breaker transitions come seconds apart."""
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _models_table(rollup: Rollup) -> Table:
@@ -162,8 +178,26 @@ def _alerts_table(rollup: Rollup) -> Table:
     return table
 
 
-def render_rollup(rollup: Rollup, console: Console) -> None:
-    """Print the report: a summary line, the tables that have rows, then the alerts (or that there are none)."""
+def _breakers_table(transitions: Sequence[BreakerRecord]) -> Table:
+    table = Table(title="Breaker transitions", title_justify="left")
+    for name in ("time", "provider", "from", "to", "cause"):
+        table.add_column(name)
+    for t in transitions:
+        table.add_row(utc_seconds(t.ts), t.provider, t.from_state, t.to_state, t.cause)
+    return table
+
+
+def render_rollup(rollup: Rollup, console: Console, transitions: Sequence[BreakerRecord] = ()) -> None:
+    """Print the report: a summary line, the tables that have rows, the alerts, then the breaker transitions.
+
+    ``transitions`` are shown oldest first, whether or not the window holds any request.
+    """
+    _render_tables(rollup, console)
+    if transitions:
+        console.print(_breakers_table(transitions))
+
+
+def _render_tables(rollup: Rollup, console: Console) -> None:
     window = f"since {utc(rollup.since)}" if rollup.since is not None else "all records"
     console.print(
         f"interlock report, {window} until {utc(rollup.generated_at)}: {rollup.requests} requests, "

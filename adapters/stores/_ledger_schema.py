@@ -8,8 +8,10 @@ the same file at once apply each step exactly once. A file whose version is abov
 an older program must not write rows into columns it does not know.
 
 Migrations are history: never edit one that has shipped; append a new one instead. The columns
-of both tables mirror the fields of ``AttemptRecord`` / ``RequestRecord`` one to one (a test keeps
-them in step); the ledger holds no metadata blobs, so it can never hold a secret.
+of ``requests``, ``attempts`` and ``breaker_transitions`` mirror the fields of ``RequestRecord``,
+``AttemptRecord`` and ``BreakerRecord`` one to one (a test keeps them in step); ``begun`` holds
+the ``BeginRecord`` of each request still open, with the ``session`` (one store's lifetime in one
+process) that wrote it. The ledger holds no metadata blobs, so it can never hold a secret.
 """
 
 from __future__ import annotations
@@ -137,6 +139,47 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         (
             "ALTER TABLE attempts ADD COLUMN start_ms REAL",
             "ALTER TABLE attempts ADD COLUMN duration_ms REAL",
+        ),
+    ),
+    Migration(
+        5,
+        "attempt usage estimated from the delivered text, and malformed stream events skipped",
+        (
+            "ALTER TABLE attempts ADD COLUMN usage_estimated INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE attempts ADD COLUMN skipped_events INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
+    Migration(
+        6,
+        "requests begun and not yet ended, by the session that began them",
+        (
+            """
+            CREATE TABLE begun (
+                request_id TEXT NOT NULL PRIMARY KEY,
+                ts         REAL NOT NULL,
+                tenant     TEXT NOT NULL,
+                caller     TEXT NOT NULL,
+                task       TEXT NOT NULL,
+                session    TEXT NOT NULL
+            ) WITHOUT ROWID
+            """,
+        ),
+    ),
+    Migration(
+        7,
+        "circuit-breaker transitions",
+        (
+            """
+            CREATE TABLE breaker_transitions (
+                ts         REAL NOT NULL,
+                provider   TEXT NOT NULL,
+                from_state TEXT NOT NULL,
+                to_state   TEXT NOT NULL,
+                cause      TEXT NOT NULL,
+                PRIMARY KEY (provider, ts, from_state, to_state)
+            )
+            """,
+            "CREATE INDEX breaker_transitions_ts ON breaker_transitions (ts)",
         ),
     ),
 )

@@ -1,37 +1,41 @@
 """The ledger store: the narrow async ``LedgerStore`` protocol and its SQLite implementation.
 
-``SqliteLedgerStore`` keeps one aiosqlite connection (one worker thread) to a WAL-mode file.
-``write`` puts a whole batch in one ``BEGIN IMMEDIATE`` transaction with one ``executemany`` per
-table; rows go in with ``INSERT OR IGNORE`` on the natural keys (``request_id`` for requests,
-``(request_id, attempt)`` for attempts), so replaying a batch after a crash adds nothing.
-Records are final when written, so the first copy of a key wins and a replayed copy is dropped.
+``SqliteLedgerStore`` keeps one WAL-mode file open through two connections: writes go through a
+``LedgerWriter`` (a plain ``sqlite3`` connection used in a worker thread, one trip per batch:
+see ``_ledger_rows`` for the one transaction a batch is, ``_ledger_writer`` for sessions), reads
+through aiosqlite. A batch commits in full or not at all; rows go in with ``INSERT OR IGNORE`` on
+the natural keys, so replaying a batch after a crash adds nothing and the first copy of a key wins.
 
-The write path is the ledger's hot loop (one row per request and per attempt), so it is built to
-cost the event loop nothing per record and the worker thread little: records become bind
-parameters inside the worker thread, lazily, as ``executemany`` pulls them; each statement inserts
-``ROWS_PER_INSERT`` rows, so the per-statement work and the worker's hand-offs of the GIL (one per
-statement) are shared by many rows; and every value binds on sqlite3's fast path (see
-``_row_builder``).
+Opening the store closes, as ``interrupted`` request rows, the requests begun by sessions whose
+process is gone (killed mid-request), so after any crash every request that reached the file
+ends with exactly one row. ``synchronous=NORMAL`` in WAL mode makes a commit durable against a
+process crash (only a power cut can lose the last ones).
 
-sqlite3 errors are translated here, at this adapter's one seam, into ``LedgerStoreError``.
+sqlite3 and lock-file errors are translated here, at this adapter's one seam, into ``LedgerStoreError``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
 import sqlite3
-import typing
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, Protocol, TypeVar, final
+from typing import Final, Protocol, TypeVar, final
 
-import aiosqlite
 import anyio
 import anyio.to_thread
 import msgspec
 
-from interlock._records import AttemptRecord, RequestRecord
+from interlock._records import AttemptRecord, BreakerRecord, LedgerRecord, RequestRecord
+from interlock.adapters.stores._ledger_rows import (
+    ATTEMPT_COLUMNS,
+    BREAKER_COLUMNS,
+    REQUEST_COLUMNS,
+    ROWS_PER_INSERT,
+    select_sql,
+)
+from interlock.adapters.stores._ledger_rows import attempt_row as _attempt_row
+from interlock.adapters.stores._ledger_rows import parameters as _parameters
+from interlock.adapters.stores._ledger_rows import request_row as _request_row
 from interlock.adapters.stores._ledger_schema import (
     SCHEMA_VERSION,
     LedgerSchemaTooNew,
@@ -39,18 +43,21 @@ from interlock.adapters.stores._ledger_schema import (
     migrate,
     read_version,
 )
+from interlock.adapters.stores._ledger_writer import CONNECTION_PRAGMAS, LedgerWriter, checkpoint
 from interlock.adapters.stores._sqlite_file import SqliteFile
 
-_R = TypeVar("_R", AttemptRecord, RequestRecord)
-_Row = tuple[object, ...]
+__all__ = [
+    "ATTEMPT_COLUMNS", "REQUEST_COLUMNS", "ROWS_PER_INSERT", "LedgerStore", "SqliteLedgerStore",
+    "_attempt_row", "_parameters", "_request_row",
+]  # fmt: skip  # the row builders stay importable here: the hot-path canaries test them by these names
 
-REQUEST_COLUMNS: Final[tuple[str, ...]] = tuple(f.name for f in msgspec.structs.fields(RequestRecord))
-ATTEMPT_COLUMNS: Final[tuple[str, ...]] = tuple(f.name for f in msgspec.structs.fields(AttemptRecord))
+_R = TypeVar("_R", AttemptRecord, RequestRecord)
+
 
 class LedgerStore(Protocol):
     """Where ledger records are kept: batched writes, filtered reads. SQLite is one implementation."""
 
-    async def write(self, records: Sequence[AttemptRecord | RequestRecord]) -> None:
+    async def write(self, records: Sequence[LedgerRecord]) -> None:
         """Persist a batch atomically; writing a record that is already stored is a no-op."""
         ...
 
@@ -70,86 +77,18 @@ class LedgerStore(Protocol):
         """How many request records are stored."""
         ...
 
+    async def breaker_transitions(self, limit: int = 100) -> list[BreakerRecord]:
+        """The last ``limit`` circuit-breaker transitions, newest first."""
+        ...
 
-# Rows per INSERT statement. 32 rows of at most 28 columns stay under 999 parameters, the lowest
-# limit SQLite builds have had; more rows per statement gain little and hold the GIL longer.
-ROWS_PER_INSERT: Final = 32
-
-
-def _insert_sql(table: str, columns: tuple[str, ...], rows: int) -> str:
-    row = "(" + ", ".join("?" * len(columns)) + ")"
-    return f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES {', '.join([row] * rows)}"
+    async def checkpoint(self) -> None:
+        """Fold what the writes logged into the file, beside the writes rather than in one of them."""
+        ...
 
 
-def _select_sql(table: str, columns: tuple[str, ...]) -> str:
-    return f"SELECT {', '.join(columns)} FROM {table}"
-
-
-def _row_builder(kind: type[msgspec.Struct]) -> Callable[[Any], _Row]:
-    """Compile ``record -> bind parameters`` for ``kind``, in its field order (the column order).
-
-    sqlite3 binds an exact int, float or str directly, but sends ``None`` and ``bool`` through its
-    adapter registry first, about three times the cost per value. So a bool becomes 0/1 (what
-    sqlite3 would store anyway) and ``None`` becomes NaN, which SQLite binds as NULL. The function
-    is generated from the Struct's fields: one expression per field, no loop, no per-value lookup.
-    """
-    parts: list[str] = []
-    for field in msgspec.structs.fields(kind):
-        get = f"r.{field.name}"
-        if field.type is bool:
-            parts.append(f"(1 if {get} else 0)")
-        elif type(None) in typing.get_args(field.type):  # X | None
-            parts.append(f"(_NULL if (v := {get}) is None else v)")
-        else:
-            parts.append(get)
-    namespace: dict[str, Any] = {"_NULL": math.nan}
-    exec(f"def build(r):\n    return ({', '.join(parts)},)\n", namespace)  # fields are our own identifiers
-    build: Callable[[Any], _Row] = namespace["build"]
-    return build
-
-
-# Built once: column order is the Structs' field order, which is what the row builders yield.
-_INSERT_REQUESTS: Final = _insert_sql("requests", REQUEST_COLUMNS, ROWS_PER_INSERT)
-_INSERT_ATTEMPTS: Final = _insert_sql("attempts", ATTEMPT_COLUMNS, ROWS_PER_INSERT)
-_SELECT_REQUESTS: Final = _select_sql("requests", REQUEST_COLUMNS)
-_SELECT_ATTEMPTS: Final = _select_sql("attempts", ATTEMPT_COLUMNS)
-_request_row: Final = _row_builder(RequestRecord)
-_attempt_row: Final = _row_builder(AttemptRecord)
-
-
-def _parameters(records: Sequence[object], requests: bool) -> Iterator[list[object]]:
-    """Bind parameters of the batch's request (or attempt) rows, ``ROWS_PER_INSERT`` rows per list.
-
-    Runs in the worker thread, pulled by ``executemany``. The last list is padded by repeating its
-    last row: the copies are ignored as duplicates, so one statement serves every batch size.
-    Anything that is not a request record counts as an attempt, so a stray object fails the write
-    instead of vanishing.
-    """
-    build = _request_row if requests else _attempt_row
-    params: list[object] = []
-    rows = 0
-    row: _Row = ()
-    for record in records:
-        if (type(record) is RequestRecord) is requests:
-            row = build(record)
-            params += row
-            rows += 1
-            if rows == ROWS_PER_INSERT:
-                yield params
-                params, rows = [], 0
-    if rows:
-        yield params + list(row) * (ROWS_PER_INSERT - rows)
-
-
-# Per-connection settings. NORMAL is durable across a process crash in WAL mode (only a power cut
-# can lose the last commits). The larger page cache and checkpoint interval keep random-key index
-# inserts (uuid4-like request ids) from rewriting the same pages on every batch; measured on this
-# 2-core machine they roughly double throughput for such ids and cost nothing for time-ordered ones.
-_CONNECTION_PRAGMAS: Final = (
-    "PRAGMA synchronous=NORMAL",
-    "PRAGMA cache_size=-65536",  # KiB, i.e. 64 MiB
-    "PRAGMA wal_autocheckpoint=4000",  # pages, i.e. a ~16 MiB WAL between checkpoints
-)
+_SELECT_REQUESTS: Final = select_sql("requests", REQUEST_COLUMNS)
+_SELECT_ATTEMPTS: Final = select_sql("attempts", ATTEMPT_COLUMNS)
+_SELECT_BREAKERS: Final = select_sql("breaker_transitions", BREAKER_COLUMNS) + " ORDER BY ts DESC, provider LIMIT ?"
 
 
 def _where(since: float | None, task: str | None, tenant: str | None) -> tuple[str, tuple[float | str, ...]]:
@@ -180,18 +119,23 @@ def _prepare_file(path: str, busy_timeout: float) -> None:
 
 @final
 class SqliteLedgerStore(SqliteFile):
-    """The embedded ledger: one SQLite file in WAL mode, written in batches through aiosqlite.
+    """The embedded ledger: one SQLite file in WAL mode, written in batches, one transaction each.
 
     Use ``async with SqliteLedgerStore(path) as store:`` (or ``await open()`` / ``await close()``).
-    Writes from several tasks are serialized on the one connection; other processes writing the
-    same file wait up to ``busy_timeout`` seconds for its lock.
+    Opening closes the requests that dead sessions began (``recovered`` says how many); closing
+    closes this store's own begun requests that never got their end. Writes from several tasks
+    are serialized on the one write connection; other processes writing the same file wait up to
+    ``busy_timeout`` seconds for its lock.
     """
 
     _what = "ledger"
-    _pragmas = _CONNECTION_PRAGMAS
+    _pragmas = CONNECTION_PRAGMAS
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 5.0) -> None:
         super().__init__(str(path), busy_timeout)
+        self._writer: LedgerWriter | None = None
+        self._checkpointing = anyio.Lock()
+        self.recovered = 0  # requests closed as interrupted when this store opened
 
     def _prepare(self, path: str, busy_timeout: float) -> None:
         _prepare_file(path, busy_timeout)
@@ -199,30 +143,67 @@ class SqliteLedgerStore(SqliteFile):
     def _error(self, problem: str) -> LedgerStoreError:
         return LedgerStoreError(self._path, problem)
 
-    async def write(self, records: Sequence[AttemptRecord | RequestRecord]) -> None:
-        """Persist a batch in one transaction; records already stored (a replay) are skipped."""
+    async def open(self) -> None:
+        """Open the file (creating or upgrading its schema), start a session, close dead sessions' requests."""
+        if self._writer is not None:
+            return
+        await super().open()
+        try:
+            writer = await anyio.to_thread.run_sync(LedgerWriter, self._path, self._busy_timeout)
+        except BaseException as exc:
+            await super().close()
+            if isinstance(exc, sqlite3.Error | OSError):
+                raise LedgerStoreError(self._path, f"cannot open: {exc}") from exc
+            raise
+        self._writer, self.recovered = writer, writer.recovered
+
+    async def close(self) -> None:
+        """Close this session (its begun requests without an end become interrupted), then the file."""
+        try:
+            with anyio.CancelScope(shield=True):
+                async with self._checkpointing, self._lock:  # a write or checkpoint in progress finishes first
+                    writer, self._writer = self._writer, None
+                    if writer is not None:
+                        await anyio.to_thread.run_sync(writer.close)
+        except sqlite3.Error as exc:
+            raise LedgerStoreError(self._path, f"close failed: {exc}") from exc
+        finally:
+            await super().close()
+
+    async def write(self, records: Sequence[LedgerRecord]) -> None:
+        """Persist a batch in one transaction; records already stored (a replay) are skipped.
+
+        The batch is written in one trip to a worker thread, which is not abandoned when the
+        caller is cancelled: the transaction then still commits in full or rolls back in full.
+        """
         if not records:
             return
         batch = tuple(records)  # the worker thread reads the batch while the caller's list may change
         async with self._lock:
-            conn = self._require()
+            if self._writer is None:
+                raise self._error("the ledger is not open")
             try:
-                await conn.execute("BEGIN IMMEDIATE")
-                await conn.executemany(_INSERT_REQUESTS, _parameters(batch, requests=True))
-                await conn.executemany(_INSERT_ATTEMPTS, _parameters(batch, requests=False))
-                await conn.execute("COMMIT")
-            except BaseException as exc:
-                # The worker thread may still run the interrupted statement: ROLLBACK queues after it.
-                with anyio.CancelScope(shield=True):
-                    await self._rollback(conn)
-                if isinstance(exc, sqlite3.Error):
-                    raise LedgerStoreError(self._path, f"write failed: {exc}") from exc
-                raise
+                await anyio.to_thread.run_sync(self._writer.write, batch)
+            except sqlite3.Error as exc:
+                raise LedgerStoreError(self._path, f"write failed: {exc}") from exc
 
-    async def _rollback(self, conn: aiosqlite.Connection) -> None:
-        # No transaction may be open (BEGIN itself failed, or SQLite already rolled back).
-        with contextlib.suppress(sqlite3.OperationalError):
-            await conn.execute("ROLLBACK")
+    async def checkpoint(self) -> None:
+        """A PASSIVE checkpoint on a connection of its own: writes go on meanwhile (WAL mode lets them)."""
+        async with self._checkpointing:
+            if self._writer is None:
+                raise self._error("the ledger is not open")
+            try:
+                await anyio.to_thread.run_sync(checkpoint, self._path, self._busy_timeout)
+            except sqlite3.Error as exc:
+                raise LedgerStoreError(self._path, f"checkpoint failed: {exc}") from exc
+
+    async def breaker_transitions(self, limit: int = 100) -> list[BreakerRecord]:
+        """The last ``limit`` circuit-breaker transitions, newest first."""
+        try:
+            rows = await self._require().execute_fetchall(_SELECT_BREAKERS, (limit,))
+        except sqlite3.Error as exc:
+            raise LedgerStoreError(self._path, f"read failed: {exc}") from exc
+        return [BreakerRecord(**dict(zip(BREAKER_COLUMNS, row, strict=True))) for row in rows]
 
     async def fetch_requests(
         self, since: float | None = None, task: str | None = None, tenant: str | None = None
@@ -264,6 +245,10 @@ class SqliteLedgerStore(SqliteFile):
     async def count_attempts(self) -> int:
         """How many attempt records are stored."""
         return await self._count("attempts")
+
+    async def count_begun(self) -> int:
+        """How many requests are begun and not ended on file (still running, or left by a live session)."""
+        return await self._count("begun")
 
     async def _count(self, table: str) -> int:
         try:

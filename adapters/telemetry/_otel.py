@@ -66,7 +66,9 @@ class RecordGrouper:
             if len(self._open) > self._max_open:
                 del self._open[next(iter(self._open))]
             return None
-        return record, self._open.pop(record.request_id, [])
+        if isinstance(record, RequestRecord):
+            return record, self._open.pop(record.request_id, [])
+        return None  # a begin or breaker record: the request's own record ends it, breakers are counted apart
 
 
 def layout(request: RequestRecord, attempts: Sequence[AttemptRecord]) -> tuple[Interval, list[Interval]]:
@@ -308,7 +310,7 @@ class OtelMirror:
             m.tpot.record((a.ttlt_ms - a.ttft_ms) / 1000.0 / (a.output_tokens - 1), attrs)
 
 
-def _common(r: LedgerRecord) -> Attrs:
+def _common(r: AttemptRecord | RequestRecord) -> Attrs:
     """The interlock attributes request and attempt records share."""
     return _present(
         {

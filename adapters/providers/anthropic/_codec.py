@@ -112,7 +112,7 @@ class AnthropicCodec:
 
     def stream_decoder(self, model_id: str) -> AnthropicStreamDecoder:
         """A fresh decoder for one streamed response."""
-        return AnthropicStreamDecoder(self.provider, model_id)
+        return AnthropicStreamDecoder(self.provider, model_id, self._api_key)
 
     def decode_response(self, body: bytes, model_id: str) -> list[StreamEvent]:
         """A Message object as the events its stream would have given (one delta per block)."""
@@ -133,12 +133,14 @@ class AnthropicCodec:
         except msgspec.DecodeError:
             err = w.WireErrorBody()
         detail = f"{err.type}: {err.message}" if err.type else body[:200].decode("utf-8", errors="replace")
+        kind = error_kind(err.type, err.message, status, err.error_code)
         return ProviderError(
-            error_kind(err.type, err.message, status),
+            kind,
             self.provider,
             model=model_id,
             status=status,
-            retry_after=parse_retry_after(headers),
+            # a retry hint means nothing when the account is out of credit: no retry soon helps
+            retry_after=None if kind is ErrorClass.QUOTA else parse_retry_after(headers),
             detail=self._scrub(detail),
         )
 

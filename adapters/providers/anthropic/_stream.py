@@ -6,8 +6,23 @@ closing events (``final_events``). The usage rules are documented in ``_codec``.
 
 Stream rules: text, thinking, signature and tool-argument deltas map one to one; a ``tool_use``
 block's close yields ``ToolCallDone`` (``{}`` when the tool takes no arguments); ``message_stop``
-yields the one ``UsageEvent`` and the one ``Finish``. An in-band ``error`` event, bad JSON, or a
-body that ends before ``message_stop`` raises ``MidStreamError`` with the text decoded so far.
+yields the one ``UsageEvent`` and the one ``Finish``. An in-band ``error`` event or a body that
+ends before ``message_stop`` raises ``MidStreamError`` with the text decoded so far.
+
+Malformed events (data that does not decode as an event) are judged by their SSE event name,
+which survives a broken payload. anthropic-sdk-python's ``Stream.__stream__`` parses only the
+event names it knows: it skips ``ping`` and every unknown name without reading their data, turns an
+``error`` event whose data is not JSON into an error carrying the raw text, and lets a malformed
+known event (``message_start``, ``content_block_delta``...) end the stream with ``json.loads``'s
+``JSONDecodeError``. We go one step further and skip, counting it on the ``Finish``
+(``MalformedEvents`` in ``_codec``), a malformed event that loses nothing we assemble: ``ping``, an
+unknown or unnamed event, and a ``content_block_delta`` while only text blocks are open (it loses
+its own text, which the count makes visible). We fail on the rest, as the SDK does: a malformed
+``error`` event (an error, whatever it said; we do not quote it), a ``content_block_delta`` while a
+tool_use or thinking block is open (arguments or a signed thinking text would be corrupted), and
+the events that carry structure: ``message_start`` (input usage), ``content_block_start`` (the
+block's kind and identity), ``content_block_stop`` (a tool call's end), ``message_delta`` (stop
+reason, output usage), ``message_stop``; and an event cut by the body's end, or past the bound.
 """
 
 from __future__ import annotations
@@ -17,6 +32,7 @@ from typing import final
 import msgspec
 
 from interlock._errors import ErrorClass, MidStreamError
+from interlock._secret import Secret
 from interlock._types import (
     Finish,
     StreamEvent,
@@ -27,7 +43,7 @@ from interlock._types import (
     Usage,
     UsageEvent,
 )
-from interlock.adapters.providers._codec import HeldFailure
+from interlock.adapters.providers._codec import HeldFailure, MalformedEvents, scrub_key
 from interlock.adapters.providers._sse import SSEEvent, SSEParser
 from interlock.adapters.providers.anthropic import _wire as w
 
@@ -35,16 +51,38 @@ __all__ = ["AnthropicStreamDecoder", "error_kind", "final_events", "to_usage"]
 
 # invalid_request_error messages that mean the prompt does not fit the model's window.
 _CONTEXT_MARKERS = ("prompt is too long", "exceed context limit")
+# invalid_request_error messages that mean the account has no credit or hit a spend limit: the
+# documented 400 of a spend limit you set ("You have reached your specified [workspace] API usage
+# limits") and the 400 of an empty credit balance ("Your credit balance is too low ...").
+_QUOTA_MARKERS = ("api usage limits", "credit balance is too low")
+# details.error_code of the 429 sent while the usage tier's monthly spend cap pauses the account.
+_QUOTA_CODES = frozenset({"enforced_spend_limit_reached"})
+# Events whose loss cannot be recovered: each carries usage, a block's identity or the answer's end.
+_STRUCTURAL_EVENTS = frozenset(
+    {"message_start", "content_block_start", "content_block_stop", "message_delta", "message_stop"}
+)
 
 
-def error_kind(error_type: str, message: str, status: int | None) -> ErrorClass:
-    """The error class of an Anthropic error type (or, failing that, an HTTP status)."""
+def error_kind(error_type: str, message: str, status: int | None, error_code: str = "") -> ErrorClass:
+    """The error class of an Anthropic error type (or, failing that, an HTTP status).
+
+    Quota (the account cannot pay, or a spend limit paused it) is told apart from a rate limit
+    and a bad request by what the error docs give: ``billing_error`` (402), a 429 whose
+    ``details.error_code`` is ``enforced_spend_limit_reached``, and the messages of a 400 spend
+    limit or empty credit balance.
+    """
+    if error_code in _QUOTA_CODES:
+        return ErrorClass.QUOTA
     kind = w.ERROR_TYPES.get(error_type)
     if kind is None and status is not None:
         kind = w.STATUS_KINDS.get(status, ErrorClass.BAD_REQUEST if 400 <= status < 500 else None)
     kind = kind or ErrorClass.SERVER_ERROR
-    if kind is ErrorClass.BAD_REQUEST and any(m in message.lower() for m in _CONTEXT_MARKERS):
-        return ErrorClass.CONTEXT_LENGTH
+    if kind is ErrorClass.BAD_REQUEST:
+        lowered = message.lower()
+        if any(m in lowered for m in _QUOTA_MARKERS):
+            return ErrorClass.QUOTA
+        if any(m in lowered for m in _CONTEXT_MARKERS):
+            return ErrorClass.CONTEXT_LENGTH
     return kind
 
 
@@ -58,9 +96,9 @@ def to_usage(usage: w.WireUsage) -> Usage:
     )
 
 
-def final_events(usage: w.WireUsage, stop_reason: str | None) -> list[StreamEvent]:
-    """The one ``UsageEvent`` and the one ``Finish`` that end every answer."""
-    return [UsageEvent(to_usage(usage)), Finish(w.STOP_REASONS.get(stop_reason or "", "stop"))]
+def final_events(usage: w.WireUsage, stop_reason: str | None, skipped: int = 0) -> list[StreamEvent]:
+    """The one ``UsageEvent`` and the one ``Finish`` (with the ``skipped`` malformed events) that end every answer."""
+    return [UsageEvent(to_usage(usage)), Finish(w.STOP_REASONS.get(stop_reason or "", "stop"), skipped)]
 
 
 class _ToolBlock(msgspec.Struct):
@@ -76,13 +114,16 @@ class _ToolBlock(msgspec.Struct):
 class AnthropicStreamDecoder:
     """Incremental decoder of one Messages stream; chunk boundaries never change the events."""
 
-    def __init__(self, provider: str, model_id: str) -> None:
+    def __init__(self, provider: str, model_id: str, key: Secret | None = None) -> None:
         self._provider = provider
         self._model_id = model_id
+        self._key = key  # only to scrub it from error details
         self._parser = SSEParser()
         self._held = HeldFailure()
         self._text: list[str] = []
         self._tools: dict[int, _ToolBlock] = {}
+        self._fragile: set[int] = set()  # open blocks other than text: their deltas cannot be lost
+        self._malformed = MalformedEvents()
         self._usage = w.WireUsage()
         self._stop_reason: str | None = None
         self._done = False
@@ -93,7 +134,7 @@ class AnthropicStreamDecoder:
         return "".join(self._text)
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
-        """Decode a network chunk; raises ``MidStreamError`` on an in-band error or bad JSON.
+        """Decode a network chunk; raises ``MidStreamError`` on an in-band error or an unskippable bad event.
 
         Events decoded before a failure in the same chunk are returned first; the failure is
         raised by the next ``feed`` or ``close``.
@@ -101,10 +142,7 @@ class AnthropicStreamDecoder:
         self._held.raise_pending()
         out: list[StreamEvent] = []
         try:
-            self._handle_into(self._parser.feed(chunk), out)
-        except msgspec.DecodeError:
-            where = f"malformed JSON in a stream event near byte {self._parser.offset}"
-            return self._held.hold(out, self._broken(where))
+            self._handle_into(self._parser.feed(chunk), out, cut=False)
         except MidStreamError as exc:
             return self._held.hold(out, exc)
         return out
@@ -112,31 +150,39 @@ class AnthropicStreamDecoder:
     def close(self) -> list[StreamEvent]:
         """The body ended; raises ``MidStreamError`` unless ``message_stop`` was seen."""
         self._held.raise_pending()
-        pending = self._parser.has_pending
-        try:
-            out = self._handle(self._parser.close())
-        except msgspec.DecodeError:
-            what = "cut mid-event" if pending else "malformed JSON in a stream event"
-            raise self._broken(f"{what} near byte {self._parser.offset}") from None
+        out: list[StreamEvent] = []
+        # Only an event without its blank line is left: if it does not decode, the body was cut in it.
+        self._handle_into(self._parser.close(), out, cut=True)
         if not self._done:
             raise self._broken(f"stream ended before message_stop at byte {self._parser.offset}")
         return out
 
     def _broken(self, why: str, kind: ErrorClass = ErrorClass.SERVER_ERROR) -> MidStreamError:
-        return MidStreamError(
-            kind, self._provider, partial=self.partial_text, model=self._model_id, detail=f"{self._provider}: {why}"
-        )
+        detail = scrub_key(f"{self._provider}: {why}", self._key)
+        return MidStreamError(kind, self._provider, partial=self.partial_text, model=self._model_id, detail=detail)
 
-    def _handle(self, sse_events: list[SSEEvent]) -> list[StreamEvent]:
-        out: list[StreamEvent] = []
-        self._handle_into(sse_events, out)
-        return out
-
-    def _handle_into(self, sse_events: list[SSEEvent], out: list[StreamEvent]) -> None:
+    def _handle_into(self, sse_events: list[SSEEvent], out: list[StreamEvent], *, cut: bool) -> None:
         for sse in sse_events:
             if self._done:
                 break  # nothing after message_stop belongs to this answer
-            self._event(w.EVENT_DECODER.decode(sse.data), out)  # DecodeError: feed/close report it
+            try:
+                event = w.EVENT_DECODER.decode(sse.data)
+            except msgspec.DecodeError:
+                self._malformed_event(sse.event, sse.data, cut=cut)
+                continue
+            self._event(event, out)
+
+    def _malformed_event(self, name: str, data: str, *, cut: bool) -> None:
+        """Skip (and count) a malformed event, or raise why it fails the stream (see the module doc)."""
+        where = f"{name} near byte {self._parser.offset}"
+        if cut:
+            raise self._broken(f"cut mid-event ({where})")
+        if name == "error":
+            raise self._broken(f"malformed error event near byte {self._parser.offset}")
+        structural = name in _STRUCTURAL_EVENTS or (name == "content_block_delta" and bool(self._fragile))
+        problem = self._malformed.refusal(data, where, structural=structural)
+        if problem is not None:
+            raise self._broken(problem)
 
     def _event(self, event: w.WireEvent, out: list[StreamEvent]) -> None:
         match event.type:
@@ -146,25 +192,29 @@ class AnthropicStreamDecoder:
                 self._block_start(event.index, event.content_block, out)
             case "content_block_delta" if event.delta is not None:
                 self._block_delta(event.index, event.delta, out)
-            case "content_block_stop" if event.index in self._tools:
-                tool = self._tools.pop(event.index)
-                args = "".join(tool.fragments) or tool.start_input or "{}"
-                out.append(ToolCallDone(event.index, tool.id, tool.name, args))
+            case "content_block_stop":
+                self._fragile.discard(event.index)
+                tool = self._tools.pop(event.index, None)
+                if tool is not None:
+                    args = "".join(tool.fragments) or tool.start_input or "{}"
+                    out.append(ToolCallDone(event.index, tool.id, tool.name, args))
             case "message_delta":
                 if event.delta is not None and event.delta.stop_reason:
                     self._stop_reason = event.delta.stop_reason
                 if event.usage is not None:
                     self._usage = self._usage.updated(event.usage)
             case "message_stop":
-                out += final_events(self._usage, self._stop_reason)
+                out += final_events(self._usage, self._stop_reason, self._malformed.count)
                 self._done = True
             case "error":
                 err = event.error or w.WireErrorBody()
-                kind = error_kind(err.type, err.message, None)
+                kind = error_kind(err.type, err.message, None, err.error_code)
                 raise self._broken(f"{err.type or 'error'}: {err.message}", kind)
             # ping, and event types Anthropic may add later, carry nothing for us
 
     def _block_start(self, index: int, block: w.WireBlock, out: list[StreamEvent]) -> None:
+        if block.type != "text":
+            self._fragile.add(index)
         if block.type == "tool_use":
             self._tools[index] = _ToolBlock(block.id, block.name, bytes(block.input).decode())
             out.append(ToolCallDelta(index, block.id, block.name))

@@ -178,11 +178,23 @@ class WireDelta(msgspec.Struct, frozen=True):
     stop_reason: str | None = None
 
 
+class WireErrorDetails(msgspec.Struct, frozen=True):
+    """An error's ``details``: ``error_code`` narrows the type (``enforced_spend_limit_reached``)."""
+
+    error_code: str = ""
+
+
 class WireErrorBody(msgspec.Struct, frozen=True):
     """The ``error`` object of an error response or an in-band ``error`` event."""
 
     type: str = ""
     message: str = ""
+    details: WireErrorDetails | None = None
+
+    @property
+    def error_code(self) -> str:
+        """``details.error_code``, or empty when the error has none."""
+        return self.details.error_code if self.details is not None else ""
 
 
 class WireErrorResponse(msgspec.Struct, frozen=True):
@@ -222,7 +234,7 @@ ERROR_TYPES: dict[str, ErrorClass] = {
     "invalid_request_error": ErrorClass.BAD_REQUEST,
     "authentication_error": ErrorClass.AUTH,
     "permission_error": ErrorClass.AUTH,
-    "billing_error": ErrorClass.AUTH,  # the key works but the account cannot pay: unusable here
+    "billing_error": ErrorClass.QUOTA,  # 402: billing or payment trouble; the account cannot pay
     "not_found_error": ErrorClass.BAD_REQUEST,
     "request_too_large": ErrorClass.BAD_REQUEST,
     "rate_limit_error": ErrorClass.RATE_LIMIT,
@@ -233,7 +245,7 @@ ERROR_TYPES: dict[str, ErrorClass] = {
 STATUS_KINDS: dict[int, ErrorClass] = {
     400: ErrorClass.BAD_REQUEST,
     401: ErrorClass.AUTH,
-    402: ErrorClass.AUTH,
+    402: ErrorClass.QUOTA,  # documented as billing_error
     403: ErrorClass.AUTH,
     404: ErrorClass.BAD_REQUEST,
     413: ErrorClass.BAD_REQUEST,

@@ -96,7 +96,7 @@ class GeminiCodec:
 
     def stream_decoder(self, model_id: str) -> GeminiStreamDecoder:
         """A fresh decoder for one ``streamGenerateContent?alt=sse`` body."""
-        return GeminiStreamDecoder(self.provider, model_id)
+        return GeminiStreamDecoder(self.provider, model_id, self._key)
 
     def decode_response(self, body: bytes, model_id: str) -> list[StreamEvent]:
         """Decode a whole generateContent body into the events a stream would give."""
@@ -105,7 +105,7 @@ class GeminiCodec:
         except msgspec.DecodeError as exc:
             detail = f"malformed JSON response body ({len(body)} bytes)"
             raise ProviderError(E.SERVER_ERROR, self.provider, model=model_id, detail=detail) from exc
-        decoder = GeminiStreamDecoder(self.provider, model_id)
+        decoder = GeminiStreamDecoder(self.provider, model_id, self._key)
         return decoder.apply(response) + decoder.finish()
 
     def classify(self, status: int, headers: Mapping[str, str], body: bytes, model_id: str | None) -> ProviderError:
@@ -113,6 +113,8 @@ class GeminiCodec:
         error = _error_body(body)
         kind = error_kind(status, error)
         hints = [h for h in (parse_retry_after(headers), _retry_delay(error)) if h is not None]
+        if kind is E.QUOTA:
+            hints = []  # a spent quota's RetryInfo points at the next per-minute window, not at new credit
         detail = error.message if error is not None else body[:200].decode("utf-8", errors="replace")
         if self._key is not None and self._key.reveal():
             detail = detail.replace(self._key.reveal(), "****")

@@ -14,9 +14,21 @@ Decisions, each pinned by tests/test_codec_gemini.py:
 - Finish: STOP -> stop (tool_calls if functions were called), MAX_TOKENS -> length, the
   safety / recitation / blocklist family -> content_filter, any other reason -> error.
 - Only candidate 0 is read (one is ever asked for). Gemini sends no ``[DONE]``: the body's end
-  gives the one ``UsageEvent`` and the one ``Finish``. An in-band error, bad JSON, or a body
-  that ends before a finish reason raises ``MidStreamError`` with the text decoded so far; a
-  blocked prompt is a ``ProviderError`` of kind ``content_policy``.
+  gives the one ``UsageEvent`` and the one ``Finish``. An in-band error or a body that ends
+  before a finish reason raises ``MidStreamError`` with the text decoded so far; a blocked
+  prompt is a ``ProviderError`` of kind ``content_policy``.
+- A malformed chunk (data that is not a ``GenerateContentResponse``) in an otherwise healthy
+  stream is skipped and counted on the ``Finish`` (``MalformedEvents`` in ``_codec``).
+  python-genai does not skip: ``HttpResponse.segments`` hands every ``data:`` payload to
+  ``_load_json_from_response``, whose ``json.loads`` failure raises ``UnknownApiResponseError``
+  and ends the stream; the one thing it passes over is a chunk that looks like an error but
+  does not decode (``request_streamed`` logs it at debug level and yields it on). We skip
+  because every chunk is a whole response: it repeats the usage so far (the last report
+  wins) and a function call arrives whole in one chunk, so a lost chunk loses its own text and
+  nothing after it. The stream still fails when the data shows a function call (a call would
+  vanish), when it names an error (an error must not pass as a glitch), when the body is cut
+  inside its last event, or past the bound. A lost final chunk loses the finish reason, and
+  the close fails as before.
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ import re
 import msgspec
 
 from interlock._errors import ErrorClass, MidStreamError, ProviderError
+from interlock._secret import Secret
 from interlock._types import (
     Finish,
     FinishReason,
@@ -37,7 +50,7 @@ from interlock._types import (
     Usage,
     UsageEvent,
 )
-from interlock.adapters.providers._codec import HeldFailure
+from interlock.adapters.providers._codec import HeldFailure, MalformedEvents, scrub_key
 from interlock.adapters.providers._sse import SSEParser
 from interlock.adapters.providers.gemini import _wire as w
 
@@ -62,6 +75,9 @@ _ERROR_TABLE: tuple[tuple[str, int, ErrorClass], ...] = (
 _BY_STATUS = {name: kind for name, _, kind in _ERROR_TABLE if name}
 _BY_HTTP = {code: kind for _, code, kind in _ERROR_TABLE}
 _AUTH_REASONS = frozenset({"API_KEY_INVALID"})  # ErrorInfo reason of a bad key, sent as 400 INVALID_ARGUMENT
+# The message of the 429 sent when a project's prepaid credit is used up.
+_PREPAY_DEPLETED = "prepayment credits are depleted"
+_FUNCTION_CALL = re.compile(rb'"functionCall"\s*:')  # in a malformed chunk: a call would be lost
 _TOKEN_LIMIT = re.compile(r"token count .*exceeds|exceeds the maximum number of tokens", re.IGNORECASE)
 _FILTERED = ("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY")
 _FINISH: dict[str, FinishReason] = {
@@ -74,14 +90,16 @@ _FINISH: dict[str, FinishReason] = {
 class GeminiStreamDecoder:
     """Incremental decoder of one Gemini SSE stream; implements ``StreamDecoder``."""
 
-    def __init__(self, provider: str, model_id: str) -> None:
+    def __init__(self, provider: str, model_id: str, key: Secret | None = None) -> None:
         self._provider, self._model = provider, model_id
+        self._key = key  # only to scrub it from error details
         self._parser = SSEParser()
         self._held = HeldFailure()
         self._text: list[str] = []
         self._calls = 0
         self._finish: str | None = None
         self._usage = w.GUsage()
+        self._malformed = MalformedEvents()
 
     @property
     def partial_text(self) -> str:
@@ -89,7 +107,7 @@ class GeminiStreamDecoder:
         return "".join(self._text)
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
-        """Decode a network chunk; ``MidStreamError`` on bad JSON or an in-band error.
+        """Decode a network chunk; ``MidStreamError`` on an in-band error or an unskippable bad chunk.
 
         Events decoded before a failure in the same chunk are returned first; the failure is
         raised by the next ``feed`` or ``close``.
@@ -106,7 +124,8 @@ class GeminiStreamDecoder:
     def close(self) -> list[StreamEvent]:
         """The body ended (Gemini sends no ``[DONE]``): flush, then usage and finish."""
         self._held.raise_pending()
-        events = [e for event in self._parser.close() for e in self._data(event.data)]
+        # Only an event without its blank line is left: if it does not decode, the body was cut in it.
+        events = [e for event in self._parser.close() for e in self._data(event.data, True)]
         return events + self.finish()
 
     def apply(self, response: w.GResponse) -> list[StreamEvent]:
@@ -137,16 +156,23 @@ class GeminiStreamDecoder:
         reason = _FINISH.get(self._finish, "error")
         if reason == "stop" and self._calls:
             reason = "tool_calls"
-        return [UsageEvent(usage_of(self._usage)), Finish(reason)]
+        return [UsageEvent(usage_of(self._usage)), Finish(reason, self._malformed.count)]
 
-    def _data(self, data: str) -> list[StreamEvent]:
+    def _data(self, data: str, cut: bool = False) -> list[StreamEvent]:
         if not data.strip():
             return []
         try:
             response = w.RESPONSE_DECODER.decode(data)
         except msgspec.DecodeError as exc:
-            detail = f"malformed JSON in the event stream (within the first {self._parser.offset} bytes)"
-            raise self._broken(E.SERVER_ERROR, detail) from exc
+            where = f"within the first {self._parser.offset} bytes"
+            if cut:
+                raise self._broken(E.SERVER_ERROR, f"stream cut mid-event ({where})") from exc
+            raw = data.encode("utf-8", "replace")
+            structural = _FUNCTION_CALL.search(raw) is not None
+            problem = self._malformed.refusal(raw, f"in the event stream ({where})", structural=structural)
+            if problem is None:
+                return []  # skipped, and counted on the Finish
+            raise self._broken(E.SERVER_ERROR, problem) from exc
         return self.apply(response)
 
     def _part(self, part: w.GPart, events: list[StreamEvent]) -> None:
@@ -168,6 +194,7 @@ class GeminiStreamDecoder:
             events.append(ThinkingDelta(signature=part.thought_signature))
 
     def _broken(self, kind: ErrorClass, detail: str) -> MidStreamError:
+        detail = scrub_key(detail, self._key)
         return MidStreamError(kind, self._provider, partial=self.partial_text, model=self._model, detail=detail)
 
 
@@ -182,7 +209,17 @@ def usage_of(usage: w.GUsage) -> Usage:
 
 
 def error_kind(status: int, error: w.GErrorBody | None) -> ErrorClass:
-    """The error table: the body's ``error.status`` first, the HTTP status second."""
+    """The error table: the body's ``error.status`` first, the HTTP status second; then refinements.
+
+    Gemini sends every exhausted limit as 429 ``RESOURCE_EXHAUSTED``, per-minute rate limits and
+    spent quotas alike, each with a ``QuotaFailure`` detail and usually a ``RetryInfo``. It is
+    ``quota`` (no retry soon helps) when it can be told apart: a violated quota whose window is a
+    day (``quotaId`` ``...PerDay...``: it resets at midnight Pacific time, whatever ``retryDelay``
+    says) or whose limit is 0 (the tier has no quota for the model), the prepaid credit used up,
+    or HTTP 402. Every other ``RESOURCE_EXHAUSTED`` stays ``rate_limit``.
+    """
+    if status == 402 or (error is not None and _quota_spent(error)):
+        return E.QUOTA
     kind = _BY_STATUS.get(error.status) if error is not None else None
     if kind is None:
         kind = _BY_HTTP.get(status, E.SERVER_ERROR if status >= 500 else E.BAD_REQUEST)
@@ -191,3 +228,13 @@ def error_kind(status: int, error: w.GErrorBody | None) -> ErrorClass:
     if kind is E.BAD_REQUEST and error is not None and _TOKEN_LIMIT.search(error.message):
         return E.CONTEXT_LENGTH
     return kind
+
+
+def _quota_spent(error: w.GErrorBody) -> bool:
+    if error.status != "RESOURCE_EXHAUSTED" and error.code != 429:
+        return False
+    if _PREPAY_DEPLETED in error.message.lower():
+        return True
+    return any(
+        "PerDay" in v.quota_id or str(v.quota_value) == "0" for detail in error.details for v in detail.violations
+    )

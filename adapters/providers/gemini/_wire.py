@@ -152,12 +152,25 @@ class GUsage(msgspec.Struct, frozen=True, rename="camel"):
     total_token_count: int = 0
 
 
+class GQuotaViolation(msgspec.Struct, frozen=True, rename="camel"):
+    """One violation of a ``google.rpc.QuotaFailure``: which quota ran out, and its limit.
+
+    ``quotaId`` names the window (``GenerateRequestsPerMinutePerProjectPerModel-FreeTier``,
+    ``...PerDay...``); ``quotaValue`` is the limit, an int64 that JSON carries as a string.
+    """
+
+    quota_metric: str = ""
+    quota_id: str = ""
+    quota_value: str | int = ""
+
+
 class GErrorDetail(msgspec.Struct, frozen=True, rename="camel"):
-    """One ``google.rpc`` detail: ErrorInfo carries ``reason``, RetryInfo ``retryDelay`` ("7s")."""
+    """One ``google.rpc`` detail: ErrorInfo's ``reason``, RetryInfo's ``retryDelay``, QuotaFailure's ``violations``."""
 
     type: str = msgspec.field(default="", name="@type")
     reason: str = ""
     retry_delay: str = ""
+    violations: tuple[GQuotaViolation, ...] = ()
 
 
 class GErrorBody(msgspec.Struct, frozen=True):

@@ -52,6 +52,7 @@ from interlock._types import Finish as FinishEvent
 from interlock.adapters.providers._codec import WireRequest
 from interlock.adapters.providers._retry_after import parse_retry_after
 from interlock.adapters.providers.openai._stream import (
+    QUOTA_CODES,
     OpenAIStreamDecoder,
     describe,
     error_kind,
@@ -185,10 +186,16 @@ class OpenAICodec:
         return events
 
     def classify(self, status: int, headers: Mapping[str, str], body: bytes, model_id: str | None) -> ProviderError:
-        """Map an HTTP failure to a typed error through the status table, refined by the error code."""
+        """Map an HTTP failure to a typed error through the status table, refined by the error code.
+
+        A quota error (``insufficient_quota`` as the type or code, OpenAI's 429 when the account
+        has no credit or hit a spend limit) is ``quota`` with no retry hint, whatever the status.
+        """
         err = _decode_error(body)
         kind = status_kind(status)
-        if status == 400 and err is not None:
+        if err is not None and (err.type in QUOTA_CODES or err.code in QUOTA_CODES):
+            kind = ErrorClass.QUOTA
+        elif status == 400 and err is not None:
             kind = _BAD_REQUEST_CODES.get(str(err.code), _BAD_REQUEST_CODES.get(err.type or "", kind))
         if err is not None:
             detail = describe(err, self._api_key)

@@ -10,12 +10,25 @@ Stream rules: text, reasoning and tool-call fragments are emitted as they arrive
 ``Finish`` at ``data: [DONE]`` (usage arrives in its own chunk with empty ``choices``, after the
 finish reason). Any failure leaves as ``MidStreamError`` carrying the text decoded so far.
 
+A malformed chunk (data that is not a chunk) in an otherwise healthy stream is skipped and counted
+on the ``Finish`` (``MalformedEvents`` in ``_codec``). The openai-python SDK does not skip: its
+``Stream.__stream__`` calls ``sse.json()`` (``json.loads``) on every event before ``[DONE]``, so one
+malformed line ends the iteration with a ``JSONDecodeError``; it skips only what the SSE rules
+drop (unknown fields, comments, events with nothing in them). We skip because each chunk is a
+self-contained delta: losing one loses at most its own text, which the count makes visible. The
+stream still fails when the lost chunk was part of something being assembled: while a tool
+call's arguments are streaming (a lost fragment would corrupt them), or when the data shows a
+tool call, a legacy function call or a usage object (a lost call, or a cost recorded as zero);
+and when it names an error, when the body is cut inside its last event, or past the bound.
+
 Each event's data goes to msgspec as the bytes it came in; only data that msgspec refuses (blank,
 padded with non-JSON whitespace, invalid UTF-8, malformed) takes the text path, stripped and with
 invalid UTF-8 replaced, so the outcome is the one a text-first decoder would reach.
 """
 
 from __future__ import annotations
+
+import re
 
 import msgspec
 
@@ -32,7 +45,7 @@ from interlock._types import (
     Usage,
     UsageEvent,
 )
-from interlock.adapters.providers._codec import HeldFailure
+from interlock.adapters.providers._codec import HeldFailure, MalformedEvents
 from interlock.adapters.providers._sse import SSEParser
 from interlock.adapters.providers.openai._wire import (
     CHUNK_DECODER,
@@ -43,12 +56,33 @@ from interlock.adapters.providers.openai._wire import (
     WireUsage,
 )
 
-__all__ = ["OpenAIStreamDecoder", "describe", "error_kind", "finish_reason", "redact", "status_kind", "usage_of"]
+__all__ = [
+    "QUOTA_CODES",
+    "OpenAIStreamDecoder",
+    "describe",
+    "error_kind",
+    "finish_reason",
+    "redact",
+    "status_kind",
+    "usage_of",
+]
 
+# The account is out of credit or over a spend limit: OpenAI sends a 429 whose error type (and
+# often code) is ``insufficient_quota``; the codes name which limit. Waiting does not help.
+QUOTA_CODES = frozenset(
+    {
+        "insufficient_quota",
+        "credit_balance_exhausted",
+        "organization_spend_limit_exceeded",
+        "project_spend_limit_exceeded",
+        "organization_usage_limit_exceeded",
+    }
+)
 # HTTP status -> error class; statuses not listed fall back by range (see ``status_kind``).
 _STATUS: dict[int, ErrorClass] = {
     400: ErrorClass.BAD_REQUEST,
     401: ErrorClass.AUTH,
+    402: ErrorClass.QUOTA,  # compatible servers: DeepSeek's "Insufficient Balance", OpenRouter's "insufficient credits"
     403: ErrorClass.AUTH,
     404: ErrorClass.BAD_REQUEST,
     408: ErrorClass.TIMEOUT,
@@ -68,7 +102,7 @@ _INBAND_CODES: dict[str, ErrorClass] = {
     "content_filter": ErrorClass.CONTENT_FILTER,  # mid-answer: the output was stopped
     "rate_limit_exceeded": ErrorClass.RATE_LIMIT,
     "rate_limit_error": ErrorClass.RATE_LIMIT,
-    "insufficient_quota": ErrorClass.RATE_LIMIT,
+    **dict.fromkeys(QUOTA_CODES, ErrorClass.QUOTA),
     "invalid_request_error": ErrorClass.BAD_REQUEST,
     "invalid_api_key": ErrorClass.AUTH,
     "authentication_error": ErrorClass.AUTH,
@@ -87,6 +121,10 @@ _FINISH: dict[str, FinishReason] = {
     "function_call": "tool_calls",  # legacy functions API
 }
 _DETAIL_LIMIT = 200
+# What a malformed chunk's data may show it carried that cannot be lost: a tool call or a legacy
+# function call (its fragments), a usage object (the cost). ``null`` values, which some servers
+# send in every chunk, do not match.
+_STRUCTURAL = re.compile(rb'"(?:tool_calls|function_call)"\s*:\s*[\[{]|"usage"\s*:\s*\{')
 
 
 def status_kind(status: int) -> ErrorClass:
@@ -156,6 +194,7 @@ class OpenAIStreamDecoder:
         "_finish",
         "_held",
         "_key",
+        "_malformed",
         "_model",
         "_parser",
         "_provider",
@@ -175,6 +214,7 @@ class OpenAIStreamDecoder:
         self._usage: Usage | None = None
         self._done = False
         self._held = HeldFailure()
+        self._malformed = MalformedEvents()
 
     @property
     def partial_text(self) -> str:
@@ -255,9 +295,20 @@ class OpenAIStreamDecoder:
         try:
             return CHUNK_DECODER.decode(payload)
         except msgspec.DecodeError as exc:
-            what = "stream cut mid-event" if cut else "malformed JSON"
-            detail = f"{what} from {self._provider} at stream byte offset {self._parser.offset}: {exc}"
-            raise self._error(ErrorClass.SERVER_ERROR, detail) from exc
+            where = f"from {self._provider} at stream byte offset {self._parser.offset}"
+            if cut:
+                problem: str | None = f"stream cut mid-event {where}"
+            else:
+                raw = payload.encode("utf-8", "replace")
+                problem = self._malformed.refusal(raw, where, structural=self._assembling(raw))
+            if problem is None:
+                return None  # skipped, and counted on the Finish
+            # msgspec's message names a position or a field, never the key; redact all the same
+            raise self._error(ErrorClass.SERVER_ERROR, redact(f"{problem}: {exc}", self._key)) from exc
+
+    def _assembling(self, raw: bytes) -> bool:
+        """True when a malformed chunk may have carried part of a tool call or the usage."""
+        return bool(self._calls and self._finish is None) or _STRUCTURAL.search(raw) is not None
 
     def _on_delta(self, delta: WireDelta, out: list[StreamEvent]) -> None:
         thinking = delta.reasoning_content or delta.reasoning
@@ -303,4 +354,4 @@ class OpenAIStreamDecoder:
     def _final(self) -> list[StreamEvent]:
         if self._finish is None:
             raise self._error(ErrorClass.SERVER_ERROR, "stream ended without a finish reason")
-        return [UsageEvent(self._usage or Usage()), FinishEvent(self._finish)]
+        return [UsageEvent(self._usage or Usage()), FinishEvent(self._finish, self._malformed.count)]
