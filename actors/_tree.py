@@ -41,7 +41,8 @@ from interlock.actors.rails._budget import BudgetRail
 from interlock.actors.rails._cache import CacheRail
 from interlock.actors.rails._chain import AttemptRail, AttemptRails
 from interlock.actors.rails._lease import LeaseRail
-from interlock.actors.request._serving import InFlight, RequestRails, ServingContext
+from interlock.actors.request._in_flight import InFlight
+from interlock.actors.request._serving import RequestRails, ServingContext
 from interlock.adapters._config_file import default_config, load_config
 from interlock.adapters.providers._protocol import ProviderAdapter
 from interlock.adapters.simulator._server import SimConfig, Simulator

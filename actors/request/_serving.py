@@ -41,6 +41,7 @@ from interlock.actors.rails._verify import VerifyRail
 from interlock.actors.request._assemble import BufferSink, assemble, collect
 from interlock.actors.request._attempt import Attempt
 from interlock.actors.request._ensemble import run_ensemble
+from interlock.actors.request._in_flight import InFlight
 from interlock.actors.request._records import (
     DoorClosed,
     InternalFailure,
@@ -71,39 +72,6 @@ class RequestRails:
     attempt: AttemptRails = field(default_factory=lambda: AttemptRails(()))
     lease: LeaseRail | None = None
     verifiers: dict[str, tuple[Verifier, ...]] = field(default_factory=dict)  # Python-side, per job
-
-
-class InFlight:
-    """The requests being served, so that closing the door waits for them and records stragglers."""
-
-    def __init__(self) -> None:
-        self._live: set[Serving] = set()
-        self._idle: anyio.Event | None = None  # made only when a close waits
-
-    def __len__(self) -> int:
-        return len(self._live)
-
-    def add(self, serving: Serving) -> None:
-        self._live.add(serving)
-
-    def discard(self, serving: Serving) -> None:
-        self._live.discard(serving)
-        if not self._live and self._idle is not None:
-            self._idle.set()
-
-    async def drain(self, timeout: float) -> None:
-        """Wait up to ``timeout`` for requests being driven; record and cancel the rest.
-
-        A request parked at a ``yield`` (its caller holds the stream but does not read it) cannot
-        finish by itself: it is recorded as cut by shutdown at once rather than waited for.
-        """
-        with anyio.move_on_after(timeout):
-            while any(not s.parked for s in self._live):
-                self._idle = anyio.Event()
-                with anyio.move_on_after(0.05):  # a driven request may park meanwhile
-                    await self._idle.wait()
-        for serving in list(self._live):
-            await serving.abandon()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,7 +118,9 @@ class Serving:
         clock = ctx.clock
         ctx.in_flight.add(self)
         try:
-            await ctx.ledger.tell(begin_record(self.request, self._ts))  # never waited for
+            # Never waited for, but asked to be committed at once (the next group commit, not the next
+            # flush tick): a kill leaves a begun row for every request older than about one commit.
+            await tell_records(ctx.ledger, (begin_record(self.request, self._ts),))
             request, plan, label, detail = await self._plan()
             resolution = plan.resolution
             key = self._cache_key(request, resolution)
@@ -177,13 +147,16 @@ class Serving:
                     yield event
                     self.parked = False
             else:
-                found: Attempt | None = None
-                while found is None:
-                    for event in await run.batch():
+                events = await run.batch()
+                while True:
+                    for event in events:
                         self.parked = True
                         yield event
                         self.parked = False
                     found = run.winner
+                    if found is not None:
+                        break
+                    events = await run.batch()
                 winner = found
                 await run.close()
                 if key is not None:
