@@ -32,6 +32,7 @@ _EXPORTS: dict[str, str] = {
     "load_config": "adapters._config_file",
     "Config": "policies._config",
     "ProviderHealth": "actors._provider_actor",
+    "BreakerRecord": "_records",
     "LedgerStatistics": "actors._ledger_actor",
     "Verdict": "policies._verify",
     "CallableVerifier": "policies._verify",
@@ -146,6 +147,7 @@ if TYPE_CHECKING:
         SupervisorEscalation as SupervisorEscalation,
     )
     from ._records import AttemptRecord as AttemptRecord
+    from ._records import BreakerRecord as BreakerRecord
     from ._records import LedgerRecord as LedgerRecord
     from ._records import RequestRecord as RequestRecord
     from ._runtime import Runtime as Runtime

@@ -16,7 +16,7 @@ INTENDED = {
     # the door
     "open", "OpenDoor", "Door", "Prompt", "RequestOptions", "Verdict", "CallableVerifier", "msgspec_verifier",
     # what the door returns
-    "Config", "load_config", "ProviderHealth", "LedgerStatistics",
+    "Config", "load_config", "ProviderHealth", "BreakerRecord", "LedgerStatistics",
     # errors
     "ErrorClass", "InterlockError", "ConfigError", "RequestError", "ActorStopped", "AskTimeout",
     "MailboxFull", "ConsumerGone", "SupervisorEscalation", "ProviderError", "MidStreamError",
@@ -86,4 +86,6 @@ def test_every_type_the_door_returns_is_exported() -> None:
     assert hints["config"] in exported
     assert hints["ask"] in exported
     assert typing.get_args(hints["health"])[1] in exported
+    transitions = typing.get_type_hints(interlock.ProviderHealth)["recent_transitions"]
+    assert typing.get_args(transitions)[0] in exported  # what a health snapshot holds is exported too
     assert hints["ledger_statistics"] in exported
