@@ -178,3 +178,50 @@ async def test_a_broken_stream_is_billed_for_what_it_delivered(ledger: Path) -> 
     assert output_tokens >= len(DELIVERED.encode()) // 4  # at least a plausible count for the text
     assert cost_cents > 0
     assert estimated == 1
+
+
+async def _through_gateway(door: interlock.Door) -> tuple[str, BaseException | None]:
+    """Stream "count to sixty" through the real gateway with the official OpenAI SDK; the text and any error."""
+    import openai
+
+    from tests.test_gateway import serving as gateway
+
+    text: list[str] = []
+    async with gateway(door) as url:
+        client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="sk-test", max_retries=0)
+        try:
+            with anyio.fail_after(10):
+                stream = await client.chat.completions.create(
+                    model="default", messages=[{"role": "user", "content": "count to sixty"}], stream=True
+                )
+                async for chunk in stream:
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        text.append(chunk.choices[0].delta.content)
+        except openai.APIError as exc:
+            return "".join(text), exc
+        finally:
+            await client.close()
+    return "".join(text), None
+
+
+async def test_through_the_gateway_a_rescued_stream_is_one_answer(ledger: Path) -> None:
+    """An OpenAI SDK client streaming through the gateway gets the 60 words once, not 5 plus 60."""
+    first = Upstream("openai", ANSWER, deque([Cut(after_words=5)]))
+    second = Upstream("openai", ANSWER)
+    async with serving(first, second):
+        async for door in _door(first, second, ledger):
+            text, error = await _through_gateway(door)
+    assert error is None
+    assert text == ANSWER
+    assert len(text.split()) == 60
+
+
+async def test_through_the_gateway_a_divergent_rescue_is_an_error_not_a_success(ledger: Path) -> None:
+    """The SDK sees an error after the delivered words, never a spliced answer that ends well."""
+    first = Upstream("openai", ANSWER, deque([Cut(after_words=5)]))
+    second = Upstream("openai", "Something else entirely, said another way.")
+    async with serving(first, second):
+        async for door in _door(first, second, ledger):
+            text, error = await _through_gateway(door)
+    assert isinstance(error, Exception)
+    assert text == DELIVERED
