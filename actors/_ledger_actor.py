@@ -14,8 +14,10 @@ so every waiter shares the next commit, and a busy ledger writes bigger batches,
 Records are written in the order they were accepted, so a waiter's records are on disk once the
 count of records written reaches the count accepted with them. The waiters live with the pending
 list in the ``LedgerBuffer``: a crashed actor's waiters are answered by its successor's commit. A
-``BeginRecord`` wakes the flush loop too (nobody waits for it), so a request's begin reaches the
-file within about one commit of its entry.
+request's first ``BeginRecord`` wakes the flush loop too (nobody waits for it), so its begin
+reaches the file within about one commit of its entry. The begins told as its attempts start
+(``attempts > 0``) wake nothing: they ride the next commit, whoever's it is, or the next flush
+tick, so an attempt never costs a commit of its own.
 """
 
 from __future__ import annotations
@@ -189,7 +191,8 @@ class LedgerActor(Actor[LedgerMsg]):
             case BeginRecord():
                 buffer.items.append(msg)
                 buffer.accepted += 1
-                self._wake.set()  # on file within about one commit, though nobody waits for it
+                if not msg.attempts:  # an entry: on file within about one commit, though nobody waits
+                    self._wake.set()
             case _:  # a single record
                 buffer.items.append(msg)
                 buffer.accepted += 1

@@ -3,10 +3,11 @@
 Times are milliseconds; ``ts`` is wall-clock epoch seconds from the injected clock. Costs are
 cents, computed when the call ends from the price table in force at that time.
 
-A request leaves a ``BeginRecord`` when it enters and its ``RequestRecord`` (with one
-``AttemptRecord`` per attempt) when it ends; a begun request whose end never reached the file (the
-process was killed) is closed as ``interrupted`` when the ledger is next opened. A
-``BreakerRecord`` is one change of a provider's circuit breaker.
+A request leaves a ``BeginRecord`` when it enters (and an updated one as each attempt starts) and
+its ``RequestRecord`` (with one ``AttemptRecord`` per attempt) when it ends; a begun request whose
+end never reached the file (the process was killed) is closed as ``interrupted``, with what its
+last begin said, when the ledger is next opened. A ``BreakerRecord`` is one change of a
+provider's circuit breaker.
 """
 
 from __future__ import annotations
@@ -92,13 +93,23 @@ class RequestRecord(msgspec.Struct, frozen=True, kw_only=True, tag="request"):
 
 
 class BeginRecord(msgspec.Struct, frozen=True, kw_only=True, tag="begin"):
-    """A request entered: told at once, never waited for; its end (a ``RequestRecord``) replaces it."""
+    """A request entered, or started one more attempt: told at once, never waited for.
+
+    The store keeps one begun row per request, the one with the most ``attempts``; the request's
+    end (a ``RequestRecord``) replaces it. ``attempts`` counts the attempts sent to a provider so
+    far, and ``model_class``, ``model`` and ``provider`` name the latest of them (empty before the
+    first).
+    """
 
     request_id: str
     ts: float
     tenant: str
     caller: str
     task: str
+    attempts: int = 0
+    model_class: str = ""
+    model: str = ""
+    provider: str = ""
 
 
 class BreakerRecord(msgspec.Struct, frozen=True, kw_only=True, tag="breaker"):

@@ -2,11 +2,13 @@
 
 ``python tests/crash_worker.py SPEC`` where SPEC is JSON: ``ledger`` (the ledger file) and
 ``loops`` (request loops running at once). It opens a door on the ledger with the simulator
-fleet below, starts one request that can never finish (its model stalls before the first token),
-waits until that request's begun row is on disk and prints ``begun <id>``, then runs ``loops``
-loops that stream requests one after another, each with its own id, and print ``done <id>`` as
-soon as a stream has ended (its final event read). Every line is flushed: what the test reads is
-what the process had seen when it was killed.
+fleet below and starts two requests that can never finish, each stuck in an upstream call whose
+model stalls before the first token: ``stuck-0`` on its first attempt, ``stuck-1`` on its third
+(its first model fails with a 500, is retried once on its provider and fails again, and the chain
+falls back to the stalling model). It waits until both begun rows on disk count those attempts and
+prints ``begun <id>`` for each, then runs ``loops`` loops that stream requests one after another,
+each with its own id, and print ``done <id>`` as soon as a stream has ended (its final event
+read). Every line is flushed: what the test reads is what the process had seen when it was killed.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import anyio
 import interlock
 from interlock.policies._config import parse_config
 
-STUCK_ID = "stuck-0"
+# Each stuck request: its job, and the attempts its begun row counts once it waits on the stalling model.
+STUCK = {"stuck-0": ("stuck", 1), "stuck-1": ("fallback", 3)}
 
 _CONFIG = """
 [providers.sim]
@@ -47,8 +50,20 @@ context_window = 100000
 max_output_tokens = 100
 price = { input = 1.0, output = 1.0 }
 
+[models.broken_model]
+provider = "sim"
+id = "sim-broken-1"
+class = "fast"
+context_window = 100000
+max_output_tokens = 100
+price = { input = 1.0, output = 1.0 }
+
 [jobs.quick]
 chain = ["quick_model"]
+
+[jobs.fallback]
+chain = ["broken_model", "stuck_model"]
+first_token_timeout_ms = 600000
 
 [jobs.stuck]
 chain = ["stuck_model"]
@@ -61,6 +76,9 @@ output_tokens = { kind = "fixed", value = 5 }
 
 [simulator.models.sim-stuck-1]
 faults = [{ p = 1.0, fault = { kind = "stall_first_token", seconds = 600 } }]
+
+[simulator.models.sim-broken-1]
+faults = [{ p = 1.0, fault = { kind = "server_error" } }]
 """
 
 
@@ -73,16 +91,16 @@ async def stream(door: interlock.Door, request_id: str, task: str) -> None:
         pass
 
 
-async def begun_on_disk(path: str, request_id: str) -> None:
-    """Wait (bounded) until the begun row of ``request_id`` is committed in the file."""
+async def begun_on_disk(path: str, request_id: str, attempts: int) -> None:
+    """Wait (bounded) until the begun row of ``request_id`` counts ``attempts`` attempts in the committed file."""
     with anyio.fail_after(20):
         while True:
             conn = sqlite3.connect(path)
             try:
-                found = conn.execute("SELECT 1 FROM begun WHERE request_id = ?", (request_id,)).fetchone()
+                found = conn.execute("SELECT attempts FROM begun WHERE request_id = ?", (request_id,)).fetchone()
             finally:
                 conn.close()
-            if found:
+            if found and found[0] >= attempts:
                 return
             await anyio.sleep(0.005)
 
@@ -99,9 +117,11 @@ async def loop(door: interlock.Door, n: int) -> None:
 async def main(spec: dict[str, Any]) -> None:
     config = parse_config(_CONFIG)
     async with interlock.open(config, ledger_path=spec["ledger"]) as door, anyio.create_task_group() as tg:
-        tg.start_soon(stream, door, STUCK_ID, "stuck")
-        await begun_on_disk(spec["ledger"], STUCK_ID)
-        say(f"begun {STUCK_ID}")
+        for request_id, (task, _) in STUCK.items():
+            tg.start_soon(stream, door, request_id, task)
+        for request_id, (_, attempts) in STUCK.items():
+            await begun_on_disk(spec["ledger"], request_id, attempts)
+            say(f"begun {request_id}")
         for n in range(spec["loops"]):
             tg.start_soon(loop, door, n)
         await anyio.sleep(60)  # the test kills this process long before

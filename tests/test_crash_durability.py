@@ -3,7 +3,8 @@
 Real processes, a real SQLite file, a real SIGKILL. Each test runs the load until enough answers
 have completed and requests are in flight, kills the process, and reads the file: every answer
 the client saw complete has its ``ok`` row; every request begun on file has exactly one row once
-the ledger is opened again (those cut by the kill as ``interrupted``), and no begun row is left.
+the ledger is opened again (those cut by the kill as ``interrupted``, with the attempts they had
+sent and the model of the latest), and no begun row is left.
 """
 
 from __future__ import annotations
@@ -129,6 +130,21 @@ def begun(path: Path) -> set[str]:
     return {str(rid) for (rid,) in rows(path, "SELECT request_id FROM begun")}
 
 
+def begun_attempts(path: Path) -> dict[str, int]:
+    """Each begun request's count of attempts sent, as committed in the file."""
+    return {str(rid): n for rid, n in rows(path, "SELECT request_id, attempts FROM begun") if isinstance(n, int)}
+
+
+def assert_interrupted_rows_name_their_latest_attempt(path: Path) -> None:
+    """An interrupted row names a model and provider exactly when it counts an attempt sent."""
+    found = rows(path, "SELECT request_id, attempts, model, provider FROM requests WHERE outcome = 'interrupted'")
+    assert found
+    for request_id, attempts, model, provider in found:
+        assert isinstance(attempts, int), request_id
+        assert attempts >= 0, request_id
+        assert bool(attempts) == bool(model) == bool(provider), (request_id, attempts, model, provider)
+
+
 async def test_sigkill_of_a_door_process_loses_no_answer_and_leaves_no_request_open(tmp_path: Path) -> None:
     """After SIGKILL, every printed completion has its ok row; every begun request ends as exactly one row."""
     ledger = tmp_path / "ledger.sqlite"
@@ -136,18 +152,18 @@ async def test_sigkill_of_a_door_process_loses_no_answer_and_leaves_no_request_o
     with child(str(HERE / "crash_worker.py"), spec) as worker:
         out = worker.out
         deadline = time.monotonic() + DEADLINE_S
-        stuck = out.until(r"^begun (\S+)$", deadline).group(1)
+        stuck = {out.until(r"^begun (\S+)$", deadline).group(1) for _ in range(2)}
         done = 0
         while done < 40:
             done += bool(out.until(r"^done ", deadline))
         # A live session's requests are not closed by another opener (a report, a second server).
         async with SqliteLedgerStore(ledger) as store:
             assert store.recovered == 0
-        assert stuck in begun(ledger)
+        assert stuck <= begun(ledger)
         worker.kill()
         printed = {line.split()[1] for line in out.rest(deadline) if line.startswith("done ")}
     open_at_kill = begun(ledger)
-    assert stuck in open_at_kill
+    assert stuck <= open_at_kill
     assert not open_at_kill & printed  # an end deletes its begun row in its own commit
     async with SqliteLedgerStore(ledger) as store:
         assert store.recovered == len(open_at_kill)
@@ -156,8 +172,11 @@ async def test_sigkill_of_a_door_process_loses_no_answer_and_leaves_no_request_o
     assert {rid for rid in printed if final.get(rid) == "ok"} == printed
     assert {rid for rid, outcome in final.items() if outcome == "interrupted"} == open_at_kill
     assert set(final) - printed - open_at_kill <= {rid for rid, o in final.items() if o == "ok"}  # ended, unprinted
-    (row,) = rows(ledger, "SELECT tenant, task, error, attempts FROM requests WHERE request_id = ?", stuck)
-    assert row == ("acme", "stuck", "interrupted", 0)
+    # Stuck in an upstream call: the first model asked, or the fallback after two 500s (one a retry).
+    interrupted = "SELECT tenant, task, error, attempts, model, provider FROM requests WHERE request_id = ?"
+    assert rows(ledger, interrupted, "stuck-0") == [("acme", "stuck", "interrupted", 1, "stuck_model", "sim")]
+    assert rows(ledger, interrupted, "stuck-1") == [("acme", "fallback", "interrupted", 3, "stuck_model", "sim")]
+    assert_interrupted_rows_name_their_latest_attempt(ledger)
     assert not list((tmp_path / "ledger.sqlite-sessions").iterdir())  # the dead session's lock went with it
 
 
@@ -184,15 +203,15 @@ async def test_sigkill_of_interlock_serve_loses_no_answer_and_restart_closes_the
                     completed.add(reply.headers["x-interlock-request-id"])
                 i += 1
 
-        open_seen: set[str] = set()
+        open_seen: dict[str, int] = {}  # begun on file before the kill, with the attempts counted then
         async with httpx.AsyncClient(timeout=DEADLINE_S) as http, anyio.create_task_group() as tg:
             for n in range(8):
                 tg.start_soon(client, n, http)
             with anyio.fail_after(DEADLINE_S):
-                while len(completed) < 40 or not open_seen:
+                while len(completed) < 40 or not any(open_seen.values()):
                     await anyio.sleep(0.01)
                     if len(completed) >= 40:
-                        open_seen = begun(ledger)
+                        open_seen = begun_attempts(ledger)
             server.kill()  # mid-load: the clients' requests in flight are cut, the loops end
         acknowledged = set(completed)
     open_at_kill = begun(ledger)
@@ -208,5 +227,12 @@ async def test_sigkill_of_interlock_serve_loses_no_answer_and_restart_closes_the
     final = outcomes(ledger)
     assert begun(ledger) == set()
     assert {rid for rid, o in final.items() if o == "interrupted"} == open_at_kill
-    assert open_seen <= set(final)  # every request seen begun before the kill ended as exactly one row
+    assert set(open_seen) <= set(final)  # every request seen begun before the kill ended as exactly one row
+    assert_interrupted_rows_name_their_latest_attempt(ledger)
+    counted = dict(rows(ledger, "SELECT request_id, attempts FROM requests WHERE outcome = 'interrupted'"))
+    for rid, n in open_seen.items():
+        if rid in counted:  # cut by the kill (not ended before it): it keeps every attempt counted on file
+            got = counted[rid]
+            assert isinstance(got, int), rid
+            assert got >= n, (rid, got, n)
     assert len(final) == len(before) + len(open_at_kill) <= sent

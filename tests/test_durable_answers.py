@@ -1,7 +1,8 @@
 """A request's end is on disk before the caller hears it; the first token never waits for the disk.
 
 Real doors on real SQLite files, the loopback simulator upstream. The disk is held up for real:
-a second connection takes the file's write lock, so the ledger's commits wait behind it.
+a second connection takes the file's write lock, so the ledger's commits wait behind it. While a
+request runs, its begun row on file counts the attempts it has sent.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 
 import interlock
 from interlock import ChainExhausted, Finish, RouteEvent, TextDelta
-from interlock.adapters.simulator._server import ServerError
+from interlock.adapters.simulator._server import ServerError, StallFirstToken
 from interlock.policies._config import parse_config
 from interlock.policies._verify import CallableVerifier, Verdict
 
@@ -34,8 +35,28 @@ context_window = 100000
 max_output_tokens = 100
 price = { input = 1.0, output = 1.0 }
 
+[models.broken]
+provider = "sim"
+id = "sim-broken-1"
+class = "fast"
+context_window = 100000
+max_output_tokens = 100
+price = { input = 1.0, output = 1.0 }
+
+[models.stalling]
+provider = "sim"
+id = "sim-stalling-1"
+class = "smart"
+context_window = 100000
+max_output_tokens = 100
+price = { input = 1.0, output = 1.0 }
+
 [jobs.answer]
 chain = ["only"]
+
+[jobs.fallback]
+chain = ["broken", "stalling"]
+first_token_timeout_ms = 600000
 
 [simulator.default]
 ttft = { kind = "fixed", value = 0.001 }
@@ -127,3 +148,42 @@ async def test_a_caller_who_leaves_is_recorded_as_cancelled(tmp_path: Path) -> N
         await stream.aclose()
         await door.flush()
         assert row(path, "r-left") == ("cancelled", "cancelled", "cancelled")
+
+
+def begun_row(path: Path, request_id: str) -> tuple[object, ...] | None:
+    """The request's begun (attempts, task, model_class, model, provider), as committed in the file."""
+    conn = sqlite3.connect(path)
+    try:
+        found: tuple[object, ...] | None = conn.execute(
+            "SELECT attempts, task, model_class, model, provider FROM begun WHERE request_id = ?", (request_id,)
+        ).fetchone()
+        return found
+    finally:
+        conn.close()
+
+
+async def test_each_attempt_sent_updates_the_begun_row_until_the_end_replaces_it(tmp_path: Path) -> None:
+    """On its third attempt (two 500s, then a stalling fallback), a request's begun row counts 3 and names it."""
+    path = tmp_path / "ledger.sqlite"
+    async with interlock.open(parse_config(CONFIG), ledger_path=path) as door:
+        assert door.simulator is not None
+        door.simulator.script("sim-broken-1", [ServerError(), ServerError()])  # the first try and its retry
+        door.simulator.script("sim-stalling-1", [StallFirstToken(600)])
+
+        async def ask() -> None:
+            await door.ask("hello", task="fallback", request_id="r-stuck")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask)
+            with anyio.fail_after(10):  # bounded polling: the update rides the ledger's next flush
+                while begun_row(path, "r-stuck") != (3, "fallback", "smart", "stalling", "sim"):
+                    await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()  # the caller leaves: its end replaces the begun row
+        await door.flush()
+    assert begun_row(path, "r-stuck") is None
+    assert row(path, "r-stuck") == ("cancelled", "cancelled", "cancelled")
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT attempts FROM requests WHERE request_id = 'r-stuck'").fetchone() == (3,)
+    finally:
+        conn.close()

@@ -20,6 +20,7 @@ from interlock.adapters.stores._ledger_schema import (
     migrate,
 )
 from interlock.adapters.stores._ledger_store import (
+    ATTEMPT_COLUMNS,
     ROWS_PER_INSERT,
     LedgerStore,
     SqliteLedgerStore,
@@ -128,7 +129,10 @@ async def test_open_creates_schema_from_empty(tmp_path: Path) -> None:
 
 
 def test_table_columns_mirror_record_fields(tmp_path: Path) -> None:
-    """Each table has exactly one column per field of its record, and no blob column for metadata."""
+    """Each table has exactly one column per field of its record, and no blob column for metadata.
+
+    ``begun`` has ``session`` after the fields of version 6; the fields added by version 8 follow it.
+    """
     path = tmp_path / "ledger.db"
     conn = sqlite3.connect(path, isolation_level=None)
     migrate(conn, str(path))
@@ -137,7 +141,9 @@ def test_table_columns_mirror_record_fields(tmp_path: Path) -> None:
               ("breaker_transitions", BreakerRecord, ()))  # fmt: skip
     for table, kind, extra in tables:
         columns = [row[1] for row in raw(path, f"PRAGMA table_info({table})")]
-        assert columns == [*(f.name for f in msgspec.structs.fields(kind)), *extra]
+        fields = [f.name for f in msgspec.structs.fields(kind)]
+        split = 5 if table == "begun" else len(fields)
+        assert columns == [*fields[:split], *extra, *fields[split:]]
         assert all(row[2] != "BLOB" for row in raw(path, f"PRAGMA table_info({table})"))
 
 
@@ -439,6 +445,73 @@ async def test_a_live_session_keeps_its_begun_requests_and_closes_them_itself(tm
     )  # fmt: skip
     assert raw(path, "SELECT COUNT(*) FROM begun") == [(0,)]
     assert list((tmp_path / "ledger.db-sessions").iterdir()) == []
+
+
+DEAD_SESSION = "0123456789abcdef"  # a session id whose lock file does not exist: no process holds it
+
+
+def sent(request_id: str, attempts: int, model: str = "", **changes: object) -> BeginRecord:
+    """The begin a request tells once ``attempts`` attempts are sent, the latest to ``model``."""
+    return begin(request_id, attempts=attempts, task="summarize-v2", model_class="fast", model=model,
+                 provider=f"{model}-provider", **changes)  # fmt: skip
+
+
+@pytest.mark.anyio
+async def test_a_begun_row_keeps_the_most_attempts_sent_and_is_recovered_with_them(tmp_path: Path) -> None:
+    """Later begins raise a begun row's attempts (never lower them); a dead session's row closes with them."""
+    path = tmp_path / "ledger.db"
+    async with SqliteLedgerStore(path) as store:
+        await store.write([begin("r-1"), sent("r-1", 1, "m1"), begin("r-2")])
+        assert raw(path, "SELECT attempts, model FROM begun WHERE request_id = 'r-1'") == [(1, "m1")]
+        await store.write([sent("r-1", 3, "m3")])
+        await store.write([sent("r-1", 2, "m2"), sent("r-1", 3, "m-replayed")])  # stale, then a replayed count
+        # Every begin and update of a request batched with its end is never written; an update
+        # batched with the end of a request begun earlier goes with the begun row.
+        await store.write([begin("r-3"), sent("r-3", 1, "m1"), full_request("r-3"), sent("r-2", 1, "m1"),
+                           full_request("r-2")])  # fmt: skip
+        assert raw(path, "SELECT request_id, attempts, task, model_class, model, provider FROM begun") == [
+            ("r-1", 3, "summarize-v2", "fast", "m3", "m3-provider"),
+        ]  # fmt: skip
+        raw(path, f"UPDATE begun SET session = '{DEAD_SESSION}'")  # as if its process had been killed
+    async with SqliteLedgerStore(path) as store:
+        assert store.recovered == 1
+        (closed,) = [r for r in await store.fetch_requests() if r.request_id == "r-1"]
+    expected = ("interrupted", 3, "acme", "summarize-v2", "fast", "m3", "m3-provider", T0)
+    assert (closed.outcome, closed.attempts, closed.tenant, closed.task, closed.model_class, closed.model,
+            closed.provider, closed.ts) == expected  # fmt: skip
+    assert raw(path, "SELECT COUNT(*) FROM begun") == [(0,)]
+
+
+@pytest.mark.anyio
+async def test_begun_updates_across_statements_of_one_batch_keep_the_latest(tmp_path: Path) -> None:
+    """Begins and their updates spread over several padded statements of one batch leave one row each, updated."""
+    path = tmp_path / "ledger.db"
+    ids = [f"r-{i}" for i in range(ROWS_PER_INSERT + 8)]
+    async with SqliteLedgerStore(path) as store:
+        await store.write([*(begin(i) for i in ids), *(sent(i, 1, "m1") for i in ids)])
+        assert raw(path, "SELECT COUNT(*), MIN(attempts), MAX(attempts), MIN(model) FROM begun") == [
+            (len(ids), 1, 1, "m1"),
+        ]  # fmt: skip
+        await store.write([full_request(i) for i in ids])
+        assert await store.count_begun() == 0
+
+
+@pytest.mark.anyio
+async def test_a_version_7_begun_row_is_migrated_and_closes_with_the_attempts_on_file(tmp_path: Path) -> None:
+    """A begun row written before migration 8 counts no attempts sent; its recovery counts its attempt rows on file."""
+    path = tmp_path / "ledger.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert migrate(conn, str(path), upto=7) == 7
+    conn.execute("INSERT INTO begun VALUES ('r-old', ?, 'acme', 'svc', 'summarize', ?)", (T0, DEAD_SESSION))
+    insert = f"INSERT INTO attempts VALUES ({', '.join('?' * len(ATTEMPT_COLUMNS))})"
+    conn.executemany(insert, [msgspec.structs.astuple(full_attempt("r-old", n)) for n in (1, 2)])
+    conn.close()
+    async with SqliteLedgerStore(path) as store:
+        assert store.recovered == 1
+        (closed,) = await store.fetch_requests()
+    assert (closed.request_id, closed.outcome, closed.attempts, closed.model, closed.task) == (
+        "r-old", "interrupted", 2, "", "summarize",
+    )  # fmt: skip
 
 
 @pytest.mark.anyio

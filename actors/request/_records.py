@@ -143,6 +143,18 @@ def begin_record(request: ChatRequest, ts: float) -> BeginRecord:
     )
 
 
+def attempt_begin_record(request: ChatRequest, ts: float, task: str, attempts: int, attempt: Attempt) -> BeginRecord:
+    """The request's begin once ``attempts`` attempts are sent, ``attempt`` the latest (its job resolved).
+
+    The ledger keeps it in place of the entry's begin, so a kill leaves what the walk had started.
+    """
+    candidate = attempt.candidate
+    return BeginRecord(
+        request_id=request.request_id, ts=ts, tenant=request.tenant, caller=request.caller, task=task,
+        attempts=attempts, model_class=candidate.model.model_class, model=candidate.name, provider=candidate.provider,
+    )  # fmt: skip
+
+
 def cache_hit_record(request: ChatRequest, task: str, ts: float, hit: ChatResponse) -> RequestRecord:
     """The one row of a request served from the response cache."""
     route = hit.route

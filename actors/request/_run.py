@@ -44,9 +44,10 @@ from interlock.actors.request._resume import (
     not_resumed,
     reconcile,
 )
+from interlock.actors.request._unreported import bill_unreported
 from interlock.policies._failover import ends_chain, same_provider_retry, walk_failure
 from interlock.policies._routing import Candidate, Resolution
-from interlock.policies._tokens import estimate_input_tokens, estimate_output_tokens, input_token_bound
+from interlock.policies._tokens import estimate_input_tokens
 
 _call_ids = itertools.count(1)
 
@@ -69,8 +70,10 @@ class RequestRun:
         route_label: str | None = None,
         route_detail: str = "",
         started: float | None = None,
+        on_attempt: Callable[[Attempt], None] | None = None,
     ) -> None:
         self.request = request
+        self._on_attempt = on_attempt  # told of each attempt sent to a provider (the ledger's begun row)
         self._rails = rails or AttemptRails(())
         self._input_tokens = estimate_input_tokens(request) if input_tokens is None else input_tokens
         self._entered: list[Attempt] = []
@@ -199,11 +202,8 @@ class RequestRun:
 
     async def close(self) -> None:
         """End the run: unfinished attempts are cancelled upstream, delivered text billed, rails left."""
+        bill_unreported(self.request, self.attempts)
         for attempt in self.attempts:
-            if (attempt.text or attempt.thinking) and not attempt.usage.output_tokens:
-                cap = self.request.max_tokens or attempt.candidate.model.max_output_tokens
-                output = estimate_output_tokens(attempt.partial + "".join(attempt.thinking), cap)
-                attempt.bill_delivered(input_token_bound(self.request), output)
             stream = attempt.stream
             if stream is None:
                 continue
@@ -261,8 +261,7 @@ class RequestRun:
         self.winner = attempt
 
     def _exhausted(self) -> NoReturn:
-        """Raise the walk's failure: a deadline that ran out, the full budget when money refused every
-        candidate, else the chain's end."""
+        """Raise the walk's failure: a deadline run out, the full budget if money refused all, else the chain's end."""
         out_of_time = self._clock.now() >= self._deadline
         raise walk_failure(self.resolution, self.errors, out_of_time=out_of_time, late_first=self._late_first)
 
@@ -350,11 +349,12 @@ class RequestRun:
             if attempt.holds:
                 self._entered.append(attempt)  # a rail only undoes what it holds: nothing held, nothing to leave
             try:
-                call = Call(request, candidate.model.id, call_id=attempt.call_id)
-                attempt.stream = await ref.ask_stream(call)
+                attempt.stream = await ref.ask_stream(Call(request, candidate.model.id, call_id=attempt.call_id))
             except ActorStopped as exc:
                 self.fail(attempt, exc)
                 continue
+            if self._on_attempt is not None:
+                self._on_attempt(attempt)
             return attempt
         return None
 

@@ -9,8 +9,9 @@ request that entered ends with exactly one request record and one record per att
 the ledger, whatever happened: success, fallback, hedge, total failure, the caller leaving,
 cancellation, or the door closing under it.
 
-Durability. A request tells the ledger a ``BeginRecord`` as it enters, without waiting (a killed
-process leaves a begun row, closed as ``interrupted`` at the next open). Its final event, or a
+Durability. A request tells the ledger a ``BeginRecord`` as it enters, and again as each attempt
+is sent (the count so far, the latest model), without waiting (a killed process leaves a begun
+row, closed as ``interrupted`` with what it says at the next open). Its final event, or a
 failure's error, is released only once its rows are committed (the ledger's next group commit):
 an end the caller saw is on disk. The first token and the token path never wait on the disk; a
 request its caller left or cancelled is recorded without waiting.
@@ -46,6 +47,7 @@ from interlock.actors.request._records import (
     DoorClosed,
     InternalFailure,
     ProcessEnding,
+    attempt_begin_record,
     begin_record,
     cache_hit_record,
     cached_route,
@@ -97,7 +99,7 @@ def serve(ctx: ServingContext, request: ChatRequest) -> AsyncGenerator[StreamEve
 class Serving:
     """One request's life; ``events`` is the stream the caller reads."""
 
-    __slots__ = ("_abandoned", "_ctx", "_recorded", "_run", "_started", "_ts", "parked", "request")
+    __slots__ = ("_abandoned", "_attempts", "_ctx", "_recorded", "_run", "_started", "_ts", "parked", "request")
 
     def __init__(self, ctx: ServingContext, request: ChatRequest) -> None:
         self._ctx = ctx
@@ -105,6 +107,7 @@ class Serving:
         self._run: RequestRun | None = None
         self._recorded = False
         self._abandoned = False
+        self._attempts = 0  # attempts sent to a provider, over every run of this request (ensemble members too)
         self.parked = False  # suspended at a yield: the caller holds the stream
         self._ts, self._started = ctx.clock.wall(), ctx.clock.now()
 
@@ -138,6 +141,7 @@ class Serving:
             run = self._run = RequestRun(
                 request, plan.resolution, ctx.providers, clock, plan.hedge, ctx.rails.attempt,
                 input_tokens=plan.tokens, route_label=label, route_detail=detail, started=self._started,
+                on_attempt=self._attempt_sent,
             )
             answer: ChatResponse | None = None
             if _holds_events(ctx, run, request):
@@ -299,10 +303,24 @@ class Serving:
         if not plan.resolution.candidates:
             return None
         return RequestRun(
-            request, plan.resolution, ctx.providers, ctx.clock, plan.hedge, ctx.rails.attempt, input_tokens=plan.tokens
-        )
+            request, plan.resolution, ctx.providers, ctx.clock, plan.hedge, ctx.rails.attempt,
+            input_tokens=plan.tokens, on_attempt=self._attempt_sent,
+        )  # fmt: skip
 
-    # -- after the answer: learning, records ----------------------------------------------------
+    # -- records and learning: as attempts are sent, after the answer ---------------------------
+
+    def _attempt_sent(self, attempt: Attempt) -> None:
+        """One more attempt went to a provider: the ledger's begun row says so (told, never waited for).
+
+        No commit is asked for: the update rides the ledger's next commit or flush tick, so an
+        attempt costs one enqueue. A full mailbox drops it (the row keeps its last count), never the request.
+        """
+        self._attempts += 1
+        run = self._run
+        task = (run.resolution.job if run is not None else self.request.task) or ""
+        record = attempt_begin_record(self.request, self._ts, task, self._attempts, attempt)
+        with contextlib.suppress(InterlockError):
+            self._ctx.ledger.tell_nowait(record)
 
     def _learn(self, run: RequestRun, winner: Attempt) -> None:
         with contextlib.suppress(InterlockError):  # learning is best effort: never fail an answer for it

@@ -3,13 +3,16 @@
 Everything here runs in the store's worker thread, on a plain ``sqlite3`` connection: the event
 loop pays nothing per record. ``write_batch`` sorts a batch by record kind and writes it in one
 ``BEGIN IMMEDIATE`` transaction, with one ``executemany`` per table; rows go in with
-``INSERT OR IGNORE`` on the natural keys (``request_id`` for requests and begun requests,
-``(request_id, attempt)`` for attempts, ``(provider, ts, from_state, to_state)`` for breaker
-transitions), so replaying a batch after a crash adds nothing, and the first copy of a key wins.
+``INSERT OR IGNORE`` on the natural keys (``request_id`` for requests, ``(request_id, attempt)``
+for attempts, ``(provider, ts, from_state, to_state)`` for breaker transitions), so replaying a
+batch after a crash adds nothing, and the first copy of a key wins.
 
 A request's ``BeginRecord`` goes to ``begun`` only when its end is not in the same batch; an end
 whose begin an earlier batch wrote deletes that begun row in its own transaction, so ``begun``
-holds just the requests still open (``OpenBegins`` remembers which, per store).
+holds just the requests still open (``OpenBegins`` remembers which, per store). A request tells
+a begin again as each attempt is sent: the begun row is upserted, and only a begin with more
+``attempts`` than the row changes it (its count, its job as resolved, its latest model), so a
+replay, or begins arriving in any order, leave the row with the most attempts begun.
 
 Each statement inserts ``ROWS_PER_INSERT`` rows, so the per-statement work and the thread's
 hand-offs of the GIL (one per statement) are shared by many rows, and every value binds on
@@ -41,9 +44,11 @@ BREAKER_COLUMNS: Final[tuple[str, ...]] = tuple(f.name for f in msgspec.structs.
 ROWS_PER_INSERT: Final = 32
 
 
-def _insert_sql(table: str, columns: tuple[str, ...], rows: int) -> str:
+def _insert_sql(table: str, columns: tuple[str, ...], rows: int, *, upsert: str = "") -> str:
+    """A ``rows``-row insert: a row whose key is stored is ignored, or, with ``upsert``, handled by that clause."""
     row = "(" + ", ".join("?" * len(columns)) + ")"
-    return f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES {', '.join([row] * rows)}"
+    verb, tail = ("INSERT", f" ON CONFLICT {upsert}") if upsert else ("INSERT OR IGNORE", "")
+    return f"{verb} INTO {table} ({', '.join(columns)}) VALUES {', '.join([row] * rows)}{tail}"
 
 
 def select_sql(table: str, columns: tuple[str, ...]) -> str:
@@ -77,7 +82,14 @@ def _row_builder(kind: type[msgspec.Struct]) -> Callable[[Any], _Row]:
 # Built once: column order is the Structs' field order, which is what the row builders yield.
 INSERT_REQUESTS: Final = _insert_sql("requests", REQUEST_COLUMNS, ROWS_PER_INSERT)
 _INSERT_ATTEMPTS: Final = _insert_sql("attempts", ATTEMPT_COLUMNS, ROWS_PER_INSERT)
-_INSERT_BEGUN: Final = _insert_sql("begun", BEGUN_COLUMNS, ROWS_PER_INSERT)
+# A later begin of a request (one more attempt sent) updates its row: the count, the latest model,
+# and the job as resolved (the entry knows only the one asked for); session and entry time stay.
+_BEGUN_UPDATE: Final = (
+    "(request_id) DO UPDATE SET attempts = excluded.attempts, task = excluded.task,"
+    " model_class = excluded.model_class, model = excluded.model, provider = excluded.provider"
+    " WHERE excluded.attempts > begun.attempts"
+)
+_INSERT_BEGUN: Final = _insert_sql("begun", BEGUN_COLUMNS, ROWS_PER_INSERT, upsert=_BEGUN_UPDATE)
 _INSERT_BREAKER: Final = _insert_sql("breaker_transitions", BREAKER_COLUMNS, 1)
 _DELETE_BEGUN: Final = f"DELETE FROM begun WHERE request_id IN ({', '.join('?' * ROWS_PER_INSERT)})"
 request_row: Final = _row_builder(RequestRecord)

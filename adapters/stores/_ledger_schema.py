@@ -10,8 +10,9 @@ an older program must not write rows into columns it does not know.
 Migrations are history: never edit one that has shipped; append a new one instead. The columns
 of ``requests``, ``attempts`` and ``breaker_transitions`` mirror the fields of ``RequestRecord``,
 ``AttemptRecord`` and ``BreakerRecord`` one to one (a test keeps them in step); ``begun`` holds
-the ``BeginRecord`` of each request still open, with the ``session`` (one store's lifetime in one
-process) that wrote it. The ledger holds no metadata blobs, so it can never hold a secret.
+the latest ``BeginRecord`` of each request still open, with the ``session`` (one store's lifetime
+in one process) that wrote it (the columns added by migration 8 come after ``session``). The
+ledger holds no metadata blobs, so it can never hold a secret.
 """
 
 from __future__ import annotations
@@ -180,6 +181,16 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             )
             """,
             "CREATE INDEX breaker_transitions_ts ON breaker_transitions (ts)",
+        ),
+    ),
+    Migration(
+        8,
+        "what a begun request had started: its attempts, and the model and provider of the latest",
+        (
+            "ALTER TABLE begun ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE begun ADD COLUMN model_class TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE begun ADD COLUMN model TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE begun ADD COLUMN provider TEXT NOT NULL DEFAULT ''",
         ),
     ),
 )

@@ -7,10 +7,11 @@ Each writer is one *session*: a random id, and an exclusive ``flock`` on a file 
 in ``<ledger>-sessions/``, held until the writer closes. The kernel drops the lock when the
 process dies, SIGKILL included, so a session whose file is unlocked (or gone) has no process left
 to end the requests it began. Opening a writer closes those: each becomes an ``interrupted``
-request row (with its tenant, caller, task, and the attempts already on file) and its begun row
-is deleted, in one transaction. A live session's begun rows are left alone, so a report, or a
-second server on the same file, never closes requests still running. ``flock`` locks belong to an
-open file, not to a process: two stores of one process see each other as alive too. POSIX only.
+request row (with its tenant, caller, task, the attempts its latest begin counted, and that
+attempt's model and provider) and its begun row is deleted, in one transaction. A live
+session's begun rows are left alone, so a report, or a second server on the same file, never
+closes requests still running. ``flock`` locks belong to an open file, not to a process: two
+stores of one process see each other as alive too. POSIX only.
 """
 
 from __future__ import annotations
@@ -51,9 +52,11 @@ _WRITER_PRAGMAS: Final = (*CONNECTION_PRAGMAS[:2], "PRAGMA wal_autocheckpoint=16
 
 INTERRUPTED_DETAIL: Final = "the process ended while the request ran"
 
+# The attempts begun, as the latest begin counted them; attempt rows on file (none in practice: a
+# request's rows are written with its end) can only add to that count, never lower it.
 _ORPHANS = """
-SELECT b.request_id, b.ts, b.tenant, b.caller, b.task,
-       (SELECT COUNT(*) FROM attempts a WHERE a.request_id = b.request_id)
+SELECT b.request_id, b.ts, b.tenant, b.caller, b.task, b.model_class, b.model, b.provider,
+       MAX(b.attempts, (SELECT COUNT(*) FROM attempts a WHERE a.request_id = b.request_id))
 FROM begun b LEFT JOIN requests r ON r.request_id = b.request_id
 WHERE b.session = ? AND r.request_id IS NULL
 ORDER BY b.ts, b.request_id
@@ -122,10 +125,12 @@ class LedgerWriter:
         try:
             rows = [
                 RequestRecord(
-                    request_id=rid, ts=ts, tenant=tenant, caller=caller, task=task, outcome="interrupted",
-                    error="interrupted", error_detail=INTERRUPTED_DETAIL, attempts=attempts,
+                    request_id=rid, ts=ts, tenant=tenant, caller=caller, task=task, model_class=model_class,
+                    model=model, provider=provider, outcome="interrupted", error="interrupted",
+                    error_detail=INTERRUPTED_DETAIL, attempts=attempts,
                 )
-                for rid, ts, tenant, caller, task, attempts in conn.execute(_ORPHANS, (session,))
+                for rid, ts, tenant, caller, task, model_class, model, provider, attempts
+                in conn.execute(_ORPHANS, (session,))
             ]  # fmt: skip
             conn.executemany(INSERT_REQUESTS, chunked(rows, request_row))
             conn.execute("DELETE FROM begun WHERE session = ?", (session,))
