@@ -53,6 +53,8 @@ _EXPORTS: dict[str, str] = {
     "BudgetExceeded": "_errors",
     "ChainExhausted": "_errors",
     "DeadlineExceeded": "_errors",
+    "PolicyRefused": "_errors",
+    "AnswersRejected": "_errors",
     # clock and secrets
     "Clock": "_clock",
     "RealClock": "_clock",
@@ -77,6 +79,7 @@ _EXPORTS: dict[str, str] = {
     "Usage": "_types",
     "TextDelta": "_types",
     "ThinkingDelta": "_types",
+    "RefusalDelta": "_types",
     "ToolCallDelta": "_types",
     "ToolCallDone": "_types",
     "UsageEvent": "_types",
@@ -84,6 +87,7 @@ _EXPORTS: dict[str, str] = {
     "StreamEvent": "_types",
     "ToolCall": "_types",
     "AttemptSummary": "_types",
+    "SkippedCandidate": "_types",
     "Route": "_types",
     "RouteEvent": "_types",
     "ChatResponse": "_types",
@@ -107,6 +111,7 @@ if TYPE_CHECKING:
     from ._errors import (
         AdmissionRejected as AdmissionRejected,
     )
+    from ._errors import AnswersRejected as AnswersRejected
     from ._errors import (
         AskTimeout as AskTimeout,
     )
@@ -137,6 +142,7 @@ if TYPE_CHECKING:
     from ._errors import (
         MidStreamError as MidStreamError,
     )
+    from ._errors import PolicyRefused as PolicyRefused
     from ._errors import (
         ProviderError as ProviderError,
     )
@@ -187,6 +193,7 @@ if TYPE_CHECKING:
     from ._types import (
         Part as Part,
     )
+    from ._types import RefusalDelta as RefusalDelta
     from ._types import RequestOptions as RequestOptions
     from ._types import (
         ResponseFormat as ResponseFormat,
@@ -197,6 +204,7 @@ if TYPE_CHECKING:
     from ._types import (
         RouteEvent as RouteEvent,
     )
+    from ._types import SkippedCandidate as SkippedCandidate
     from ._types import (
         StreamEvent as StreamEvent,
     )

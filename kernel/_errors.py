@@ -14,6 +14,9 @@
     │   └── MidStreamError              ...plus the partial output received so far
     ├── AdmissionRejected               breaker open, cooling down, unhealthy, no slot
     ├── BudgetExceeded                  a budget, its limit and its spend
+    ├── PolicyRefused                   a routing rule leaves no model allowed; names the rule
+    ├── AnswersRejected                 the verifier rejected every answer; holds the last one
+    ├── DeadlineExceeded                the request's own deadline passed
     └── ChainExhausted                  every candidate failed; holds each attempt's error
 
 Foreign exceptions are translated at one seam per adapter (``raise X(...) from exc``);
@@ -42,6 +45,7 @@ class ErrorClass(enum.StrEnum):
     CONTENT_POLICY = "content_policy"  # request refused on policy grounds
     BUDGET = "budget"  # a configured budget has no room: ours, not the provider's quota
     POLICY_REFUSAL = "policy_refusal"  # our routing rules leave no model allowed to take the request
+    REJECTED = "rejected"  # the job's verifier rejected every answer
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"  # the process ended (a crash) while the request was open
     INTERNAL = "internal"
@@ -198,8 +202,29 @@ class BudgetExceeded(InterlockError):
 
 
 @final
+class PolicyRefused(InterlockError):
+    """A routing rule leaves no model allowed to take the request; never worth retrying as is.
+
+    ``rule`` names it: ``pii`` (sensitive input, no local model live), ``allow_list`` (the tenant's
+    allowed models), ``context_window`` (no candidate holds the input), ``capability`` (no
+    candidate supports what the request needs), ``max_degrade``...; ``detail`` says more.
+    """
+
+    def __init__(self, task: str, rule: str, detail: str = "") -> None:
+        tail = f": {detail}" if detail else ""
+        super().__init__(f"task {task}: refused by rule {rule}{tail}", kind=ErrorClass.POLICY_REFUSAL)
+        self.task = task
+        self.rule = rule
+        self.detail = detail
+
+
+@final
 class ChainExhausted(InterlockError):
-    """Every candidate of a chain failed; ``errors`` holds each attempt's error, in order."""
+    """Every candidate of a chain failed; ``errors`` holds each attempt's error, in order.
+
+    ``status`` and ``retry_after`` are those of its causes where they agree (every cause with a
+    status has the same one; the longest retry hint of causes that give one), else None.
+    """
 
     def __init__(self, task: str, errors: list[tuple[str, InterlockError]]) -> None:
         lines = "; ".join(f"{name}: {err}" for name, err in errors) or "no admissible candidate"
@@ -207,6 +232,26 @@ class ChainExhausted(InterlockError):
         super().__init__(f"task {task}: every candidate failed ({lines})", kind=last_kind)
         self.task = task
         self.errors = errors
+        statuses = {s for _, e in errors if (s := getattr(e, "status", None)) is not None}
+        self.status: int | None = statuses.pop() if len(statuses) == 1 else None
+        hints = [h for _, e in errors if (h := getattr(e, "retry_after", None)) is not None]
+        self.retry_after: float | None = max(hints) if hints else None
+
+
+@final
+class AnswersRejected(InterlockError):
+    """The job's verifier (or reviewer) rejected every answer the chain produced.
+
+    ``answer`` is the last answer rejected (a ``ChatResponse``, its route saying who made it),
+    ``reasons`` each rejection's reason, in order. Retrying the same request is unlikely to help.
+    """
+
+    def __init__(self, task: str, answer: object, reasons: list[str]) -> None:
+        tail = "; ".join(reasons) or "rejected"
+        super().__init__(f"task {task}: every answer was rejected ({tail})", kind=ErrorClass.REJECTED)
+        self.task = task
+        self.answer = answer
+        self.reasons = reasons
 
 
 @final

@@ -58,6 +58,12 @@ class AttemptRecord(msgspec.Struct, frozen=True, kw_only=True, tag="attempt"):
     usage_estimated: bool = False
     # Malformed stream events the decoder skipped (the answer went on without them).
     skipped_events: int = 0
+    # Why the call was made: "" for the answer itself, else "review", "classify", "judge"...
+    purpose: str = ""
+    # The model id the provider says answered (its response's ``model``), beside the config name.
+    served_model: str = ""
+    # The provider's own finish reason as sent ("end_turn", "SAFETY"...), beside ``finish_reason``.
+    provider_finish_reason: str = ""
 
 
 class RequestRecord(msgspec.Struct, frozen=True, kw_only=True, tag="request"):
@@ -90,6 +96,15 @@ class RequestRecord(msgspec.Struct, frozen=True, kw_only=True, tag="request"):
     # Classifier routing: the label and, as JSON, the features it saw and the chain it chose.
     route_label: str | None = None
     route_detail: str = ""
+    # The job's first choice; the model id the provider says answered.
+    first_choice: str = ""
+    served_model: str = ""
+    # The chain's candidates never called, as JSON: [{"model", "reason", "detail"}...].
+    skipped: str = ""
+    # The answer's provider sent no usage: its tokens and cost are estimates.
+    usage_estimated: bool = False
+    # The part of ``cost_cents`` spent on auxiliary calls (reviews, classifier, judge).
+    aux_cost_cents: float = 0.0
 
 
 class BeginRecord(msgspec.Struct, frozen=True, kw_only=True, tag="begin"):

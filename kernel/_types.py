@@ -215,6 +215,12 @@ class ThinkingDelta(msgspec.Struct, frozen=True, tag="thinking_delta"):
     signature: str = ""
 
 
+class RefusalDelta(msgspec.Struct, frozen=True, tag="refusal_delta"):
+    """A piece of the model's refusal to answer (OpenAI's ``delta.refusal``): never part of the text."""
+
+    text: str
+
+
 class ToolCallDelta(msgspec.Struct, frozen=True, tag="tool_call_delta"):
     """A fragment of a tool call; ``index`` keys fragments of parallel calls."""
 
@@ -245,14 +251,19 @@ class Finish(msgspec.Struct, frozen=True, tag="finish"):
 
     ``skipped_events`` counts the malformed stream events the provider's decoder skipped on the
     way (each one a glitch in an otherwise healthy stream); it defaults to 0, so a ``Finish``
-    encoded before the field existed still decodes.
+    encoded before the field existed still decodes. ``provider_reason`` is the provider's own
+    finish reason as it sent it (``end_turn``, ``SAFETY``, ``refusal``...), ``""`` if it sent none;
+    ``served_model`` is the model id the provider says answered (its response's ``model``), ``""``
+    if it did not say.
     """
 
     reason: FinishReason
     skipped_events: int = 0
+    provider_reason: str = ""
+    served_model: str = ""
 
 
-StreamEvent = TextDelta | ThinkingDelta | ToolCallDelta | ToolCallDone | UsageEvent | Finish
+StreamEvent = TextDelta | ThinkingDelta | RefusalDelta | ToolCallDelta | ToolCallDone | UsageEvent | Finish
 
 
 # -- responses -------------------------------------------------------------------------------
@@ -282,6 +293,22 @@ class AttemptSummary(msgspec.Struct, frozen=True):
     ttft_ms: float | None = None
     ttlt_ms: float | None = None
     cost_cents: float = 0.0
+    # Why the call was made: "" for the answer itself, else "review", "classify", "judge"...
+    purpose: str = ""
+    # The model id the provider says answered ("" when it did not say).
+    served_model: str = ""
+
+
+class SkippedCandidate(msgspec.Struct, frozen=True):
+    """A candidate of the job's chain that was never called, and why.
+
+    ``reason`` is one of ``context_window``, ``allow_list``, ``pii``, ``budget``, ``breaker``,
+    ``cost``, ``capability``, ``unhealthy``... (``policies._routing`` names them); ``detail`` says more.
+    """
+
+    model: str
+    reason: str
+    detail: str = ""
 
 
 class Route(msgspec.Struct, frozen=True, kw_only=True):
@@ -300,6 +327,15 @@ class Route(msgspec.Struct, frozen=True, kw_only=True):
     ttft_ms: float | None = None
     ttlt_ms: float | None = None
     verdict: str | None = None
+    # The job's first choice: an answer from any other model is degraded, with a reason.
+    first_choice: str = ""
+    # The model id the provider says answered (its response's ``model``), beside the config name.
+    served_model: str = ""
+    skipped: tuple[SkippedCandidate, ...] = ()
+    # The provider sent no usage for the answer: ``cost_cents`` was billed from an estimate.
+    usage_estimated: bool = False
+    # The part of ``cost_cents`` spent on auxiliary calls (reviews, classifier, judge) in ``attempts``.
+    aux_cost_cents: float = 0.0
 
 
 class RouteEvent(msgspec.Struct, frozen=True, tag="route"):
@@ -309,11 +345,18 @@ class RouteEvent(msgspec.Struct, frozen=True, tag="route"):
 
 
 class ChatResponse(msgspec.Struct, frozen=True, kw_only=True):
-    """A complete answer: text, reasoning, tool calls, finish reason, usage and route."""
+    """A complete answer: text, reasoning, refusal, tool calls, finish reason, usage and route.
+
+    ``usage`` is None when the provider reported none (unknown, never zeros; the route says how it
+    was billed). ``refusal`` is the model's refusal, kept out of ``content``.
+    ``provider_finish_reason`` is the provider's own reason beside the mapped ``finish_reason``.
+    """
 
     content: str
     thinking: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     finish_reason: FinishReason = "stop"
-    usage: Usage = Usage()
+    usage: Usage | None = None
     route: Route | None = None
+    refusal: str = ""
+    provider_finish_reason: str = ""

@@ -20,7 +20,6 @@ from interlock.adapters.stores._ledger_schema import (
     migrate,
 )
 from interlock.adapters.stores._ledger_store import (
-    ATTEMPT_COLUMNS,
     ROWS_PER_INSERT,
     LedgerStore,
     SqliteLedgerStore,
@@ -447,6 +446,11 @@ async def test_a_live_session_keeps_its_begun_requests_and_closes_them_itself(tm
     assert list((tmp_path / "ledger.db-sessions").iterdir()) == []
 
 
+def raw_columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    """The column names of ``table`` as the connection's schema has them."""
+    return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+
+
 DEAD_SESSION = "0123456789abcdef"  # a session id whose lock file does not exist: no process holds it
 
 
@@ -503,8 +507,9 @@ async def test_a_version_7_begun_row_is_migrated_and_closes_with_the_attempts_on
     conn = sqlite3.connect(path, isolation_level=None)
     assert migrate(conn, str(path), upto=7) == 7
     conn.execute("INSERT INTO begun VALUES ('r-old', ?, 'acme', 'svc', 'summarize', ?)", (T0, DEAD_SESSION))
-    insert = f"INSERT INTO attempts VALUES ({', '.join('?' * len(ATTEMPT_COLUMNS))})"
-    conn.executemany(insert, [msgspec.structs.astuple(full_attempt("r-old", n)) for n in (1, 2)])
+    width = len(raw_columns(conn, "attempts"))  # the columns of version 7: later fields are not there yet
+    insert = f"INSERT INTO attempts VALUES ({', '.join('?' * width)})"
+    conn.executemany(insert, [msgspec.structs.astuple(full_attempt("r-old", n))[:width] for n in (1, 2)])
     conn.close()
     async with SqliteLedgerStore(path) as store:
         assert store.recovered == 1

@@ -21,14 +21,15 @@ INTENDED = {
     "ErrorClass", "InterlockError", "ConfigError", "RequestError", "ActorStopped", "AskTimeout",
     "MailboxFull", "ConsumerGone", "SupervisorEscalation", "ProviderError", "MidStreamError",
     "AdmissionRejected", "BudgetExceeded", "ChainExhausted", "DeadlineExceeded",
+    "PolicyRefused", "AnswersRejected",
     # clock and secrets
     "Clock", "RealClock", "FakeClock", "Secret",
     # canonical types
     "TextPart", "ImagePart", "ToolCallPart", "ToolResultPart", "Part", "Message", "ToolSpec",
     "ToolChoice", "ToolChoiceMode", "ToolChoiceNamed", "ResponseFormat", "TextFormat",
     "JsonObjectFormat", "JsonSchemaFormat", "ChatRequest", "Usage", "TextDelta", "ThinkingDelta",
-    "ToolCallDelta", "ToolCallDone", "UsageEvent", "Finish", "StreamEvent", "ToolCall",
-    "AttemptSummary", "Route", "RouteEvent", "ChatResponse",
+    "RefusalDelta", "ToolCallDelta", "ToolCallDone", "UsageEvent", "Finish", "StreamEvent", "ToolCall",
+    "AttemptSummary", "SkippedCandidate", "Route", "RouteEvent", "ChatResponse",
     "AttemptRecord", "RequestRecord", "LedgerRecord",
 }
 

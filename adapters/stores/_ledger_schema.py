@@ -193,6 +193,21 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "ALTER TABLE begun ADD COLUMN provider TEXT NOT NULL DEFAULT ''",
         ),
     ),
+    Migration(
+        9,
+        "truthful answers: auxiliary calls' purpose, the model the provider says answered, the"
+        " provider's own finish reason, the first choice, skipped candidates, estimated usage",
+        (
+            "ALTER TABLE attempts ADD COLUMN purpose TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE attempts ADD COLUMN served_model TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE attempts ADD COLUMN provider_finish_reason TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE requests ADD COLUMN first_choice TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE requests ADD COLUMN served_model TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE requests ADD COLUMN skipped TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE requests ADD COLUMN usage_estimated INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE requests ADD COLUMN aux_cost_cents REAL NOT NULL DEFAULT 0",
+        ),
+    ),
 )
 
 SCHEMA_VERSION: Final[int] = MIGRATIONS[-1].version
