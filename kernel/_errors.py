@@ -26,7 +26,10 @@ nothing above the adapters ever sees an httpx2, aiohttp or OS error.
 from __future__ import annotations
 
 import enum
-from typing import final
+from typing import TYPE_CHECKING, final
+
+if TYPE_CHECKING:
+    from interlock._types import Usage
 
 
 class ErrorClass(enum.StrEnum):
@@ -135,7 +138,12 @@ class SupervisorEscalation(InterlockError):
 
 
 class ProviderError(InterlockError):
-    """A provider call failed; ``kind`` is the class, with provider, model, status and retry hint."""
+    """A provider call failed; ``kind`` is the class, with provider, model, status and retry hint.
+
+    ``usage`` is the usage the provider reported before it failed (a mid-stream error event after
+    a usage chunk, a blocked prompt that still counts its input), None if it reported none: it is
+    recorded and billed like any other.
+    """
 
     def __init__(
         self,
@@ -146,6 +154,7 @@ class ProviderError(InterlockError):
         status: int | None = None,
         retry_after: float | None = None,
         detail: str = "",
+        usage: Usage | None = None,
     ) -> None:
         where = f"{provider}/{model}" if model else provider
         status_text = f" (status {status})" if status is not None else ""
@@ -156,6 +165,7 @@ class ProviderError(InterlockError):
         self.status = status
         self.retry_after = retry_after
         self.detail = detail
+        self.usage = usage
 
 
 @final
@@ -171,8 +181,9 @@ class MidStreamError(ProviderError):
         model: str | None = None,
         status: int | None = None,
         detail: str = "",
+        usage: Usage | None = None,
     ) -> None:
-        super().__init__(kind, provider, model=model, status=status, detail=detail)
+        super().__init__(kind, provider, model=model, status=status, detail=detail, usage=usage)
         self.partial = partial
 
 
