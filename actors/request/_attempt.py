@@ -45,6 +45,10 @@ class Attempt:
         "holds",
         "number",
         "prefilled",
+        "provider_reason",
+        "purpose",
+        "refusal",
+        "served_model",
         "skipped_events",
         "started",
         "stream",
@@ -55,6 +59,7 @@ class Attempt:
         "ttlt",
         "usage",
         "usage_estimated",
+        "usage_reported",
         "verdict",
     )
 
@@ -85,6 +90,11 @@ class Attempt:
         self.expect = ""
         self.usage_estimated = False  # the provider sent no output usage: billed from the delivered text
         self.skipped_events = 0  # malformed stream events the decoder skipped (from the ``Finish``)
+        self.refusal: list[str] = []  # the model's refusal (``RefusalDelta``), never part of ``text``
+        self.provider_reason = ""  # the provider's own finish reason, beside ``finish``
+        self.served_model = ""  # the model id the provider says answered
+        self.usage_reported = False  # the provider sent usage (else ``usage`` is zeros or an estimate)
+        self.purpose = ""  # why the call was made: "" for the answer, else "review", "classify", "judge"...
 
     def observe(self, event: Any, clock: Clock) -> None:
         """Fold one event into the attempt's output and timings (the clock is read only for those)."""
@@ -166,6 +176,8 @@ class Attempt:
             ttft_ms=_ms(self.ttft),
             ttlt_ms=_ms(self.ttlt),
             cost_cents=self.cost(),
+            purpose=self.purpose,
+            served_model=self.served_model,
         )
 
     def record(
@@ -201,6 +213,9 @@ class Attempt:
             verdict=self.verdict,
             usage_estimated=self.usage_estimated,
             skipped_events=self.skipped_events,
+            purpose=self.purpose,
+            served_model=self.served_model,
+            provider_finish_reason=self.provider_reason,
             start_ms=_ms(self.started - started),
             duration_ms=_ms(max(0.0, ended - self.started)),
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from interlock._errors import ChainExhausted, ErrorClass, InterlockError
 from interlock._records import BeginRecord, Outcome, RequestRecord
 from interlock._types import ChatRequest, ChatResponse, Route, Usage
@@ -16,19 +18,27 @@ def is_degraded(run: RequestRun, winner: Attempt) -> bool:
     return failover.is_degraded(first, winner.candidate.name, resumed=run.resumed, escalated=run.escalated)
 
 
-def route_of(run: RequestRun, winner: Attempt, timings: tuple[float | None, float]) -> Route:
-    """The caller's view of how ``run`` was served; timings are request-relative seconds."""
+def route_of(
+    run: RequestRun, winner: Attempt, timings: tuple[float | None, float], aux: Sequence[Attempt] = ()
+) -> Route:
+    """The caller's view of how ``run`` was served; timings are request-relative seconds.
+
+    ``aux`` are the auxiliary calls made for the answer (reviews, classifier, judge): listed after
+    the run's attempts, their cost part of the route's and counted apart in ``aux_cost_cents``.
+    """
     degraded = is_degraded(run, winner)
+    aux_cost = sum(a.cost() for a in aux)
     return Route(
         model=winner.candidate.name,
         provider=winner.candidate.provider,
         model_class=winner.candidate.model.model_class,
         task=run.resolution.job,
-        attempts=tuple(a.summary() for a in run.attempts),
+        attempts=tuple(a.summary() for a in (*run.attempts, *aux)),
         degraded=degraded,
         degraded_reason=reason(run, winner) if degraded else None,
         hedged=run.hedged,
-        cost_cents=sum(a.cost() for a in run.attempts),
+        cost_cents=sum(a.cost() for a in run.attempts) + aux_cost,
+        aux_cost_cents=aux_cost,
         ttft_ms=_ms(timings[0]),
         ttlt_ms=_ms(timings[1]),
         verdict=winner.verdict,
@@ -97,9 +107,14 @@ def request_record(
     winner: Attempt | None,
     error: BaseException | None,
     timings: tuple[float | None, float],
+    aux: Sequence[Attempt] = (),
 ) -> RequestRecord:
-    """The request's row; TTFT and TTLT are measured from when the request entered the router."""
-    attempts = run.attempts if run is not None else []
+    """The request's row; TTFT and TTLT are measured from when the request entered the router.
+
+    ``aux`` are its auxiliary calls (reviews, classifier, judge): their tokens and cost count in
+    the row's, their cost apart in ``aux_cost_cents`` too, and they are not among its ``attempts``.
+    """
+    attempts = [*run.attempts, *aux] if run is not None else list(aux)
     if len(attempts) == 1:  # the common case: no sums over one attempt
         total, cost = attempts[0].usage, attempts[0].cost()
     else:
@@ -129,10 +144,11 @@ def request_record(
         degraded=degraded,
         degraded_reason=reason(run, winner) if degraded and run and winner else None,
         hedged=run.hedged if run is not None else False,
-        attempts=len(attempts),
+        attempts=len(attempts) - len(aux),
         verdict=winner.verdict if winner is not None else None,
         route_label=run.route_label if run is not None else None,
         route_detail=run.route_detail if run is not None else "",
+        aux_cost_cents=sum(a.cost() for a in aux),
     )
 
 
