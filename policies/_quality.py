@@ -4,17 +4,24 @@ Verdict strings (the ledger's ``verdict`` column, written by ``verdict_string``)
 
     accept:<verifier>
     reject:<verifier>:<reason>
+    unjudged:<verifier>:<reason>
 
 ``<verifier>`` is the verifier's name with ``%`` written as ``%25`` and ``:`` as ``%3A``, so a
 name may hold any character (model names like ``llama3:8b``); ``<reason>`` is the rest of the
 string, verbatim. An accept keeps no reason: ``parse_verdict_string(verdict_string(v))`` gives
-``v`` back for every reject, and for an accept with its reason set to ``""``.
+``v`` back for every reject and unjudged verdict, and for an accept with its reason set to ``""``.
+
+An *unjudged* verdict (the verifier could not run: no reviewer model, a failed reviewer call) is
+neither an accept nor a reject: it is counted apart (``unjudged``) and never in a judged count or
+an accept rate, so a reviewer outage cannot demote the models it failed to review. Rejects that
+older versions wrote for the same reason (``verifier failed: ...``, ``no reviewer from a lab
+other than ...``) are read as unjudged too.
 
 Figures (over the attempt records with a verdict and ``since <= ts <= now``; records whose
 verdict is not in this form, such as legacy ``pass``/``fail``, are counted in ``unparsed`` only):
 
-- per (task, model): *judged* attempts, *accepted* ones, and the accept rate accepted / judged;
-  rejects are also counted per verifier.
+- per (task, model): *judged* attempts, *accepted* ones, and the accept rate accepted / judged
+  (None when nothing was judged); rejects are also counted per verifier; *unjudged* apart.
 - A model A is a *demotion candidate* on a task when another model B on that task has
   (1) at least ``min_judged`` (default 20) judged attempts, and so has A;
   (2) an accept rate at least ``margin`` (default 0.15) above A's (a difference within 1e-9 of
@@ -45,10 +52,16 @@ _ESCAPES: Final = re.compile(r"%(25|3A)")
 _MARGIN_SLACK: Final = 1e-9
 
 
+# What older versions wrote as a reject when the verifier could not run: read as unjudged.
+_LEGACY_UNJUDGED: Final = ("verifier failed: ", "no reviewer from a lab other than ")
+
+
 def verdict_string(verdict: Verdict) -> str:
-    """The ledger form of a verdict: ``accept:<verifier>`` or ``reject:<verifier>:<reason>``."""
+    """The ledger form of a verdict: ``accept:<verifier>``, ``reject:`` or ``unjudged:<verifier>:<reason>``."""
     name = verdict.verifier.replace("%", "%25").replace(":", "%3A")
-    return f"accept:{name}" if verdict.accepted else f"reject:{name}:{verdict.reason}"
+    if verdict.accepted:
+        return f"accept:{name}"
+    return f"{'reject' if verdict.judged else 'unjudged'}:{name}:{verdict.reason}"
 
 
 def parse_verdict_string(text: str) -> Verdict:
@@ -56,10 +69,17 @@ def parse_verdict_string(text: str) -> Verdict:
     head, sep, rest = text.partition(":")
     if head == "accept" and sep and ":" not in rest:
         return Verdict(True, "", _unescape(rest))
-    if head == "reject" and ":" in rest:
+    if head in ("reject", "unjudged") and ":" in rest:
         name, _, reason = rest.partition(":")
-        return Verdict(False, reason, _unescape(name))
+        return Verdict(False, reason, _unescape(name), judged=head == "reject")
     raise ValueError(f"not a verdict string: {text[:80]!r}")
+
+
+def _as_read(verdict: Verdict) -> Verdict:
+    """``verdict``, with a legacy reject of a verifier that could not run read as unjudged."""
+    if verdict.judged and not verdict.accepted and verdict.reason.startswith(_LEGACY_UNJUDGED):
+        return Verdict(False, verdict.reason, verdict.verifier, judged=False)
+    return verdict
 
 
 def _unescape(name: str) -> str:
@@ -67,14 +87,15 @@ def _unescape(name: str) -> str:
 
 
 class QualityStats(msgspec.Struct, frozen=True, kw_only=True):
-    """Verdicts of one (task, model): how many attempts were judged and how many accepted."""
+    """Verdicts of one (task, model): how many attempts were judged, how many accepted, how many unjudged."""
 
     task: str
     model: str
     judged: int
     accepted: int
-    accept_rate: float
+    accept_rate: float | None  # None when nothing was judged (every verdict unjudged)
     rejects_by_verifier: dict[str, int]
+    unjudged: int = 0
 
 
 class DemotionCandidate(msgspec.Struct, frozen=True, kw_only=True):
@@ -112,6 +133,7 @@ class QualityRollup(msgspec.Struct, frozen=True, kw_only=True):
     since: float | None
     judged: int
     unparsed: int
+    unjudged: int = 0
     models: tuple[QualityStats, ...]
     demotions: tuple[DemotionCandidate, ...]
     settings: QualitySettings
@@ -132,22 +154,25 @@ def two_sided_p(z: float) -> float:
 
 
 def _stats(task: str, model: str, verdicts: list[Verdict]) -> QualityStats:
-    accepted = sum(v.accepted for v in verdicts)
-    rejects = Counter(v.verifier for v in verdicts if not v.accepted)
+    judged = [v for v in verdicts if v.judged]
+    accepted = sum(v.accepted for v in judged)
+    rejects = Counter(v.verifier for v in judged if not v.accepted)
     return QualityStats(
         task=task,
         model=model,
-        judged=len(verdicts),
+        judged=len(judged),
         accepted=accepted,
-        accept_rate=accepted / len(verdicts),
+        accept_rate=accepted / len(judged) if judged else None,
         rejects_by_verifier=dict(sorted(rejects.items())),
+        unjudged=len(verdicts) - len(judged),
     )
 
 
 def _beats(worse: QualityStats, better: QualityStats, cfg: QualitySettings) -> DemotionCandidate | None:
-    if min(worse.judged, better.judged) < cfg.min_judged:
+    worse_rate, better_rate = worse.accept_rate, better.accept_rate
+    if min(worse.judged, better.judged) < cfg.min_judged or worse_rate is None or better_rate is None:
         return None
-    difference = better.accept_rate - worse.accept_rate
+    difference = better_rate - worse_rate
     z = two_proportion_z(worse.accepted, worse.judged, better.accepted, better.judged)
     if difference < cfg.margin - _MARGIN_SLACK or z is None or z < cfg.z_critical:
         return None
@@ -155,10 +180,10 @@ def _beats(worse: QualityStats, better: QualityStats, cfg: QualitySettings) -> D
         task=worse.task,
         model=worse.model,
         judged=worse.judged,
-        accept_rate=worse.accept_rate,
+        accept_rate=worse_rate,
         better_model=better.model,
         better_judged=better.judged,
-        better_accept_rate=better.accept_rate,
+        better_accept_rate=better_rate,
         difference=difference,
         z=z,
         p_value=two_sided_p(z),
@@ -169,11 +194,12 @@ def demotions(stats: Iterable[QualityStats], cfg: QualitySettings) -> tuple[Demo
     """The demotion candidates among ``stats``, by task then model; at most one flag per (task, model)."""
     by_task: dict[str, list[QualityStats]] = defaultdict(list)
     for s in stats:
-        by_task[s.task].append(s)
+        if s.accept_rate is not None:  # only judged verdicts can flag a model or name a better one
+            by_task[s.task].append(s)
     found: list[DemotionCandidate] = []
     for task in sorted(by_task):
         # Best first, so the first model that beats A is the one the flag names.
-        ranked = sorted(by_task[task], key=lambda s: (-s.accept_rate, -s.judged, s.model))
+        ranked = sorted(by_task[task], key=lambda s: (-(s.accept_rate or 0.0), -s.judged, s.model))
         for worse in sorted(by_task[task], key=lambda s: s.model):
             flag = next((d for b in ranked if b is not worse and (d := _beats(worse, b, cfg))), None)
             if flag is not None:
@@ -201,7 +227,7 @@ def quality_rollup(
         if a.verdict is None or not start <= a.ts <= now:
             continue
         try:
-            verdict = parse_verdict_string(a.verdict)
+            verdict = _as_read(parse_verdict_string(a.verdict))
         except ValueError:
             unparsed += 1
             continue
@@ -212,6 +238,7 @@ def quality_rollup(
         since=since,
         judged=sum(s.judged for s in models),
         unparsed=unparsed,
+        unjudged=sum(s.unjudged for s in models),
         models=models,
         demotions=demotions(models, cfg),
         settings=cfg,

@@ -24,6 +24,10 @@ count as a reject whose reason says so. A clear verdict without a reason keeps i
 the reason ``"no reason given"``. Verdict words inside a sentence ("I would not ACCEPT") never
 count, so a negation cannot be misread.
 
+A verifier that cannot run — no model may serve as the reviewer (``serves_as_reviewer``), or the
+reviewer's call fails — gives an *unjudged* verdict (``unjudged``): not a reject of the author, so
+it neither escalates a cascade nor counts in accept rates.
+
 Agreement (``agree``): with no ``field``, the two answers' texts must be equal once leading and
 trailing whitespace is removed. With a ``field``, both answers must parse as JSON and hold equal
 values at that dotted path (``total``, ``items.0.sku``: a numeric segment indexes an array);
@@ -58,11 +62,26 @@ _NO_REASON: Final = "no reason given"
 
 
 class Verdict(msgspec.Struct, frozen=True):
-    """The outcome of one verifier: accepted or not, why, and which verifier said so."""
+    """The outcome of one verifier: accepted or not, why, which verifier said so; ``judged`` False: unjudged."""
 
     accepted: bool
     reason: str
     verifier: str
+    judged: bool = True
+
+    def __post_init__(self) -> None:
+        if self.accepted and not self.judged:
+            raise ValueError("an unjudged verdict cannot be an accept")
+
+
+def unjudged(reason: str, verifier: str) -> Verdict:
+    """The verdict of a verifier that could not run: neither an accept nor a reject."""
+    return Verdict(False, clip_text(reason), verifier, judged=False)
+
+
+def rejects(verdict: Verdict) -> bool:
+    """True when ``verdict`` is a real reject (judged, not accepted): what escalates a cascade."""
+    return verdict.judged and not verdict.accepted
 
 
 # -- specs ---------------------------------------------------------------------------------------
@@ -201,11 +220,17 @@ async def run_local(spec: Verifier, response: ChatResponse) -> Verdict:
 
 
 def combine_verdicts(verdicts: Sequence[Verdict]) -> Verdict:
-    """One verdict for several verifiers run in order: the first reject, else an accept naming them all."""
+    """Verifiers run in order, as one verdict: the first reject, else the first unjudged, else one accept.
+
+    An answer some verifier could not judge is neither accepted by all of them nor rejected.
+    """
     if not verdicts:
         raise ValueError("no verdicts to combine")
     for verdict in verdicts:
-        if not verdict.accepted:
+        if rejects(verdict):
+            return verdict
+    for verdict in verdicts:
+        if not verdict.judged:
             return verdict
     return Verdict(True, "; ".join(v.reason for v in verdicts if v.reason), "+".join(v.verifier for v in verdicts))
 
@@ -301,6 +326,15 @@ def is_other_lab(author_lab: str, reviewer_lab: str) -> bool:
     """
     author, reviewer = author_lab.strip().lower(), reviewer_lab.strip().lower()
     return bool(author) and bool(reviewer) and author != reviewer
+
+
+def serves_as_reviewer(spec: ReviewerVerifier, *, name: str, model_id: str, model_class: str, degrade: bool) -> bool:
+    """Whether a routed candidate is the reviewer ``spec`` asks for: the named model (name or id), or one
+    of the asked class; never one a degradation (``max_degrade``) or a rule's chain put there. A review
+    asked of a ``flagship`` is a flagship's or nobody's (then the answer is unjudged)."""
+    if degrade:
+        return False
+    return spec.model in (name, model_id) if spec.model is not None else model_class == spec.model_class
 
 
 def pick_reviewer(candidates: Sequence[tuple[str, str]], author_lab: str, *, require_other_lab: bool) -> str | None:

@@ -55,14 +55,23 @@ def test_verdict_string_examples() -> None:
     assert parse_verdict_string("accept:100%25") == Verdict(True, "", "100%")
 
 
-@given(accepted=st.booleans(), reason=st.text(), verifier=st.text())
-def test_verdict_string_round_trip(accepted: bool, reason: str, verifier: str) -> None:
-    """Every reject round-trips exactly; every accept round-trips with its reason emptied."""
-    verdict = Verdict(accepted, "" if accepted else reason, verifier)
+@given(accepted=st.booleans(), judged=st.booleans(), reason=st.text(), verifier=st.text())
+def test_verdict_string_round_trip(accepted: bool, judged: bool, reason: str, verifier: str) -> None:
+    """Every reject and unjudged verdict round-trips exactly; every accept with its reason emptied."""
+    verdict = Verdict(accepted, "" if accepted else reason, verifier, judged=judged or accepted)
     assert parse_verdict_string(verdict_string(verdict)) == verdict
 
 
-@pytest.mark.parametrize("text", ["pass", "fail", "accept", "reject:schema", "accept:a:b", "ACCEPT:schema", ""])
+def test_unjudged_verdict_strings() -> None:
+    """An unjudged verdict has its own head word, its verifier escaped and its reason kept."""
+    verdict = Verdict(False, "no reviewer of class 'flagship' may serve", "reviewer:big", judged=False)
+    assert verdict_string(verdict) == "unjudged:reviewer%3Abig:no reviewer of class 'flagship' may serve"
+    assert parse_verdict_string("unjudged:reviewer:down") == Verdict(False, "down", "reviewer", judged=False)
+
+
+@pytest.mark.parametrize(
+    "text", ["pass", "fail", "accept", "reject:schema", "unjudged:schema", "accept:a:b", "ACCEPT:schema", ""]
+)
 def test_parse_verdict_string_rejects_other_strings(text: str) -> None:
     """Strings not in the accept/reject form raise ValueError."""
     with pytest.raises(ValueError, match="not a verdict string"):
@@ -93,6 +102,34 @@ def test_rollup_worked_example() -> None:
     assert result.models[1].rejects_by_verifier == {"reviewer:judge": 1, "schema": 1}
     assert result.demotions == ()
     assert quality_rollup(rows, now=NOW).judged == 7
+
+
+def test_unjudged_verdicts_stay_out_of_judged_counts_and_rates() -> None:
+    """Unjudged verdicts (and legacy rejects of a verifier that could not run) are counted apart, never as rejects."""
+    rows = [
+        att(1, "accept:schema"),
+        att(2, "unjudged:reviewer:verifier could not run: task default: every candidate failed"),
+        att(3, "reject:reviewer:verifier failed: task default: every candidate failed"),  # legacy text
+        att(4, "reject:reviewer:no reviewer from a lab other than 'openai'"),  # legacy text
+        att(5, "reject:schema:$.total: missing"),
+        att(6, "unjudged:reviewer:down", model="m2"),
+    ]
+    result = quality_rollup(rows, now=NOW)
+    assert (result.judged, result.unjudged) == (2, 4)
+    summary = [(s.model, s.judged, s.accepted, s.accept_rate, s.unjudged, s.rejects_by_verifier) for s in result.models]
+    assert summary == [("m1", 2, 1, 0.5, 3, {"schema": 1}), ("m2", 0, 0, None, 1, {})]
+
+
+def test_a_reviewer_outage_demotes_nobody() -> None:
+    """Twenty reviews that could not run are not twenty rejects: the model they were about is not flagged."""
+    outage = [att(i, "unjudged:reviewer:down", model="weak", ts=NOW - 50 - i) for i in range(20)]
+    rows = judged("weak", 17, 20) + outage + judged("strong", 17, 20)
+    result = quality_rollup(rows, now=NOW)
+    assert result.demotions == ()
+    weak = next(s for s in result.models if s.model == "weak")
+    assert (weak.judged, weak.unjudged, weak.accept_rate) == (20, 20, pytest.approx(0.85))
+    only_unjudged = quality_rollup(outage + judged("strong", 17, 20), now=NOW)
+    assert only_unjudged.demotions == ()
 
 
 def test_two_proportion_z_by_hand() -> None:
@@ -194,6 +231,15 @@ def test_render_quality_table_and_flags() -> None:
     assert "Demotion candidates" in text
     assert "+30.0 pts" in text
     assert "at least 20 judged each, 15 points apart, significant at 95%" in text
+
+
+def test_render_quality_shows_unjudged_apart() -> None:
+    """Unjudged verdicts get their own column and summary count; a model with nothing judged shows no rate."""
+    text = rendered(quality_rollup([att(1, "unjudged:reviewer:down"), att(2, "unjudged:reviewer:down")], now=NOW))
+    assert "0 judged attempts, 2 unjudged (a verifier could not run)" in text
+    assert "unjudged" in text
+    assert "0.0%" not in text
+    assert "—" in text
 
 
 def test_render_quality_without_flags_or_records() -> None:

@@ -35,7 +35,10 @@ from interlock.policies._verify import (
     msgspec_verifier,
     parse_review,
     pick_reviewer,
+    rejects,
     run_local,
+    serves_as_reviewer,
+    unjudged,
 )
 
 ORDER_SCHEMA = {
@@ -183,6 +186,31 @@ def test_combine_verdicts_first_reject_wins() -> None:
     assert combine_verdicts([ok1, ok2]) == Verdict(True, "a", "schema+reviewer:x")
     with pytest.raises(ValueError, match="no verdicts"):
         combine_verdicts([])
+
+
+def test_an_unjudged_verdict_is_neither_accept_nor_reject() -> None:
+    """A verifier that could not run is unjudged: a reject still wins over it, and it wins over accepts."""
+    ok, bad = Verdict(True, "a", "schema"), Verdict(False, "no", "schema")
+    none = unjudged("verifier could not run: " + "x" * 900, "reviewer")
+    assert (none.accepted, none.judged, len(none.reason)) == (False, False, 500)
+    assert not rejects(none)
+    assert rejects(bad)
+    assert combine_verdicts([ok, none, bad]) == bad
+    assert combine_verdicts([ok, none]) == none
+    with pytest.raises(ValueError, match="cannot be an accept"):
+        Verdict(True, "", "reviewer", judged=False)
+
+
+def test_only_the_asked_model_or_class_serves_as_reviewer() -> None:
+    """A class-asked reviewer is a model of that class, a named one that model; a degradation's pick never is."""
+    by_class = ReviewerVerifier(model_class="flagship")
+    assert serves_as_reviewer(by_class, name="claude", model_id="c-1", model_class="flagship", degrade=False)
+    assert not serves_as_reviewer(by_class, name="llama", model_id="l-1", model_class="local", degrade=False)
+    assert not serves_as_reviewer(by_class, name="claude", model_id="c-1", model_class="flagship", degrade=True)
+    named = ReviewerVerifier(model="claude")
+    assert serves_as_reviewer(named, name="claude", model_id="c-1", model_class="flagship", degrade=False)
+    assert serves_as_reviewer(named, name="alias", model_id="claude", model_class="flagship", degrade=False)
+    assert not serves_as_reviewer(named, name="gpt", model_id="g-1", model_class="flagship", degrade=False)
 
 
 # -- reviewer ------------------------------------------------------------------------------------
@@ -386,9 +414,7 @@ def test_malformed_tool_schema_is_a_request_error() -> None:
 
 def test_corrective_message_names_each_call_and_problem() -> None:
     """The corrective message is one user message quoting each bad call and listing its problems by path."""
-    problems = validate_tool_calls(
-        [WEATHER], [ToolCall("c1", "weather", '{"days": "2"}'), ToolCall("c2", "radar", "")]
-    )
+    problems = validate_tool_calls([WEATHER], [ToolCall("c1", "weather", '{"days": "2"}'), ToolCall("c2", "radar", "")])
     message = corrective_message(problems)
     assert message.role == "user"
     text = message.plain_text

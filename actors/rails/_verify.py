@@ -1,9 +1,12 @@
 """The verify rail: judge a finished answer with the job's verifiers; the verdict may escalate a cascade.
 
-Local verifiers (JSON Schema, Python callables) run in place. A reviewer is a model call through
-the request run itself — pinned to the first candidate of its class from a different lab than the
-author's — and an agreement check asks a second model the same request. Every verdict is written
-on the author's attempt, so ``interlock report --quality`` can roll accept rates up per model.
+Local verifiers (JSON Schema, Python callables) run in place. A reviewer is a model call made as
+an auxiliary call of the request (``Ask``: recorded among the request's own attempts, with its
+purpose, its cost in the request's) — pinned to the first candidate of the asked class (or the
+named model) from a different lab than the author's — and an agreement check asks a second model
+the same request. A verifier that cannot run (no model may review, the call fails) is
+*unjudged*, never a reject of the author. Every verdict is written on the author's attempt, so
+``interlock report --quality`` can roll accept rates up per model.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from interlock.policies._routing import resolve
 from interlock.policies._tokens import estimate_input_tokens
 from interlock.policies._verify import (
     AgreementVerifier,
+    CallableVerifier,
     ReviewerVerifier,
+    SchemaVerifier,
     Verdict,
     Verifier,
     agree,
@@ -29,9 +34,12 @@ from interlock.policies._verify import (
     parse_review,
     pick_reviewer,
     run_local,
+    serves_as_reviewer,
+    unjudged,
 )
 
-Ask = Callable[[ChatRequest], Awaitable[ChatResponse]]
+Ask = Callable[[ChatRequest, str], Awaitable[ChatResponse]]
+"""An auxiliary call: the request, and its purpose (``review``, ``agreement``) for the ledger."""
 
 
 class VerifyRail:
@@ -44,7 +52,7 @@ class VerifyRail:
     async def judge(
         self, specs: Sequence[Verifier], request: ChatRequest, response: ChatResponse, author: Attempt
     ) -> Verdict:
-        """Every verifier's verdict, combined: the first reject wins, else one accept naming them all."""
+        """Every verifier's verdict, combined: the first reject, else the first unjudged, else one accept."""
         verdicts = [await self._one(spec, request, response, author) for spec in specs]
         return combine_verdicts(verdicts)
 
@@ -53,27 +61,48 @@ class VerifyRail:
             if isinstance(spec, ReviewerVerifier):
                 return await self._review(spec, request, response, author)
             if isinstance(spec, AgreementVerifier):
-                other = await self._ask(_pinned(request, spec.model))
+                other = await self._ask(_pinned(request, spec.model), "agreement")
                 return agree(response, other, spec.field, verifier=f"agreement:{spec.model}")
             return await run_local(spec, response)
         except InterlockError as exc:
-            # A verifier that cannot run is a reject with its reason, never a silent accept.
-            return Verdict(False, f"verifier failed: {exc}", type(spec).__name__)
+            # A verifier that cannot run judged nothing: never a silent accept, never the author's reject.
+            return unjudged(f"verifier could not run: {exc}", _name(spec))
 
     async def _review(
         self, spec: ReviewerVerifier, request: ChatRequest, response: ChatResponse, author: Attempt
     ) -> Verdict:
         review = build_review_request(request, response, spec)
-        reviewer = self._pick_reviewer(review, author, spec.require_other_lab)
+        reviewer = self._pick_reviewer(review, spec, author)
         if reviewer is None:
-            return Verdict(False, f"no reviewer from a lab other than {author.candidate.model.lab!r}", "reviewer")
-        answer = await self._ask(_pinned(review, reviewer))
+            asked = spec.model if spec.model is not None else f"class {spec.model_class!r}"
+            lab = f" from a lab other than {author.candidate.model.lab!r}" if spec.require_other_lab else ""
+            return unjudged(f"no reviewer of {asked}{lab} may serve", "reviewer")
+        answer = await self._ask(_pinned(review, reviewer), "review")
         return parse_review(answer.content, verifier=f"reviewer:{reviewer}")
 
-    def _pick_reviewer(self, review: ChatRequest, author: Attempt, other_lab: bool) -> str | None:
+    def _pick_reviewer(self, review: ChatRequest, spec: ReviewerVerifier, author: Attempt) -> str | None:
+        """The reviewer's config name: of the asked class (or the named model), never a degradation's pick."""
         resolution = resolve(self._config, review, estimate_input_tokens(review))
-        candidates = [(c.name, c.model.lab) for c in resolution.candidates]
-        return pick_reviewer(candidates, author.candidate.model.lab, require_other_lab=other_lab)
+        candidates = [
+            (c.name, c.model.lab)
+            for c in resolution.candidates
+            if serves_as_reviewer(
+                spec, name=c.name, model_id=c.model.id, model_class=c.model.model_class, degrade=c.degrade
+            )
+        ]
+        return pick_reviewer(candidates, author.candidate.model.lab, require_other_lab=spec.require_other_lab)
+
+
+def _name(spec: Verifier) -> str:
+    match spec:
+        case ReviewerVerifier():
+            return f"reviewer:{spec.model}" if spec.model is not None else "reviewer"
+        case AgreementVerifier():
+            return f"agreement:{spec.model}"
+        case CallableVerifier():
+            return spec.name
+        case SchemaVerifier():
+            return "schema"
 
 
 def _pinned(request: ChatRequest, model: str) -> ChatRequest:

@@ -9,6 +9,11 @@ request that entered ends with exactly one request record and one record per att
 the ledger, whatever happened: success, fallback, hedge, total failure, the caller leaving,
 cancellation, or the door closing under it.
 
+Auxiliary calls (a classifier's label, reviews, agreement checks, an ensemble's judge) are runs
+of their own but not requests of their own (``AuxCalls``): their attempts are this request's
+attempts, with their purpose, and their cost is in this request's route and row. Ensemble
+members are this request's attempts too (``run_ensemble``).
+
 Durability. A request tells the ledger a ``BeginRecord`` as it enters, and again as each attempt
 is sent (the count so far, the latest model), without waiting (a killed process leaves a begun
 row, closed as ``interrupted`` with what it says at the next open). Its final event, or a
@@ -29,7 +34,7 @@ import msgspec
 
 from interlock._actor import ActorRef
 from interlock._clock import Clock
-from interlock._errors import ConsumerGone, InterlockError
+from interlock._errors import AnswersRejected, ConsumerGone, InterlockError
 from interlock._records import LedgerRecord
 from interlock._streams import Reply
 from interlock._types import ChatRequest, ChatResponse, RouteEvent, StreamEvent
@@ -39,10 +44,14 @@ from interlock.actors.rails._cache import CacheRail, replay
 from interlock.actors.rails._chain import AttemptRails
 from interlock.actors.rails._lease import LeaseRail
 from interlock.actors.rails._verify import VerifyRail
-from interlock.actors.request._assemble import BufferSink, assemble, collect
+from interlock.actors.request._assemble import assemble
 from interlock.actors.request._attempt import Attempt
-from interlock.actors.request._ensemble import run_ensemble
+from interlock.actors.request._aux import AuxCalls
+from interlock.actors.request._classify import classify
+from interlock.actors.request._ensemble import ensemble_resolution, member_resolution, run_ensemble
+from interlock.actors.request._held import holds_events, judge_pick, judged_walk
 from interlock.actors.request._in_flight import InFlight
+from interlock.actors.request._race import HedgePolicy
 from interlock.actors.request._records import (
     DoorClosed,
     InternalFailure,
@@ -55,12 +64,9 @@ from interlock.actors.request._records import (
     route_of,
 )
 from interlock.actors.request._run import Providers, RequestRun
-from interlock.policies._classifier import classify_by_rules, label_request, parse_label
-from interlock.policies._config import Config, JobConfig, Names
-from interlock.policies._quality import verdict_string
+from interlock.policies._config import Config, JobConfig
 from interlock.policies._routing import Resolution
-from interlock.policies._tool_validate import ToolCallProblem, corrective_message, validate_tool_calls
-from interlock.policies._verify import Verdict, Verifier
+from interlock.policies._verify import Verifier
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,7 +105,10 @@ def serve(ctx: ServingContext, request: ChatRequest) -> AsyncGenerator[StreamEve
 class Serving:
     """One request's life; ``events`` is the stream the caller reads."""
 
-    __slots__ = ("_abandoned", "_attempts", "_ctx", "_recorded", "_run", "_started", "_ts", "parked", "request")
+    __slots__ = (
+        "_abandoned", "_attempts", "_aux", "_aux_attempts", "_ctx", "_hedge", "_members", "_recorded", "_run",
+        "_started", "_timings", "_ts", "parked", "request",
+    )  # fmt: skip
 
     def __init__(self, ctx: ServingContext, request: ChatRequest) -> None:
         self._ctx = ctx
@@ -108,6 +117,11 @@ class Serving:
         self._recorded = False
         self._abandoned = False
         self._attempts = 0  # attempts sent to a provider, over every run of this request (ensemble members too)
+        self._aux = AuxCalls(self._side_run)
+        self._aux_attempts: list[Attempt] = []  # numbered and given their purpose when recorded
+        self._members: list[RequestRun] = []  # ensemble member runs not yet folded into the request's run
+        self._hedge: HedgePolicy | None = None
+        self._timings: tuple[float | None, float] = (None, 0.0)
         self.parked = False  # suspended at a yield: the caller holds the stream
         self._ts, self._started = ctx.clock.wall(), ctx.clock.now()
 
@@ -138,14 +152,15 @@ class Serving:
                 await wait_committed(committed)
                 yield RouteEvent(cached_route(hit, resolution.job))
                 return
+            self._hedge = plan.hedge
             run = self._run = RequestRun(
                 request, plan.resolution, ctx.providers, clock, plan.hedge, ctx.rails.attempt,
                 input_tokens=plan.tokens, route_label=label, route_detail=detail, started=self._started,
                 on_attempt=self._attempt_sent,
-            )
+            )  # fmt: skip
             answer: ChatResponse | None = None
-            if _holds_events(ctx, run, request):
-                winner, answer, held = await self._answer_held(run, request)
+            if holds_events(run, request, resolution.job in ctx.rails.verifiers):
+                run, winner, answer, held = await self._answer_held(run, request)
                 for event in held:
                     self.parked = True
                     yield event
@@ -171,10 +186,12 @@ class Serving:
                 assert ctx.rails.cache is not None
                 await ctx.rails.cache.store(key, answer, resolution.policy.cache_ttl_s or 0)
             await wait_committed(committed)  # the final event only once the rows are on disk
-            yield RouteEvent(route_of(run, winner, timings))
+            yield RouteEvent(route_of(run, winner, timings, self._aux_attempts))
         except InterlockError as exc:
             # Recorded, and committed, before the caller hears of it (a caller who left hears nothing).
             await self._end(exc, settle=not isinstance(exc, ConsumerGone))
+            if isinstance(exc, AnswersRejected):
+                self._route_rejected(exc)
             raise
         except Exception as exc:  # a bug (ours or a rail's): an internal error, never "cancelled"
             await self._end(InternalFailure(exc), settle=True)
@@ -196,7 +213,7 @@ class Serving:
         label: str | None = None
         detail = ""
         if plan.resolution.policy.classifier is not None:
-            chain, label, detail = await self._classify(request, plan.resolution, plan.tokens)
+            chain, label, detail = await classify(request, plan.resolution, plan.tokens, self._aux.ask)
             if chain:
                 plan = await ctx.router.ask(RouteRequest(request, chain), timeout=None)
         request = self.request = _with_prompt_cache(request, plan.resolution.policy)
@@ -209,6 +226,9 @@ class Serving:
             return
         if self._run is not None:
             self._run.cancel_upstream()
+        for member in self._members:
+            member.cancel_upstream()
+        self._aux.cancel_upstream()
         with anyio.CancelScope(shield=True):
             await self._record(DoorClosed())
 
@@ -226,29 +246,7 @@ class Serving:
                 if not self._abandoned:  # after the door closed, the actors are gone: it was recorded
                     raise
 
-    # -- before the walk: classifier, cache --------------------------------------------------
-
-    async def _classify(
-        self, request: ChatRequest, resolution: Resolution, tokens: int
-    ) -> tuple[Names | None, str | None, str]:
-        """The chain the job's classifier picks (rules, then the small model, then the default label)."""
-        job = resolution.policy
-        spec = job.classifier
-        assert spec is not None
-        found = classify_by_rules(spec, request, tokens)
-        label, decided_by = found.label, found.decided_by
-        if label is None and spec.model is not None:
-            try:
-                reply = await self._ask_sub(label_request(spec, request))
-                label = parse_label(reply.content, list(spec.labels))
-                decided_by = "model" if label is not None else "none"
-            except InterlockError:
-                label = None
-        if label is None and spec.default_label is not None:
-            label, decided_by = spec.default_label, "default"
-        chain = spec.labels.get(label) if label is not None else None
-        detail = _detail_json({"decided_by": decided_by, "features": found.features, "chain": chain or job.chain})
-        return chain or None, label, detail
+    # -- before the walk: the cache --------------------------------------------------------
 
     def _cache_key(self, request: ChatRequest, resolution: Resolution) -> str | None:
         cache = self._ctx.rails.cache
@@ -263,49 +261,69 @@ class Serving:
             return None
         return await cache.lookup(key)
 
-    async def _ask_sub(self, request: ChatRequest) -> ChatResponse:
-        """A sub-request (a reviewer, a label, a judge) through the router and every rail."""
-        return await collect(serve(self._ctx, request))
+    async def _side_run(self, request: ChatRequest, only: str | None = None) -> RequestRun:
+        """A run of ``request`` beside the walk (an auxiliary call; with ``only``, that ensemble member alone).
+
+        Planned by the router, through every attempt rail; a member's run counts against the
+        request's own deadline and tells the begun row of its attempts.
+        """
+        ctx = self._ctx
+        plan: Plan = await ctx.router.ask(RouteRequest(request), timeout=None)
+        resolution = plan.resolution if only is None else member_resolution(plan.resolution, only)
+        member = only is not None
+        return RequestRun(
+            request, resolution, ctx.providers, ctx.clock, plan.hedge, ctx.rails.attempt, input_tokens=plan.tokens,
+            started=self._started if member else None, on_attempt=self._attempt_sent if member else None,
+        )  # fmt: skip
 
     # -- answers held until judged: ensembles, verifiers, tool-call checks --------------------
 
-    async def _answer_held(self, run: RequestRun, request: ChatRequest) -> tuple[Attempt, ChatResponse, list[Any]]:
-        """Walk the chain; the caller hears the answer only once it is judged."""
+    async def _answer_held(
+        self, run: RequestRun, request: ChatRequest
+    ) -> tuple[RequestRun, Attempt, ChatResponse, list[Any]]:
+        """The judged answer, and the run that served it (an ensemble's: the run recording its members)."""
         ctx = self._ctx
         job = run.resolution.policy
-        if job.ensemble is not None:
-            return await run_ensemble(job.ensemble, request, run, self._member_run, self._ask_sub)
-        check_tools = bool(request.tools) and job.tool_retry
         verifiers = (*job.verify, *ctx.rails.verifiers.get(run.resolution.job, ()))
-        verify = VerifyRail(ctx.config, self._ask_sub)
-        retried = False
-        while True:
-            buffer = BufferSink()
-            winner = await run.run(buffer)
-            answer = assemble(winner)
-            problems = validate_tool_calls(request.tools, answer.tool_calls) if check_tools else []
-            if problems and not retried:
-                retried = True  # one corrective retry on the same model, then the problems are reported
-                run.judged(winner, verdict_string(Verdict(False, _problem_text(problems), "tool_calls")))
-                run.retry_on(winner.candidate, _corrected(request, problems))
-                continue
-            verdict = Verdict(False, _problem_text(problems), "tool_calls") if problems else None
-            if verifiers and verdict is None:
-                verdict = await verify.judge(verifiers, request, answer, winner)
-            run.judged(winner, verdict_string(verdict) if verdict is not None else None)
-            if verdict is None or verdict.accepted or not job.cascade or not run.escalate():
-                return winner, answer, buffer.events
+        verify = VerifyRail(ctx.config, self._aux.ask)
+        if job.ensemble is None:
+            return (run, *await judged_walk(run, request, verify, verifiers))
+        run, winner, answer, events = await run_ensemble(
+            job.ensemble, request, self._member_run, self._aux.ask, self._combine
+        )
+        await judge_pick(run, winner, answer, request, verify, verifiers)
+        return run, winner, answer, events
 
-    async def _member_run(self, request: ChatRequest) -> RequestRun | None:
-        """An ensemble member's own run, planned by the router; None when no candidate may serve it."""
-        ctx = self._ctx
-        plan: Plan = await ctx.router.ask(RouteRequest(request), timeout=None)
-        if not plan.resolution.candidates:
-            return None
-        return RequestRun(
-            request, plan.resolution, ctx.providers, ctx.clock, plan.hedge, ctx.rails.attempt,
-            input_tokens=plan.tokens, on_attempt=self._attempt_sent,
+    async def _member_run(self, request: ChatRequest, name: str) -> RequestRun:
+        """The ensemble member ``name``'s own run: that member alone, under the job's policy."""
+        assert self._run is not None
+        pinned = msgspec.structs.replace(request, model=name, model_class=None, task=self._run.resolution.job)
+        member = await self._side_run(pinned, only=name)
+        self._members.append(member)
+        return member
+
+    def _combine(self, chosen: Attempt | None) -> RequestRun:
+        """The run that records an ensemble: every member's attempts, numbered in order; ``chosen`` serves."""
+        ctx, main = self._ctx, self._run
+        assert main is not None
+        assert self._hedge is not None
+        members, self._members = self._members, []
+        resolution = ensemble_resolution(main.resolution, members, chosen)
+        run = self._run = RequestRun(
+            main.request, resolution, ctx.providers, ctx.clock, self._hedge, ctx.rails.attempt,
+            route_label=main.route_label, route_detail=main.route_detail, started=self._started,
         )  # fmt: skip
+        run.absorb(members)
+        if chosen is not None:
+            run.choose(chosen)
+        return run
+
+    def _route_rejected(self, error: AnswersRejected) -> None:
+        """Give the rejected answer its route, so the caller sees who made it and what it cost."""
+        run = self._run
+        if run is not None and run.winner is not None and isinstance(error.answer, ChatResponse):
+            route = route_of(run, run.winner, self._timings, self._aux_attempts)
+            error.answer = msgspec.structs.replace(error.answer, route=route)
 
     # -- records and learning: as attempts are sent, after the answer ---------------------------
 
@@ -338,43 +356,24 @@ class Serving:
         traceparent = request.metadata.get("traceparent")
         if traceparent:
             await ctx.ledger.tell(TraceContext(request_id, traceparent))
+        if self._members:  # cut inside an ensemble: its members' attempts are still this request's
+            run = self._combine(None)
         attempts = run.attempts if run is not None else []
         task = (run.resolution.job if run is not None else request.task) or ""
         rows: list[LedgerRecord] = []
         now = clock.now()
+        unfinished = "client_gone" if isinstance(error, ConsumerGone) else "cancelled"
         if run is not None:
-            run.end_unfinished("client_gone" if isinstance(error, ConsumerGone) else "cancelled")
-        for attempt in attempts:
+            run.end_unfinished(unfinished)
+        aux = self._aux_attempts = self._aux.attempts(len(attempts), unfinished)
+        for attempt in (*attempts, *aux):
             rows.append(attempt.record(request, request_id, task, ts, started, now))
         winner = run.winner if run is not None else None
         elapsed = now - started
         ttft = None if winner is None or winner.ttft is None else winner.started - started + winner.ttft
-        rows.append(request_record(request, request_id, task, ts, run, winner, error, (ttft, elapsed)))
-        return (ttft, elapsed), await tell_records(ctx.ledger, tuple(rows))
-
-
-def _holds_events(ctx: ServingContext, run: RequestRun, request: ChatRequest) -> bool:
-    """True when the caller must not hear the answer before it is judged (or combined)."""
-    job = run.resolution.policy
-    if job.ensemble is not None or job.verify or job.cascade:
-        return True
-    return (bool(request.tools) and job.tool_retry) or run.resolution.job in ctx.rails.verifiers
-
-
-def _corrected(request: ChatRequest, problems: list[ToolCallProblem]) -> ChatRequest:
-    """The original request plus the corrective message (the failed assistant turn is left out)."""
-    return msgspec.structs.replace(request, messages=(*request.messages, corrective_message(problems)))
-
-
-def _problem_text(problems: list[ToolCallProblem]) -> str:
-    return "; ".join(f"{p.tool}: {p.kind} at {p.path}" for p in problems[:3])
-
-
-_json = msgspec.json.Encoder()
-
-
-def _detail_json(detail: dict[str, object]) -> str:
-    return _json.encode(detail).decode()
+        timings = self._timings = (ttft, elapsed)
+        rows.append(request_record(request, request_id, task, ts, run, winner, error, timings, aux))
+        return timings, await tell_records(ctx.ledger, tuple(rows))
 
 
 def _with_prompt_cache(request: ChatRequest, job: JobConfig) -> ChatRequest:

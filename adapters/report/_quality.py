@@ -1,7 +1,9 @@
 """Rendering the quality rollup (``interlock report --quality``): a rich table and demotion flags, or JSON.
 
 Rates show as percentages with one decimal, as in the main report; the JSON form is the
-``QualityRollup`` Struct as msgspec encodes it, with rates as fractions.
+``QualityRollup`` Struct as msgspec encodes it, with rates as fractions. Unjudged verdicts (a
+verifier that could not run) have their own column and never enter ``judged`` or ``accept %``:
+a model with nothing judged shows a dash for its rate.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def _models_table(rollup: QualityRollup) -> Table:
     table = Table(title="Verdicts by job and model", title_justify="left")
     table.add_column("task")
     table.add_column("model")
-    for name in ("judged", "accepted", "accept %"):
+    for name in ("judged", "accepted", "accept %", "unjudged"):
         table.add_column(name, justify="right")
     table.add_column("rejects by verifier")
     table.add_column("flag")
@@ -41,6 +43,7 @@ def _models_table(rollup: QualityRollup) -> Table:
             str(s.judged),
             str(s.accepted),
             pct(s.accept_rate),
+            str(s.unjudged),
             rejects,
             "demote?" if (s.task, s.model) in flagged else "",
         )
@@ -71,6 +74,7 @@ def render_quality(rollup: QualityRollup, console: Console) -> None:
     s = rollup.settings
     console.print(
         f"interlock quality, {window} until {utc(rollup.generated_at)}: {rollup.judged} judged attempts"
+        + (f", {rollup.unjudged} unjudged (a verifier could not run)" if rollup.unjudged else "")
         + (f", {rollup.unparsed} with an unreadable verdict" if rollup.unparsed else "")
     )
     if not rollup.models:
