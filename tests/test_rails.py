@@ -231,13 +231,17 @@ per_provider = { a = 1 }
 
 
 async def test_schema_reject_cascades_and_records_verdicts(door: interlock.Door, tmp_path: Path) -> None:
-    """A rejected cheap answer escalates to the next model; both verdicts are on their attempts."""
-    reply = await door.ask("give me json", task="strict_json")
-    assert reply.route is not None
-    assert reply.route.model == "big"
-    assert not reply.route.degraded  # a cascade escalation is the job's design, not a degradation
-    assert reply.route.verdict is not None
-    assert reply.route.verdict.startswith("reject")
+    """A rejected cheap answer escalates to the next model; when that is rejected too the caller gets a typed
+    error holding the last answer, not the rejected answer as if accepted, and both verdicts are on their rows."""
+    with pytest.raises(interlock.AnswersRejected) as info:
+        await door.ask("give me json", task="strict_json")
+    last = info.value.answer
+    assert last.route is not None
+    assert last.route.model == "big"
+    assert not last.route.degraded  # a cascade escalation is the job's design, not a degradation
+    assert last.route.verdict is not None
+    assert last.route.verdict.startswith("reject")
+    assert len(info.value.reasons) == 2
     _, attempts = await rows(door, tmp_path)
     assert [a.verdict.split(":")[0] for a in attempts] == ["reject", "reject"]
 
@@ -351,7 +355,9 @@ review_accept_p = 1.0
         requests, _ = await rows(door, tmp_path)
     # Settled spend is exactly what the ledger billed: the answer plus its review, both under acme's budget.
     assert spent == pytest.approx(sum(r.cost_cents for r in requests))
-    assert spent > first.route.cost_cents
+    # The review is an auxiliary call of the same request: its cost is inside the route's cost.
+    assert spent == pytest.approx(first.route.cost_cents)
+    assert first.route.aux_cost_cents > 0
     assert holders == 0
 
 
