@@ -115,13 +115,17 @@ class Door:
             fields["request_id"] = new_request_id(self._context.clock.wall())
         return self.send(build_request(prompt, fields))
 
-    def send(self, request: ChatRequest) -> AsyncGenerator[StreamEvent | RouteEvent]:
+    def send(
+        self, request: ChatRequest, *, on_plan: Callable[[str], None] | None = None
+    ) -> AsyncGenerator[StreamEvent | RouteEvent]:
         """Like ``stream``, for a ready-made ``ChatRequest``; leaving early cancels the upstream call.
 
         The request runs in the task that iterates the stream: close it (``aclose``, or leave an
         ``async for`` by ``break`` inside ``contextlib.aclosing``) to cancel it at once.
+        ``on_plan`` is called with the job's first choice (a model name) once the request is
+        planned, before its first event: what a stream can say before its route is known.
         """
-        return serve(self._context, request)
+        return serve(self._context, request, on_plan)
 
     async def health(self) -> dict[str, ProviderHealth]:
         """Each enabled provider's breaker state, cooldown, health, free slots and recent breaker transitions.

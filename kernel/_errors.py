@@ -216,9 +216,9 @@ class BudgetExceeded(InterlockError):
 class PolicyRefused(InterlockError):
     """A routing rule leaves no model allowed to take the request; never worth retrying as is.
 
-    ``rule`` names it: ``pii`` (sensitive input, no local model live), ``allow_list`` (the tenant's
-    allowed models), ``context_window`` (no candidate holds the input), ``capability`` (no
-    candidate supports what the request needs), ``max_degrade``...; ``detail`` says more.
+    ``rule`` names it: ``pii`` (sensitive input, no local model live), ``tenant_allow_list`` (the
+    tenant's allowed providers), ``rule`` (a routing rule excluded every class; ``detail`` names
+    the ``rules[i]``), ``context_window`` (no candidate holds the input); ``detail`` says more.
     """
 
     def __init__(self, task: str, rule: str, detail: str = "") -> None:

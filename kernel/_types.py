@@ -302,8 +302,10 @@ class AttemptSummary(msgspec.Struct, frozen=True):
 class SkippedCandidate(msgspec.Struct, frozen=True):
     """A candidate of the job's chain that was never called, and why.
 
-    ``reason`` is one of ``context_window``, ``allow_list``, ``pii``, ``budget``, ``breaker``,
-    ``cost``, ``capability``, ``unhealthy``... (``policies._routing`` names them); ``detail`` says more.
+    ``reason`` is a routing gate's (``sensitivity``, ``rule``, ``tenant_allow_list``,
+    ``context_window``, ``costlier_not_allowed``: ``policies._routing``) or an admission refusal's
+    at run time (``budget``, ``breaker_open``, ``cooling_down``, ``unhealthy``, ``no_slot``,
+    ``disabled``); ``detail`` says more.
     """
 
     model: str

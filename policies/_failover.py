@@ -3,11 +3,14 @@
 Pure decisions over error kinds and names; the request run (``interlock.actors.request._run``)
 applies them. Failover happens only before the first token: after it, the job's ``mid_stream``
 policy decides (resume on the next candidate, or fail with the partial answer).
+
+The degraded rule is one, here, used by the route, the ledger, the headers and the report: an
+answer not from the job's first choice (``first_choice``) is degraded, with the reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from interlock._errors import (
@@ -16,12 +19,12 @@ from interlock._errors import (
     DeadlineExceeded,
     ErrorClass,
     InterlockError,
-    RequestError,
+    PolicyRefused,
 )
 
 if TYPE_CHECKING:
     from interlock.policies._config import ModelConfig, ProviderConfig
-    from interlock.policies._routing import Resolution
+    from interlock.policies._routing import Resolution, Skipped
 
 # Causes that move a request to the next candidate before its first token: the next one may answer.
 FAILOVER: frozenset[str] = frozenset(
@@ -95,17 +98,14 @@ def walk_failure(
 ) -> InterlockError:
     """The error a walk that found no answer ends with, saying what really stopped it.
 
-    A request no candidate's context window can hold (every one skipped for it, none tried) is
-    the request's fault; then the request's deadline if it ran out; the first-token deadline if that failed the last
-    attempt; the full budget when money refused every candidate; else the chain's end, with
-    every attempt's error.
+    A request the routing gates left no candidate for (none tried) is refused by policy
+    (``policy_refusal``); then the request's deadline if it ran out; the first-token deadline if
+    that failed the last attempt; the full budget when money refused every candidate; else the
+    chain's end, with every attempt's error.
     """
     job, policy = resolution.job or "(pinned)", resolution.policy
-    skipped = resolution.skipped
-    if not errors and skipped and all(s.reason == "context_window" for s in skipped):
-        # Nothing was tried because nothing fits: the request's size is the fault, not the fleet.
-        detail = "; ".join(f"{s.model}: {s.detail}" for s in skipped[:3])
-        return RequestError("max_tokens", f"the request fits no candidate's context window ({detail})")
+    if not errors and not resolution.candidates and resolution.skipped:
+        return refusal(job, resolution.skipped)
     if out_of_time:
         return DeadlineExceeded("total", policy.total_timeout_ms, job, errors)
     if late_first == "first_token" and policy.first_token_timeout_ms is not None:
@@ -116,24 +116,79 @@ def walk_failure(
     return ChainExhausted(job, errors)
 
 
-def is_degraded(first: str | None, winner: str, *, resumed: bool, escalated: bool) -> bool:
-    """True when the answer is not what the chain's first candidate alone would have given.
+# The rule a ``PolicyRefused`` names for a gate's skip reason (``policies._routing.SkipReason``).
+_RULE_OF: dict[str, str] = {"sensitivity": "pii"}
+_SIZE = frozenset({"context_window", "costlier_not_allowed"})  # not a policy: what the input or a price allows
 
-    It is degraded when it was resumed mid-stream on another candidate, or served by any
-    candidate but the first (``first``) for a reason other than a cascade escalation: an
-    escalation is the chain working as designed (a stronger model after a rejected answer), a
-    fallback is the chain working around a failure.
+
+def refusal(job: str, skipped: Sequence[Skipped]) -> InterlockError:
+    """Why a request every routing gate left without a candidate is refused, naming the rule.
+
+    The rule is the first policy gate in chain order that left a candidate out: ``pii`` (the
+    sensitivity guard), ``rule`` (``detail`` names the ``rules[i]`` that matched),
+    ``tenant_allow_list``. A request left out by context windows alone is refused by the rule
+    ``context_window`` (the gateway answers it as OpenAI's ``context_length_exceeded``).
     """
-    return resumed or (winner != first and not escalated)
+    policy = next((s for s in skipped if s.reason not in _SIZE), None)
+    if policy is None:
+        detail = "; ".join(f"{s.model}: {s.detail}" for s in skipped[:3])
+        return PolicyRefused(job, "context_window", f"the request fits no candidate's context window ({detail})")
+    if policy.reason == "rule":
+        detail = ", ".join(dict.fromkeys(s.detail for s in skipped if s.reason == "rule"))
+    else:
+        detail = "; ".join(f"{s.model}: {s.detail}" for s in skipped if s.reason == policy.reason)
+    return PolicyRefused(job, _RULE_OF.get(policy.reason, policy.reason), detail[:300])
+
+
+def first_choice(resolution: Resolution) -> str | None:
+    """The model the plan meant to answer: an answer from any other model is degraded.
+
+    It is the chain's first model before any gate left one out (``Resolution.first_choice``). An
+    ensemble's first choice is its pick: the recording resolution lists the chosen member first
+    (``actors.request._ensemble.ensemble_resolution``), and only members can win.
+    """
+    candidates = resolution.candidates
+    if resolution.policy.ensemble is not None or not resolution.first_choice:
+        return candidates[0].name if candidates else None
+    return resolution.first_choice
+
+
+def first_choice_skip(resolution: Resolution) -> Skipped | None:
+    """The gate's skip of the first choice, when a gate left it out (None when it could serve)."""
+    first = first_choice(resolution)
+    if first is None or any(c.name == first for c in resolution.candidates):
+        return None
+    return next((s for s in resolution.skipped if s.model == first), None)
+
+
+def is_degraded(first: str | None, winner: str, *, resumed: bool, escalated: bool, first_skipped: bool = False) -> bool:
+    """True when the answer is not what the job's first choice (``first``) would have given.
+
+    It is degraded when it was resumed mid-stream on another candidate, or served by any model
+    but the first choice: after a failure (a fallback works around it), or because a gate left
+    the first choice out (``first_skipped``: a rule, the tenant's allow-list, the PII guard, its
+    context window). Only a cascade's escalation past an answer of the first choice is not
+    degraded: that is the chain working as designed (a stronger model after a rejected answer).
+    """
+    if resumed:
+        return True
+    return winner != first and (first_skipped or not escalated)
 
 
 def degraded_reason(
-    causes: Iterable[str], *, resumed: bool, winner_hedged: bool, skipped: Iterable[str]
+    causes: Iterable[str],
+    *,
+    resumed: bool,
+    winner_hedged: bool,
+    skipped: Iterable[str],
+    first_skip: str | None = None,
 ) -> str:
     """Why an answer is degraded: the causes of the failed attempts before the winner, what was skipped.
 
     ``causes`` are the error kinds of the attempts that failed before the winner; a winning
-    hedge adds ``slow_first_token``; ``skipped`` names the candidates the routing gates left out.
+    hedge adds ``slow_first_token``; ``first_skip`` is the reason a gate left the first choice
+    out (it leads: ``skipped first choice: rule``); ``skipped`` names the candidates the routing
+    gates left out.
     """
     if resumed:
         return "mid_stream_resume"
@@ -141,5 +196,9 @@ def degraded_reason(
     if winner_hedged:
         listed.append("slow_first_token")
     names = list(skipped)
-    text = ",".join(listed) or "fallback"
-    return text + (f"; skipped {','.join(names)}" if names else "")
+    parts = [f"skipped first choice: {first_skip}"] if first_skip else []
+    if listed or not parts:
+        parts.append(",".join(listed) or "fallback")
+    if names:
+        parts.append(f"skipped {','.join(names)}")
+    return "; ".join(parts)

@@ -12,6 +12,11 @@ Definitions (each figure is over the *window*, the records with ``since <= ts <=
   ``None`` when that sum is 0 (input tokens are counted apart from cached ones, as the ledger stores them).
 - Response-cache hits are requests with ``cache_hit`` set, counted per task.
 - Spend is the requests' ``cost_cents`` (a request's cost covers all of its attempts).
+- Aliases: per (provider, model, served id), the answered attempts whose ``served_model`` (the
+  model id the provider says answered) differs from the model's configured id — a floating
+  alias (``gpt-x``) that served traffic as a dated model (``gpt-x-2025-06-01``). The configured
+  ids come from ``model_ids`` (config name -> id): the ledger keeps only the config name, so a
+  model without an entry is never flagged (its name is no id to compare with).
 
 Alerts:
 
@@ -31,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
 import msgspec
@@ -98,6 +103,16 @@ class AttemptStats(msgspec.Struct, frozen=True, kw_only=True):
     hedges: int
     errors: dict[str, int]
     cost_cents: float
+
+
+class AliasStats(msgspec.Struct, frozen=True, kw_only=True):
+    """A model whose provider answered as another model id than the configured one: a floating alias."""
+
+    provider: str
+    model: str
+    configured_id: str
+    served_model: str
+    attempts: int
 
 
 class HourSpend(msgspec.Struct, frozen=True):
@@ -170,6 +185,7 @@ class Rollup(msgspec.Struct, frozen=True, kw_only=True):
     hours: tuple[HourSpend, ...]
     alerts: tuple[Alert, ...]
     thresholds: Thresholds
+    aliases: tuple[AliasStats, ...] = ()
 
 
 def percentile(values: Sequence[float], pct: int) -> float | None:
@@ -205,24 +221,14 @@ def _model_stats(task: str, model: str, rows: list[RequestRecord]) -> ModelStats
     write = sum(r.cache_write_tokens for r in rows)
     prompt_total = fresh + read + write
     return ModelStats(
-        task=task,
-        model=model,
-        calls=n,
-        success_rate=_rate(sum(r.outcome == "ok" for r in rows), n),
-        degraded_rate=_rate(sum(r.degraded for r in rows), n),
-        hedged_rate=_rate(sum(r.hedged for r in rows), n),
-        ttft_p50_ms=percentile(ttft, 50),
-        ttft_p95_ms=percentile(ttft, 95),
-        ttlt_p50_ms=percentile(ttlt, 50),
-        ttlt_p95_ms=percentile(ttlt, 95),
-        cost_cents=cost,
-        mean_cost_cents=cost / n,
-        input_tokens=fresh,
-        output_tokens=sum(r.output_tokens for r in rows),
-        cache_read_tokens=read,
-        cache_write_tokens=write,
+        task=task, model=model, calls=n, success_rate=_rate(sum(r.outcome == "ok" for r in rows), n),
+        degraded_rate=_rate(sum(r.degraded for r in rows), n), hedged_rate=_rate(sum(r.hedged for r in rows), n),
+        ttft_p50_ms=percentile(ttft, 50), ttft_p95_ms=percentile(ttft, 95),
+        ttlt_p50_ms=percentile(ttlt, 50), ttlt_p95_ms=percentile(ttlt, 95),
+        cost_cents=cost, mean_cost_cents=cost / n, input_tokens=fresh, output_tokens=sum(r.output_tokens for r in rows),
+        cache_read_tokens=read, cache_write_tokens=write,
         prompt_cache_hit_rate=read / prompt_total if prompt_total else None,
-    )
+    )  # fmt: skip
 
 
 def _task_stats(task: str, rows: list[RequestRecord]) -> TaskStats:
@@ -231,15 +237,9 @@ def _task_stats(task: str, rows: list[RequestRecord]) -> TaskStats:
     degraded = sum(r.degraded for r in rows)
     cost = math.fsum(r.cost_cents for r in rows)
     return TaskStats(
-        task=task,
-        calls=n,
-        cache_hits=hits,
-        cache_hit_rate=_rate(hits, n),
-        degraded=degraded,
-        degraded_rate=_rate(degraded, n),
-        cost_cents=cost,
-        mean_cost_cents=cost / n,
-    )
+        task=task, calls=n, cache_hits=hits, cache_hit_rate=_rate(hits, n), degraded=degraded,
+        degraded_rate=_rate(degraded, n), cost_cents=cost, mean_cost_cents=cost / n,
+    )  # fmt: skip
 
 
 def _attempt_stats(provider: str, model: str, rows: list[AttemptRecord]) -> AttemptStats:
@@ -248,15 +248,10 @@ def _attempt_stats(provider: str, model: str, rows: list[AttemptRecord]) -> Atte
         if r.outcome == "error":
             errors[r.error or "unknown"] += 1
     return AttemptStats(
-        provider=provider,
-        model=model,
-        attempts=len(rows),
-        ok=sum(r.outcome == "ok" for r in rows),
-        cancelled=sum(r.outcome == "cancelled" for r in rows),
-        hedges=sum(r.hedge for r in rows),
-        errors=dict(sorted(errors.items())),
-        cost_cents=math.fsum(r.cost_cents for r in rows),
-    )
+        provider=provider, model=model, attempts=len(rows), ok=sum(r.outcome == "ok" for r in rows),
+        cancelled=sum(r.outcome == "cancelled" for r in rows), hedges=sum(r.hedge for r in rows),
+        errors=dict(sorted(errors.items())), cost_cents=math.fsum(r.cost_cents for r in rows),
+    )  # fmt: skip
 
 
 def _degraded_alerts(tasks: Iterable[TaskStats], threshold: float) -> list[DegradedShare]:
@@ -276,19 +271,11 @@ def _outlier_alerts(by_task: dict[str, list[RequestRecord]], factor: float) -> l
         for r in rows:
             baseline = (total - r.cost_cents) / (len(rows) - 1)
             if baseline > 0 and r.cost_cents > factor * baseline:
-                found.append(
-                    CostOutlier(
-                        request_id=r.request_id,
-                        ts=r.ts,
-                        task=task,
-                        model=r.model,
-                        tenant=r.tenant,
-                        caller=r.caller,
-                        cost_cents=r.cost_cents,
-                        baseline_cents=baseline,
-                        ratio=r.cost_cents / baseline,
-                    )
-                )
+                outlier = CostOutlier(
+                    request_id=r.request_id, ts=r.ts, task=task, model=r.model, tenant=r.tenant, caller=r.caller,
+                    cost_cents=r.cost_cents, baseline_cents=baseline, ratio=r.cost_cents / baseline,
+                )  # fmt: skip
+                found.append(outlier)
     return sorted(found, key=lambda a: (-a.cost_cents, a.request_id))
 
 
@@ -319,15 +306,11 @@ def _spike_alerts(hours: dict[float, HourSpend], window_start: float, now: float
             continue
         mean = math.fsum(hours[h].cost_cents for h in trailing if h in hours) / len(trailing)
         if spend.cost_cents > cfg.spike_factor * mean:
-            found.append(
-                SpendSpike(
-                    hour_start=start,
-                    cost_cents=spend.cost_cents,
-                    trailing_mean_cents=mean,
-                    trailing_hours=len(trailing),
-                    ratio=spend.cost_cents / mean if mean > 0 else None,
-                )
-            )
+            spike = SpendSpike(
+                hour_start=start, cost_cents=spend.cost_cents, trailing_mean_cents=mean,
+                trailing_hours=len(trailing), ratio=spend.cost_cents / mean if mean > 0 else None,
+            )  # fmt: skip
+            found.append(spike)
     return found
 
 
@@ -344,6 +327,17 @@ def _providers(tried: Iterable[AttemptRecord]) -> tuple[AttemptStats, ...]:
     return tuple(_attempt_stats(p, m, rows) for (p, m), rows in sorted(by_model.items()))
 
 
+def _aliases(tried: Iterable[AttemptRecord], model_ids: Mapping[str, str]) -> tuple[AliasStats, ...]:
+    """Answered attempts served under another id than configured, counted per (provider, model, served id)."""
+    served = (a for a in tried if a.outcome == "ok" and a.served_model and a.model in model_ids)
+    drifted = (a for a in served if a.served_model != model_ids[a.model])
+    by_id = _groups(drifted, lambda a: (a.provider, a.model, a.served_model))
+    return tuple(
+        AliasStats(provider=p, model=m, configured_id=model_ids[m], served_model=s, attempts=len(rows))
+        for (p, m, s), rows in sorted(by_id.items())
+    )
+
+
 def rollup(
     requests: Iterable[RequestRecord],
     attempts: Iterable[AttemptRecord],
@@ -355,15 +349,16 @@ def rollup(
     spike_factor: float = 3.0,
     trailing_hours: int = 24,
     spike_min_hours: int = 3,
+    model_ids: Mapping[str, str] | None = None,
 ) -> Rollup:
-    """Compute every figure and alert of the report over the window ``since <= ts <= now``."""
+    """Compute every figure and alert of the report over the window ``since <= ts <= now``.
+
+    ``model_ids`` maps config names to their configured model ids, for the aliases.
+    """
     cfg = Thresholds(
-        degraded_threshold=degraded_threshold,
-        outlier_factor=outlier_factor,
-        spike_factor=spike_factor,
-        trailing_hours=trailing_hours,
-        spike_min_hours=spike_min_hours,
-    )
+        degraded_threshold=degraded_threshold, outlier_factor=outlier_factor, spike_factor=spike_factor,
+        trailing_hours=trailing_hours, spike_min_hours=spike_min_hours,
+    )  # fmt: skip
     start = -math.inf if since is None else since
     every = [r for r in requests if r.ts <= now]
     window = [r for r in every if r.ts >= start]
@@ -389,4 +384,5 @@ def rollup(
             *_outlier_alerts(by_task, outlier_factor),
         ),
         thresholds=cfg,
+        aliases=_aliases(tried, model_ids or {}),
     )

@@ -10,6 +10,8 @@ Pure: a function of the config, the request and its input-token estimate. The st
 2. Rules that match (sensitivity, tenant tier, task, input-token bounds) may replace the
    job's chain (the first ``use_chain`` wins; never a pin) and filter every candidate by class.
 3. Classes expand to their models in config order; a model appears once, at its first place.
+   The first of them is the request's first choice (``Resolution.first_choice``): an answer from
+   any other model is degraded (``policies._failover.is_degraded``).
    With ``on_exhausted = "degrade"`` the ``max_degrade`` classes follow, marked ``degrade``
    (not after a pin alone: the caller asked for that model and nothing else).
 4. Each candidate must pass, in order: the PII guard (``sensitivity = "pii"`` only reaches
@@ -66,7 +68,9 @@ class Resolution(msgspec.Struct, frozen=True, kw_only=True):
     """The resolved chain: the job's name and policy, the candidates in order, and the skipped models.
 
     ``job`` is empty when a model or class was asked for with no job and no ``default`` job exists.
-    ``pinned`` names the model pinned by the request or the tenant, if any.
+    ``pinned`` names the model pinned by the request or the tenant, if any. ``first_choice`` is
+    the first model of the chain (pins first, a rule's ``use_chain`` applied, classes expanded)
+    before any gate left a model out: the model the plan meant to answer, whether or not it may.
     """
 
     job: str
@@ -75,6 +79,7 @@ class Resolution(msgspec.Struct, frozen=True, kw_only=True):
     candidates: tuple[Candidate, ...]
     skipped: tuple[Skipped, ...] = ()
     pinned: str | None = None
+    first_choice: str = ""
 
 
 class _Selection(msgspec.Struct, frozen=True, kw_only=True):
@@ -139,6 +144,7 @@ def resolve(config: Config, request: ChatRequest, input_tokens: int, chain: Name
         candidates=tuple(candidates),
         skipped=tuple(skipped),
         pinned=pins[0] if pins else None,
+        first_choice=names[0] if names else "",
     )
 
 

@@ -117,7 +117,8 @@ async def test_a_failed_request_raises_only_once_its_row_is_on_disk(tmp_path: Pa
         door.simulator.script("sim-only-1", [ServerError()] * 20)  # more than any retry takes
         with pytest.raises(ChainExhausted):
             await door.ask("hello", task="answer", request_id="r-failed")
-        assert row(path, "r-failed") == ("error", "server_error", "")
+        # The exhausted chain's row says which model failed how (the try and its one retry).
+        assert row(path, "r-failed") == ("error", "server_error", "only: server_error; only: server_error")
 
 
 async def test_a_bug_is_recorded_as_an_internal_error_never_as_cancelled(tmp_path: Path) -> None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from interlock._errors import BudgetExceeded, ChainExhausted, DeadlineExceeded, ErrorClass, ProviderError, RequestError
+from interlock._errors import (
+    BudgetExceeded,
+    ChainExhausted,
+    DeadlineExceeded,
+    ErrorClass,
+    PolicyRefused,
+    ProviderError,
+)
 from interlock.policies._config import JobConfig, ModelConfig, ProviderConfig
 from interlock.policies._failover import (
     FAILOVER,
@@ -136,12 +143,16 @@ def test_prefill_follows_model_then_provider_then_kind() -> None:
 
 
 def test_a_request_no_context_window_holds_is_the_requests_fault() -> None:
-    """Every candidate skipped for its context window and none tried: a RequestError (400), not a fleet failure."""
+    """Every candidate skipped for its context window and none tried: refused by rule context_window, not a
+    fleet failure (the gateway answers it as context_length_exceeded, 400)."""
     skipped = (Skipped(model="a", reason="context_window", detail="120000 tokens > window 100000"),)
     resolution = msgspec.structs.replace(_resolution(), skipped=skipped)
     error = walk_failure(resolution, [], out_of_time=False, late_first=None)
-    assert isinstance(error, RequestError)
-    assert error.field == "max_tokens"
+    assert isinstance(error, PolicyRefused)
+    assert error.rule == "context_window"
+    assert error.kind == ErrorClass.POLICY_REFUSAL
     assert "120000 tokens > window 100000" in str(error)
-    other = msgspec.structs.replace(_resolution(), skipped=(Skipped(model="a", reason="rule", detail="r"),))
-    assert isinstance(walk_failure(other, [], out_of_time=False, late_first=None), ChainExhausted)
+    other = msgspec.structs.replace(_resolution(), skipped=(Skipped(model="a", reason="rule", detail="rules[0]"),))
+    refused = walk_failure(other, [], out_of_time=False, late_first=None)
+    assert isinstance(refused, PolicyRefused)  # a rule left no candidate: refused by policy, naming the rule
+    assert (refused.rule, refused.detail) == ("rule", "rules[0]")

@@ -7,7 +7,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -110,9 +110,11 @@ class Recording:
     def config(self) -> Config:
         return self.door.config
 
-    def send(self, request: ChatRequest) -> AsyncIterator[StreamEvent | RouteEvent]:
+    def send(
+        self, request: ChatRequest, *, on_plan: Callable[[str], None] | None = None
+    ) -> AsyncIterator[StreamEvent | RouteEvent]:
         self.requests.append(request)
-        return self.door.send(request)
+        return self.door.send(request, on_plan=on_plan)
 
     async def health(self) -> Mapping[str, ProviderState]:
         return await self.door.health()
@@ -236,7 +238,9 @@ async def test_raw_stream_ends_with_header_comments_and_done(gw: Gateway) -> Non
     assert text.endswith("data: [DONE]\n\n")
     assert ": x-interlock-model: oa\n" in text
     assert ": x-interlock-provider: p_openai\n" in text
-    assert '"usage":' not in text  # not asked for
+    chunks = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+    assert [c["usage"] for c in chunks] == [None] * len(chunks)  # like OpenAI's: null in every chunk
+    assert all(c["choices"] for c in chunks)  # no usage chunk: none was asked for
 
 
 @pytest.mark.parametrize("model", ["oa", "an"])
@@ -377,16 +381,18 @@ async def test_unknown_or_missing_key_is_401_and_never_echoed(gw: Gateway) -> No
     assert anonymous.json()["error"]["code"] == "missing_api_key"
 
 
-async def test_exhausted_chain_is_503_with_retry_after(gw: Gateway) -> None:
-    """When every candidate is rate limited the answer is a 503 in OpenAI's shape with a Retry-After."""
+async def test_exhausted_chain_of_rate_limits_is_429_with_retry_after(gw: Gateway) -> None:
+    """When every candidate is rate limited the answer is a 429 in OpenAI's shape with the wait to honour."""
     gw.sim().script("sim-oa-1", [RateLimit(retry_after=3.0)])
     gw.sim().script("sim-an-1", [RateLimit(retry_after=3.0)])
     async with gw.client() as client:
-        with pytest.raises(openai.InternalServerError) as info:
+        with pytest.raises(openai.RateLimitError) as info:
             await client.chat.completions.create(model="default", messages=HELLO)
-    assert info.value.status_code == 503
-    assert info.value.code == "chain_exhausted"
+    assert info.value.status_code == 429
+    assert info.value.code == "rate_limit_exceeded"
     assert info.value.response.headers["retry-after"] == "3"
+    assert info.value.response.headers["retry-after-ms"] == "3000"
+    assert info.value.response.headers["x-should-retry"] == "true"
     (row,) = await gw.requests()
     assert row.outcome == "error"
 
@@ -402,7 +408,9 @@ class Failing:
     def config(self) -> Config:
         return parse_config(CONFIG)
 
-    def send(self, request: ChatRequest) -> AsyncIterator[StreamEvent | RouteEvent]:
+    def send(
+        self, request: ChatRequest, *, on_plan: Callable[[str], None] | None = None
+    ) -> AsyncIterator[StreamEvent | RouteEvent]:
         self.sent += 1
         return self._fail()
 
@@ -420,14 +428,14 @@ class Failing:
     [
         (BudgetExceeded("tenant:acme", 100.0, 100.0), 429, "budget_exceeded", "false"),
         (InterlockError("no budget left", kind=ErrorClass.BUDGET), 429, "budget_exceeded", "false"),
-        (InterlockError("no allowed model", kind=ErrorClass.POLICY_REFUSAL), 400, "policy_refusal", "false"),
+        (InterlockError("no allowed model", kind=ErrorClass.POLICY_REFUSAL), 403, "policy_refused", "false"),
         (InterlockError("the process ended", kind=ErrorClass.INTERRUPTED), 503, "interrupted", "true"),
     ],
 )
 async def test_budget_policy_and_interrupted_kinds_map_to_status_and_retry_hint(
     error: InterlockError, status: int, code: str, should_retry: str, stream: bool
 ) -> None:
-    """Budget is a 429 not to retry, a policy refusal a 400 not to retry, an interrupted request a 503 to retry."""
+    """Budget is a 429 not to retry, a policy refusal a 403 not to retry, an interrupted request a 503 to retry."""
     body = {"model": "default", "messages": HELLO, "stream": stream}
     async with serving(Failing(error)) as url, httpx2.AsyncClient(base_url=url) as http:
         response = await http.post("/v1/chat/completions", json=body)
@@ -577,10 +585,10 @@ async def test_without_keys_any_bearer_is_tenant_default(tmp_path: Path) -> None
 def test_tool_call_done_without_fragments_is_sent_whole() -> None:
     """A tool call that arrives only whole (no fragments) is still streamed as one complete delta."""
     writer = ChunkWriter("r1", 0, "default", include_usage=False)
-    data = writer.feed(ToolCallDone(0, "call_9", "get_weather", '{"city":"Oslo"}'))
+    data = writer.feed(ToolCallDone(3, "toolu_01Oslo", "get_weather", '{"city":"Oslo"}'))
     chunk = json.loads(data.removeprefix(b"data: "))
     call = chunk["choices"][0]["delta"]["tool_calls"][0]
-    assert call == {"index": 0, "id": "call_9", "type": "function",
+    assert call == {"index": 0, "id": "toolu_01Oslo", "type": "function",
                     "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}
 
 
@@ -641,11 +649,13 @@ async def test_sensitivity_header_reaches_the_router(gw: Gateway) -> None:
                 model="default", messages=HELLO, extra_headers={"x-interlock-sensitivity": "secret"}
             )
         assert info.value.param == "x-interlock-sensitivity"
-        # No local model in this fleet: a PII request has nowhere to go, and says so.
-        with pytest.raises(openai.APIStatusError) as refused:
+        # No local model in this fleet: a PII request has nowhere to go, and says so, naming the rule.
+        with pytest.raises(openai.PermissionDeniedError) as refused:
             await client.chat.completions.create(
                 model="default", messages=HELLO, extra_headers={"x-interlock-sensitivity": "pii"}
             )
-    assert refused.value.status_code == 503
+    assert refused.value.code == "policy_refused"
+    assert refused.value.param == "pii"
+    assert refused.value.response.headers["x-should-retry"] == "false"
     rows = await gw.requests()
     assert [r.outcome for r in rows] == ["error"]

@@ -85,7 +85,7 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
 FAILURES: dict[str, tuple[list[Step], int, str]] = {
     "upstream_400": ([Refuse(400, "bad request")], 400, "bad_request"),
     "upstream_401": ([Refuse(401, "bad key")], 502, "auth"),
-    "upstream_500": ([Refuse(500, "boom"), Refuse(500, "boom")], 503, "server_error"),
+    "upstream_500": ([Refuse(500, "boom"), Refuse(500, "boom")], 502, "server_error"),
 }
 
 

@@ -117,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
                 console.print(f"  {name:<14} breaker={h.breaker:<9} healthy={h.healthy} "
                               f"transitions={h.breaker_transitions}")
             await door.flush()
-        await print_report(ledger, console=console)
+        await print_report(ledger, console=console, model_ids={name: m.id for name, m in config.models.items()})
         await print_report(ledger, console=console, quality=True)
 
     anyio.run(run)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import anyio
@@ -11,6 +12,8 @@ from rich.console import Console
 
 from interlock._clock import RealClock
 from interlock.actors.cli._ledger_file import check_ledger_path
+from interlock.actors.cli._main import exit_on_bad_input
+from interlock.adapters._config_file import load_config
 from interlock.adapters.report._quality import quality_json, render_quality
 from interlock.adapters.report._render import render_rollup, report_json
 from interlock.adapters.stores._ledger_store import SqliteLedgerStore
@@ -30,11 +33,14 @@ async def print_report(
     tenant: str | None = None,
     as_json: bool = False,
     quality: bool = False,
+    model_ids: Mapping[str, str] | None = None,
 ) -> None:
     """Read the ledger at ``path`` and print its rollup (or, with ``quality``, the verdict rollup).
 
     The rollup is followed by the latest breaker transitions (within ``since``), oldest first;
-    they are per provider, so ``task`` and ``tenant`` do not filter them.
+    they are per provider, so ``task`` and ``tenant`` do not filter them. ``model_ids`` (config
+    name -> configured model id) lets the report flag floating aliases: models whose answers
+    came from another id than the one configured (the ledger keeps the id the provider named).
     """
     # A day more than the window, so the spend-spike alert has its trailing baseline.
     history = None if since is None else since - _TRAILING_S
@@ -52,7 +58,7 @@ async def print_report(
         else:
             render_quality(judged, console or Console())
         return
-    result = rollup(requests, attempts, now=now, since=since)
+    result = rollup(requests, attempts, now=now, since=since, model_ids=model_ids)
     if as_json:
         sys.stdout.write(report_json(result, transitions).decode() + "\n")
         return
@@ -77,11 +83,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tenant", default=None)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--quality", action="store_true", help="accept rates of verified answers per job and model")
+    parser.add_argument("--config", default=None, help="the TOML config that served: floating aliases are flagged")
     args = parser.parse_args(argv)
+    return exit_on_bad_input("report", lambda: _report(args))
+
+
+def _report(args: argparse.Namespace) -> int:
     if not Path(args.ledger).exists():
         print(f"interlock report: no ledger at {args.ledger}", file=sys.stderr)
         return 2
     check_ledger_path(args.ledger)  # a directory, foreign tables, a newer schema: one line, before the store opens it
+    ids = None if args.config is None else {name: m.id for name, m in load_config(args.config).models.items()}
     anyio.run(lambda: print_report(args.ledger, since=_since(args.since), task=args.job, tenant=args.tenant,
-                                   as_json=args.json, quality=args.quality))
+                                   as_json=args.json, quality=args.quality, model_ids=ids))
     return 0

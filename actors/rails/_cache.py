@@ -1,8 +1,10 @@
 """The cache rail: an exact-match response cache, scoped per tenant, in the state store.
 
 Only complete, successful answers are stored (and, where the job verifies, only accepted ones).
-A hit replays as a stream with the same event shape a provider gives — text, tool calls, usage
-(zero: nothing was spent), finish — so callers cannot tell it apart, and retries are idempotent.
+A hit replays as a stream with the same event shape a provider gives — text, refusal, tool
+calls, usage (zero: nothing was spent), finish — so callers cannot tell it apart, and retries are
+idempotent. The answer is stored with who made it (``stored_route``): a hit says the model and
+provider that made it, flagged as a hit, never an anonymous answer.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from interlock._types import (
     ChatRequest,
     ChatResponse,
     Finish,
+    RefusalDelta,
+    Route,
     StreamEvent,
     TextDelta,
     ThinkingDelta,
@@ -48,9 +52,23 @@ class CacheRail:
         return None if raw is None else _decode(raw)
 
     async def store(self, key: str, response: ChatResponse, ttl_s: float) -> None:
-        """Keep ``response`` (its route stripped: a hit gets its own) for ``ttl_s`` seconds."""
-        stored = msgspec.structs.replace(response, route=None)
+        """Keep ``response`` for ``ttl_s`` seconds, with who made it (``stored_route``) as its route."""
+        route = None if response.route is None else stored_route(response.route)
+        stored = msgspec.structs.replace(response, route=route)
         await self._store.put(key, _encode(stored), self._clock.wall() + ttl_s)
+
+
+def stored_route(route: Route) -> Route:
+    """What a cached answer keeps of its route: who made it and how it was labelled, not what it cost.
+
+    A hit gets its own cost (zero), timings and attempts (none); the model, provider, class,
+    served model id and degradation label belong to the answer, so they travel with it.
+    """
+    return Route(
+        model=route.model, provider=route.provider, model_class=route.model_class, task=route.task,
+        degraded=route.degraded, degraded_reason=route.degraded_reason, first_choice=route.first_choice,
+        served_model=route.served_model, verdict=route.verdict,
+    )  # fmt: skip
 
 
 def replay(response: ChatResponse) -> Iterator[StreamEvent]:
@@ -59,7 +77,10 @@ def replay(response: ChatResponse) -> Iterator[StreamEvent]:
         yield ThinkingDelta(response.thinking)
     if response.content:
         yield TextDelta(response.content)
+    if response.refusal:
+        yield RefusalDelta(response.refusal)
     for index, call in enumerate(response.tool_calls):
         yield ToolCallDone(index, call.id, call.name, call.arguments, call.signature)
     yield UsageEvent(Usage())
-    yield Finish(response.finish_reason)
+    served = response.route.served_model if response.route is not None else ""
+    yield Finish(response.finish_reason, provider_reason=response.provider_finish_reason, served_model=served)

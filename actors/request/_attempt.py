@@ -13,6 +13,7 @@ from interlock._types import (
     ChatRequest,
     Finish,
     FinishReason,
+    RefusalDelta,
     StreamEvent,
     TextDelta,
     ThinkingDelta,
@@ -25,7 +26,7 @@ from interlock._types import (
 from interlock.policies._pricing import cost_cents
 from interlock.policies._routing import Candidate
 
-_CONTENT = (TextDelta, ThinkingDelta, ToolCallDelta, ToolCallDone)
+_CONTENT = (TextDelta, ThinkingDelta, RefusalDelta, ToolCallDelta, ToolCallDone)
 
 
 class Attempt:
@@ -110,17 +111,36 @@ class Attempt:
             self.thinking.append(event.text)
         elif kind is ToolCallDone:
             self.tool_calls.append(ToolCall(event.id, event.name, event.arguments, event.signature))
+        elif kind is RefusalDelta:
+            self.refusal.append(event.text)
         elif kind is UsageEvent:
             self.usage = event.usage
+            self.usage_reported = True
             self._cost = None
         elif kind is Finish:
             now = clock.now()
             self.finish = event.reason
             self.skipped_events = event.skipped_events
+            self.provider_reason = event.provider_reason
+            self.served_model = event.served_model
             self.ttlt = now - self.started
             self.ended = now
             if self.ttft is None:
                 self.ttft = self.ttlt
+
+    def failed(self, error: InterlockError, now: float) -> None:
+        """The attempt ended by ``error`` at ``now``; usage the provider reported before it is kept.
+
+        A mid-stream error event after a usage chunk, or a blocked prompt that still counts its
+        input, was paid for: that usage is billed and recorded, never dropped for the failure.
+        """
+        self.error = error
+        self.ended = now
+        usage = getattr(error, "usage", None)
+        if usage is not None:
+            self.usage = usage
+            self.usage_reported = True
+            self._cost = None
 
     def bill_delivered(self, input_tokens: int, output_tokens: int) -> None:
         """Bill text that reached the caller when the provider reported no output usage for it.

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
-from interlock._errors import ChainExhausted, ErrorClass, InterlockError
+import msgspec
+
+from interlock._errors import BudgetExceeded, ChainExhausted, ErrorClass, InterlockError
 from interlock._records import BeginRecord, Outcome, RequestRecord
-from interlock._types import ChatRequest, ChatResponse, Route, Usage
+from interlock._types import ChatRequest, ChatResponse, Route, SkippedCandidate, Usage
 from interlock.actors.request._attempt import Attempt, _ms
 from interlock.actors.request._run import RequestRun
 from interlock.policies import _failover as failover
 
+_encode: Final = msgspec.json.Encoder().encode
+
 
 def is_degraded(run: RequestRun, winner: Attempt) -> bool:
     """Whether ``run``'s answer by ``winner`` is degraded (the rule is ``policies._failover.is_degraded``)."""
-    first = run.resolution.candidates[0].name if run.resolution.candidates else None
-    return failover.is_degraded(first, winner.candidate.name, resumed=run.resumed, escalated=run.escalated)
+    resolution = run.resolution
+    return failover.is_degraded(
+        failover.first_choice(resolution), winner.candidate.name, resumed=run.resumed, escalated=run.escalated,
+        first_skipped=failover.first_choice_skip(resolution) is not None,
+    )  # fmt: skip
 
 
 def route_of(
@@ -42,24 +50,73 @@ def route_of(
         ttft_ms=_ms(timings[0]),
         ttlt_ms=_ms(timings[1]),
         verdict=winner.verdict,
+        first_choice=failover.first_choice(run.resolution) or "",
+        served_model=winner.served_model,
+        skipped=skipped_of(run),
+        usage_estimated=any(a.usage_estimated for a in (*run.attempts, *aux)),
     )
 
 
 def cached_route(hit: ChatResponse, task: str) -> Route:
-    """The route of an answer replayed from the cache: zero cost, no attempts."""
-    model = hit.route.model if hit.route is not None else ""
-    provider = hit.route.provider if hit.route is not None else ""
-    return Route(model=model, provider=provider, task=task, cache_hit=True, cost_cents=0.0, ttft_ms=0.0, ttlt_ms=0.0)
+    """The route of an answer replayed from the cache: who made it (as stored), flagged a hit, zero cost.
+
+    The model, provider, class, first choice, served id and degradation label belong to the
+    answer and come from its stored route; the cost, timings and attempts are the hit's own (none).
+    """
+    made = hit.route if hit.route is not None else Route(model="", provider="")
+    return msgspec.structs.replace(
+        made, task=task, cache_hit=True, cost_cents=0.0, aux_cost_cents=0.0, ttft_ms=0.0, ttlt_ms=0.0,
+        attempts=(), skipped=(), hedged=False, usage_estimated=False,
+    )  # fmt: skip
 
 
 def reason(run: RequestRun, winner: Attempt) -> str:
     """Why ``run``'s answer is degraded (the rule is ``policies._failover.degraded_reason``)."""
+    first_skip = failover.first_choice_skip(run.resolution)
     return failover.degraded_reason(
         (str(a.error.kind) for a in run.attempts if a is not winner and a.error is not None),
         resumed=run.resumed,
         winner_hedged=winner.hedge,
         skipped=(s.model for s in run.resolution.skipped),
+        first_skip=first_skip.reason if first_skip is not None else None,
     )
+
+
+def skipped_of(run: RequestRun) -> tuple[SkippedCandidate, ...]:
+    """Every candidate never called, and why: left out by a routing gate, or refused admission at run time.
+
+    A gate's reason is the routing's (``sensitivity``, ``rule``, ``tenant_allow_list``,
+    ``context_window``, ``costlier_not_allowed``); a refused admission's is ``budget`` or the
+    provider's (``breaker_open``, ``cooling_down``, ``unhealthy``, ``no_slot``, ``disabled``).
+    """
+    gated = [SkippedCandidate(s.model, s.reason, s.detail) for s in run.resolution.skipped]
+    refused = [
+        SkippedCandidate(a.candidate.name, _refusal_reason(a.error), str(a.error)[:200])
+        for a in run.attempts
+        if a.error is not None and a.outcome == "skipped"
+    ]
+    return (*gated, *refused)
+
+
+def _refusal_reason(error: InterlockError) -> str:
+    if isinstance(error, BudgetExceeded):
+        return "budget"
+    return str(getattr(error, "reason", "") or error.kind)
+
+
+def _skipped_json(skipped: tuple[SkippedCandidate, ...]) -> str:
+    """The ledger's ``skipped`` column: a JSON list of ``{"model", "reason", "detail"}``, empty when none."""
+    return _encode(skipped).decode() if skipped else ""
+
+
+def _error_detail(error: BaseException | None) -> str:
+    """The row's ``error_detail``: an exhausted chain as each cause's model and kind, else the message."""
+    if error is None:
+        return ""
+    if isinstance(error, ChainExhausted):
+        causes = "; ".join(f"{name}: {err.kind}" for name, err in error.errors)
+        return (causes or "no candidate was tried")[:300]
+    return str(error)[:300]
 
 
 class DoorClosed(InterlockError):
@@ -140,7 +197,7 @@ def request_record(
         ttft_ms=_ms(timings[0]),
         ttlt_ms=_ms(timings[1]) if winner else None,
         error=str(kind) if kind else None,
-        error_detail=str(error)[:300] if error is not None and not isinstance(error, ChainExhausted) else "",
+        error_detail=_error_detail(error),
         degraded=degraded,
         degraded_reason=reason(run, winner) if degraded and run and winner else None,
         hedged=run.hedged if run is not None else False,
@@ -149,6 +206,10 @@ def request_record(
         route_label=run.route_label if run is not None else None,
         route_detail=run.route_detail if run is not None else "",
         aux_cost_cents=sum(a.cost() for a in aux),
+        first_choice=(failover.first_choice(run.resolution) or "") if run is not None else "",
+        served_model=winner.served_model if winner is not None else "",
+        skipped=_skipped_json(skipped_of(run)) if run is not None else "",
+        usage_estimated=any(a.usage_estimated for a in attempts),
     )
 
 
@@ -172,10 +233,15 @@ def attempt_begin_record(request: ChatRequest, ts: float, task: str, attempts: i
 
 
 def cache_hit_record(request: ChatRequest, task: str, ts: float, hit: ChatResponse) -> RequestRecord:
-    """The one row of a request served from the response cache."""
-    route = hit.route
+    """The one row of a request served from the response cache: who made the answer, flagged a hit.
+
+    The model, provider, class, first choice, served id and degradation label are the answer's
+    (its stored route); the cost, tokens and timings are the hit's own: nothing was spent.
+    """
+    route = cached_route(hit, task)
     return RequestRecord(
         request_id=request.request_id, ts=ts, tenant=request.tenant, caller=request.caller, task=task,
-        model=route.model if route else "", provider=route.provider if route else "",
-        model_class=route.model_class if route else "", outcome="ok", cache_hit=True, ttft_ms=0.0, ttlt_ms=0.0,
-    )
+        model=route.model, provider=route.provider, model_class=route.model_class, outcome="ok", cache_hit=True,
+        ttft_ms=0.0, ttlt_ms=0.0, first_choice=route.first_choice, served_model=route.served_model,
+        degraded=route.degraded, degraded_reason=route.degraded_reason,
+    )  # fmt: skip

@@ -190,8 +190,7 @@ class RequestRun:
             error: InterlockError = exc.as_error(attempt)
         else:
             error = exc
-        attempt.error = error
-        attempt.ended = self._clock.now()
+        attempt.failed(error, self._clock.now())
         self.errors.append((attempt.candidate.name, error))
         self._prefix += attempt.partial
         why = no_resume(self.policy.mid_stream, bool(self._pending), self._clock.now() >= self._deadline)
@@ -360,8 +359,7 @@ class RequestRun:
 
     def fail(self, attempt: Attempt, error: InterlockError) -> None:
         """Record ``attempt``'s failure before its first token; an error every candidate would share ends the chain."""
-        attempt.error = error
-        attempt.ended = self._clock.now()
+        attempt.failed(error, self._clock.now())
         self.errors.append((attempt.candidate.name, error))
         if attempt.prefilled and error.kind == ErrorClass.BAD_REQUEST:
             # The prefill was refused: the same candidate restarts the answer and reconciles it;

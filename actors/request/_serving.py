@@ -25,7 +25,7 @@ request its caller left or cancelled is recorded without waiting.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +64,7 @@ from interlock.actors.request._records import (
     route_of,
 )
 from interlock.actors.request._run import Providers, RequestRun
+from interlock.policies import _failover as failover
 from interlock.policies._config import Config, JobConfig
 from interlock.policies._routing import Resolution
 from interlock.policies._verify import Verifier
@@ -95,23 +96,33 @@ class ServingContext:
     in_flight: InFlight
 
 
-def serve(ctx: ServingContext, request: ChatRequest) -> AsyncGenerator[StreamEvent | RouteEvent]:
-    """The events of ``request`` (then one ``RouteEvent``), served in the task that iterates them."""
+OnPlan = Callable[[str], None]
+
+
+def serve(
+    ctx: ServingContext, request: ChatRequest, on_plan: OnPlan | None = None
+) -> AsyncGenerator[StreamEvent | RouteEvent]:
+    """The events of ``request`` (then one ``RouteEvent``), served in the task that iterates them.
+
+    ``on_plan`` hears the job's first choice once the request is planned, before its first event
+    (the gateway names it in a stream's headers, which go out before the route is known).
+    """
     if not request.request_id:
         request = msgspec.structs.replace(request, request_id=new_request_id(ctx.clock.wall()))
-    return Serving(ctx, request).events()
+    return Serving(ctx, request, on_plan).events()
 
 
 class Serving:
     """One request's life; ``events`` is the stream the caller reads."""
 
     __slots__ = (
-        "_abandoned", "_attempts", "_aux", "_aux_attempts", "_ctx", "_hedge", "_members", "_recorded", "_run",
-        "_started", "_timings", "_ts", "parked", "request",
+        "_abandoned", "_attempts", "_aux", "_aux_attempts", "_ctx", "_hedge", "_members", "_on_plan", "_recorded",
+        "_run", "_started", "_timings", "_ts", "parked", "request",
     )  # fmt: skip
 
-    def __init__(self, ctx: ServingContext, request: ChatRequest) -> None:
+    def __init__(self, ctx: ServingContext, request: ChatRequest, on_plan: OnPlan | None = None) -> None:
         self._ctx = ctx
+        self._on_plan = on_plan
         self.request = request
         self._run: RequestRun | None = None
         self._recorded = False
@@ -140,6 +151,8 @@ class Serving:
             await tell_records(ctx.ledger, (begin_record(self.request, self._ts),))
             request, plan, label, detail = await self._plan()
             resolution = plan.resolution
+            if self._on_plan is not None:
+                self._on_plan(failover.first_choice(resolution) or "")
             key = self._cache_key(request, resolution)
             hit = await self._cached(key) if key is not None else None
             if hit is not None:
@@ -182,11 +195,14 @@ class Serving:
                     answer = assemble(winner)
             self._learn(run, winner)
             timings, committed = await self._record(None)
+            route = route_of(run, winner, timings, self._aux_attempts)
             if key is not None and answer is not None and (winner.verdict or "accept").startswith("accept"):
                 assert ctx.rails.cache is not None
-                await ctx.rails.cache.store(key, answer, resolution.policy.cache_ttl_s or 0)
+                # Stored with its route: a hit says which model made it, not an anonymous answer.
+                cached = msgspec.structs.replace(answer, route=route)
+                await ctx.rails.cache.store(key, cached, resolution.policy.cache_ttl_s or 0)
             await wait_committed(committed)  # the final event only once the rows are on disk
-            yield RouteEvent(route_of(run, winner, timings, self._aux_attempts))
+            yield RouteEvent(route)
         except InterlockError as exc:
             # Recorded, and committed, before the caller hears of it (a caller who left hears nothing).
             await self._end(exc, settle=not isinstance(exc, ConsumerGone))

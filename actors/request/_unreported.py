@@ -16,7 +16,7 @@ def bill_unreported(request: ChatRequest, attempts: Iterable[Attempt]) -> None:
     the run that owns ``attempts`` as it closes (``RequestRun.close``), never by anything else.
     """
     for attempt in attempts:
-        if (attempt.text or attempt.thinking) and not attempt.usage.output_tokens:
+        if (attempt.text or attempt.thinking or attempt.refusal) and not attempt.usage.output_tokens:
             cap = request.max_tokens or attempt.candidate.model.max_output_tokens
-            output = estimate_output_tokens(attempt.partial + "".join(attempt.thinking), cap)
+            output = estimate_output_tokens(attempt.partial + "".join(attempt.thinking) + "".join(attempt.refusal), cap)
             attempt.bill_delivered(input_token_bound(request), output)

@@ -1,10 +1,16 @@
 """The gateway's answers: canonical events -> one ``chat.completion``, or SSE ``chat.completion.chunk``s.
 
-Streams: content chunks go out as events arrive (the first carries ``role``); the chunk with the
-``finish_reason`` is held until the ``RouteEvent`` so that it can carry the ``interlock`` extension
-member; then the usage chunk (when asked for), one SSE comment line per ``x-interlock-*`` header,
-and ``data: [DONE]``. ``ToolCallDone`` is sent only for a call no fragment announced. Content chunks
-name the model as asked (a job, say); the final ones name the model that served, once it is known.
+Streams: content chunks go out as events arrive (the first carries ``role``; a refusal goes as
+``delta.refusal``, never as content); every chunk has ``usage: null`` but the usage chunk. The
+chunk with the ``finish_reason`` is held until the ``RouteEvent`` so that it can carry the
+``interlock`` extension member; then the usage chunk (when asked for), one SSE comment line per
+``x-interlock-*`` header, and ``data: [DONE]``. Tool calls are numbered 0, 1... and get unique
+ids (``ToolCallIds``); ``ToolCallDone`` is sent only for a call no fragment announced. Content
+chunks name the model as asked (a job, say); the final ones name the model that served, once it
+is known.
+
+Usage the provider did not report is unknown: ``usage`` is null (in the answer, or in the usage
+chunk), never zeros, and so is an estimate the door billed from (``Route.usage_estimated``).
 Nothing here does I/O or reads a clock.
 """
 
@@ -15,6 +21,7 @@ import msgspec
 from interlock._types import (
     Finish,
     FinishReason,
+    RefusalDelta,
     Route,
     RouteEvent,
     StreamEvent,
@@ -25,7 +32,8 @@ from interlock._types import (
     Usage,
     UsageEvent,
 )
-from interlock.adapters.gateway._wire import RoutedChunkOut, RoutedCompletionOut, RouteOut
+from interlock.adapters.gateway._tool_calls import ToolCallIds
+from interlock.adapters.gateway._wire import RoutedChunkOut, RoutedCompletionOut, RouteOut, SkippedOut
 from interlock.adapters.providers.openai._server_wire import (
     ENCODER,
     ChoiceOut,
@@ -40,39 +48,68 @@ from interlock.adapters.providers.openai._server_wire import (
 )
 
 _OPENAI_FINISH = frozenset({"stop", "length", "tool_calls", "content_filter"})
+_UNSET = msgspec.UNSET
 
 
-def usage_out(usage: Usage) -> UsageOut:
-    """OpenAI's usage: the prompt count includes cached tokens, which are also reported apart."""
-    prompt = usage.total_input_tokens
-    details = PromptDetailsOut(usage.cache_read_tokens)
+def usage_out(usage: Usage | None, route: Route | None) -> UsageOut | None:
+    """OpenAI's usage (the prompt count includes cached tokens, also reported apart); None if unknown."""
+    if usage is None or (route is not None and route.usage_estimated):
+        return None
+    prompt, details = usage.total_input_tokens, PromptDetailsOut(usage.cache_read_tokens)
     return UsageOut(prompt, usage.output_tokens, prompt + usage.output_tokens, details)
 
 
-def route_out(route: Route, request_id: str) -> RouteOut:
+def route_out(route: Route, request_id: str, provider_reason: str) -> RouteOut:
     """The ``interlock`` extension member for ``route``."""
     return RouteOut(
-        request_id=request_id, model=route.model, provider=route.provider, model_class=route.model_class,
-        task=route.task, degraded=route.degraded, degraded_reason=route.degraded_reason, hedged=route.hedged,
-        cost_cents=route.cost_cents, attempts=len(route.attempts),
+        request_id=request_id,
+        model=route.model,
+        provider=route.provider,
+        model_class=route.model_class,
+        task=route.task,
+        degraded=route.degraded,
+        degraded_reason=route.degraded_reason,
+        hedged=route.hedged,
+        cost_cents=route.cost_cents,
+        attempts=len(route.attempts),
+        first_choice=route.first_choice,
+        served_model=route.served_model,
+        cache_hit=route.cache_hit,
+        usage_estimated=route.usage_estimated,
+        provider_finish_reason=provider_reason,
+        aux_cost_cents=route.aux_cost_cents,
+        skipped=[SkippedOut(s.model, s.reason, s.detail) for s in route.skipped],
     )
 
 
-def route_headers(route: Route | None, request_id: str) -> dict[str, str]:
+def route_headers(route: Route | None, request_id: str, provider_reason: str = "") -> dict[str, str]:
     """The ``x-interlock-*`` headers: request id always, how it was served once the route is known."""
     headers = {"x-interlock-request-id": request_id}
     if route is None:
         return headers
-    headers.update({
-        "x-interlock-model": route.model,
-        "x-interlock-provider": route.provider,
-        "x-interlock-degraded": "true" if route.degraded else "false",
-        "x-interlock-hedged": "true" if route.hedged else "false",
-        "x-interlock-cost-cents": f"{route.cost_cents:.6f}",
-    })
-    if route.degraded_reason:
-        headers["x-interlock-degraded-reason"] = route.degraded_reason
+    headers.update(
+        {
+            "x-interlock-model": route.model,
+            "x-interlock-provider": route.provider,
+            "x-interlock-degraded": _flag(route.degraded),
+            "x-interlock-hedged": _flag(route.hedged),
+            "x-interlock-cache-hit": _flag(route.cache_hit),
+            "x-interlock-usage-estimated": _flag(route.usage_estimated),
+            "x-interlock-cost-cents": f"{route.cost_cents:.6f}",
+        }
+    )
+    optional = {
+        "x-interlock-first-choice": route.first_choice,
+        "x-interlock-degraded-reason": route.degraded_reason or "",
+        "x-interlock-served-model": route.served_model,
+        "x-interlock-provider-finish-reason": provider_reason,
+    }
+    headers.update({name: value for name, value in optional.items() if value})
     return headers
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
 
 
 def finish_out(reason: FinishReason) -> str:
@@ -86,10 +123,13 @@ class Answer:
     def __init__(self) -> None:
         self.text: list[str] = []
         self.thinking: list[str] = []
+        self.refusal: list[str] = []
         self.calls: list[ToolCallOut] = []
-        self.usage = Usage()
+        self.usage: Usage | None = None  # None until the provider reports some
         self.finish: FinishReason = "stop"
+        self.provider_reason = ""
         self.route: Route | None = None
+        self._ids = ToolCallIds()
 
     def add(self, event: StreamEvent | RouteEvent) -> None:
         """Fold one event in."""
@@ -97,30 +137,41 @@ class Answer:
             self.text.append(event.text)
         elif isinstance(event, ThinkingDelta):
             self.thinking.append(event.text)
+        elif isinstance(event, RefusalDelta):
+            self.refusal.append(event.text)
         elif isinstance(event, ToolCallDone):
+            _, call_id = self._ids.open(event.index, event.id)
             fn = FunctionCallOut(name=event.name, arguments=event.arguments)
-            self.calls.append(ToolCallOut(id=event.id, type="function", function=fn))
+            self.calls.append(ToolCallOut(id=call_id, type="function", function=fn))
         elif isinstance(event, UsageEvent):
-            self.usage = self.usage + event.usage
+            self.usage = event.usage if self.usage is None else self.usage + event.usage
         elif isinstance(event, Finish):
-            self.finish = event.reason
+            self.finish, self.provider_reason = event.reason, event.provider_reason
         elif isinstance(event, RouteEvent):
             self.route = event.route
 
     def completion(self, request_id: str, created: int, requested: str) -> RoutedCompletionOut:
         """The ``chat.completion`` body; ``model`` is the model that served, else the one asked for."""
-        text, thinking = "".join(self.text), "".join(self.thinking)
+        text, thinking, refusal = "".join(self.text), "".join(self.thinking), "".join(self.refusal)
         message = MessageOut(
-            content=text if text or not self.calls else None,
-            tool_calls=self.calls or msgspec.UNSET,
-            reasoning_content=thinking or msgspec.UNSET,
+            content=text if text or not (self.calls or refusal) else None,
+            refusal=refusal or None,
+            tool_calls=self.calls or _UNSET,
+            reasoning_content=thinking or _UNSET,
         )
         route = self.route
         return RoutedCompletionOut(
-            id=f"chatcmpl-{request_id}", created=created, model=route.model if route else requested,
+            id=f"chatcmpl-{request_id}",
+            created=created,
+            model=route.model if route else requested,
             choices=[ChoiceOut(message=message, finish_reason=finish_out(self.finish))],
-            usage=usage_out(self.usage), interlock=route_out(route, request_id) if route else msgspec.UNSET,
+            usage=usage_out(self.usage, route),
+            interlock=route_out(route, request_id, self.provider_reason) if route else _UNSET,
         )
+
+    def headers(self, request_id: str) -> dict[str, str]:
+        """The ``x-interlock-*`` headers of the folded answer."""
+        return route_headers(self.route, request_id, self.provider_reason)
 
 
 class ChunkWriter:
@@ -133,57 +184,55 @@ class ChunkWriter:
         self._model = requested
         self._include_usage = include_usage
         self._role_sent = False
-        self._announced: set[int] = set()
-        self._usage = Usage()
+        self._ids = ToolCallIds()
+        self._usage: Usage | None = None
         self._finish: FinishReason = "stop"
+        self._provider_reason = ""
 
     def feed(self, event: StreamEvent | RouteEvent) -> bytes:
         """The bytes to send for ``event`` (empty when it only updates state)."""
         if isinstance(event, TextDelta):
-            return self._delta(content=event.text) if event.text else b""
+            return self._delta(DeltaOut(content=event.text)) if event.text else b""
         if isinstance(event, ToolCallDelta):
-            self._announced.add(event.index)
-            fn = FunctionCallOut(name=event.name or msgspec.UNSET, arguments=event.arguments)
-            if event.id is None:
-                call = ToolCallOut(index=event.index, function=fn)
-            else:
-                call = ToolCallOut(index=event.index, function=fn, id=event.id, type="function")
-            return self._delta(tool_calls=[call])
+            return self._call(event.index, event.id, event.name or _UNSET, event.arguments)
         if isinstance(event, ToolCallDone):
-            if event.index in self._announced:
+            if self._ids.seen(event.index):
                 return b""
-            self._announced.add(event.index)
-            fn = FunctionCallOut(name=event.name, arguments=event.arguments)
-            call = ToolCallOut(index=event.index, function=fn, id=event.id, type="function")
-            return self._delta(tool_calls=[call])
+            return self._call(event.index, event.id, event.name, event.arguments)
+        if isinstance(event, RefusalDelta):
+            return self._delta(DeltaOut(refusal=event.text)) if event.text else b""
         if isinstance(event, ThinkingDelta):
-            return self._delta(reasoning_content=event.text) if event.text else b""
+            return self._delta(DeltaOut(reasoning_content=event.text)) if event.text else b""
         if isinstance(event, UsageEvent):
-            self._usage = self._usage + event.usage
+            self._usage = event.usage if self._usage is None else self._usage + event.usage
         elif isinstance(event, Finish):
-            self._finish = event.reason
+            self._finish, self._provider_reason = event.reason, event.provider_reason
         elif isinstance(event, RouteEvent):
             return self._close(event.route)
         return b""
 
-    def _delta(
-        self,
-        *,
-        content: str | msgspec.UnsetType = msgspec.UNSET,
-        reasoning_content: str | msgspec.UnsetType = msgspec.UNSET,
-        tool_calls: list[ToolCallOut] | msgspec.UnsetType = msgspec.UNSET,
-    ) -> bytes:
-        role: str | msgspec.UnsetType = msgspec.UNSET
+    def _call(self, index: int, provider_id: str | None, name: str | msgspec.UnsetType, arguments: str) -> bytes:
+        """A call's fragment at its dense position; its first carries the id and type."""
+        first = not self._ids.seen(index)
+        position, call_id = self._ids.open(index, provider_id)
+        fn = FunctionCallOut(name=name, arguments=arguments)
+        if first:
+            call = ToolCallOut(index=position, id=call_id, type="function", function=fn)
+        else:
+            call = ToolCallOut(index=position, function=fn)
+        return self._delta(DeltaOut(tool_calls=[call]))
+
+    def _delta(self, delta: DeltaOut) -> bytes:
         if not self._role_sent:
-            self._role_sent, role = True, "assistant"
-        delta = DeltaOut(role=role, content=content, reasoning_content=reasoning_content, tool_calls=tool_calls)
+            self._role_sent = True
+            delta = msgspec.structs.replace(delta, role="assistant")
         return self._data(self._chunk([ChunkChoiceOut(delta=delta)]))
 
     def _chunk(
         self,
         choices: list[ChunkChoiceOut],
-        usage: UsageOut | msgspec.UnsetType = msgspec.UNSET,
-        interlock: RouteOut | msgspec.UnsetType = msgspec.UNSET,
+        usage: UsageOut | None = None,
+        interlock: RouteOut | msgspec.UnsetType = _UNSET,
     ) -> RoutedChunkOut:
         return RoutedChunkOut(
             id=self._id, created=self._created, model=self._model, choices=choices, usage=usage, interlock=interlock
@@ -191,13 +240,14 @@ class ChunkWriter:
 
     def _close(self, route: Route) -> bytes:
         self._model = route.model
-        info = route_out(route, self._request_id)
-        role: str | msgspec.UnsetType = msgspec.UNSET if self._role_sent else "assistant"
+        info = route_out(route, self._request_id, self._provider_reason)
+        role: str | msgspec.UnsetType = _UNSET if self._role_sent else "assistant"
         last = ChunkChoiceOut(delta=DeltaOut(role=role), finish_reason=finish_out(self._finish))
         out = [self._data(self._chunk([last], interlock=info))]
         if self._include_usage:
-            out.append(self._data(self._chunk([], usage=usage_out(self._usage), interlock=info)))
-        comments = "".join(f": {k}: {v}\n" for k, v in route_headers(route, self._request_id).items())
+            out.append(self._data(self._chunk([], usage=usage_out(self._usage, route), interlock=info)))
+        headers = route_headers(route, self._request_id, self._provider_reason)
+        comments = "".join(f": {k}: {v}\n" for k, v in headers.items())
         out.append(comments.encode() + b"\ndata: [DONE]\n\n")
         return b"".join(out)
 

@@ -16,15 +16,20 @@ provider healthy, breaker not open). Every error is OpenAI's ``{"error": {...}}`
   the upstream call and records the request as cancelled.
 - A malformed request is a 400 naming the field before the door sees it (so nothing is paid for
   upstream): a wrong shape, a body nested past the decoder's stack, a token limit above every
-  model's context window, a tool schema ``check_tool_schemas`` refuses.
+  model's context window, a tool schema ``check_tool_schemas`` refuses, an option interlock cannot
+  honour (``unsupported_parameter``).
+- Every error's status, code and retry hints come from one table, ``_failures.FAILURES``
+  (rendered in docs/errors.md).
 - A stream starts only once its first event is in, so that a failure before the first token
   is still a real HTTP status; a failure after it is a ``data: {"error": ...}`` event, then the end.
+  Its response headers carry ``x-interlock-request-id`` and ``x-interlock-first-choice`` (the
+  door's ``on_plan``): how it was served is known only at its end, in the final chunk's
+  ``interlock`` member and the trailing SSE comments.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -43,8 +48,15 @@ from interlock._clock import Clock, RealClock
 from interlock._errors import InterlockError
 from interlock._types import ChatRequest, RouteEvent, StreamEvent
 from interlock.adapters.gateway._answers import Answer, ChunkWriter, route_headers
-from interlock.adapters.gateway._failures import HttpFailure, failure, http_failure
-from interlock.adapters.gateway._requests import check_tools, decode_error, sensitivity_of, to_chat_request, too_deep
+from interlock.adapters.gateway._failures import HttpFailure, failure, http_failure, routing_miss
+from interlock.adapters.gateway._requests import (
+    check_tools,
+    decode_error,
+    sensitivity_of,
+    to_chat_request,
+    too_deep,
+    unsupported_parameter,
+)
 from interlock.adapters.gateway._wire import ProviderStateOut, ReadinessOut
 from interlock.adapters.providers.openai._server_wire import ENCODER, REQUEST_DECODER, ModelListOut, ModelOut
 from interlock.policies._config import Config
@@ -52,7 +64,6 @@ from interlock.policies._config import Config
 Events = AsyncIterator[StreamEvent | RouteEvent]
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 _CLIENT_GONE = 499  # nginx's "client closed request": nobody reads it, the access log does
-_INVALID = "invalid_request_error"
 
 
 class VirtualKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -85,7 +96,7 @@ class GatewayDoor(Protocol):
 
     @property
     def config(self) -> Config: ...
-    def send(self, request: ChatRequest) -> Events: ...
+    def send(self, request: ChatRequest, *, on_plan: Callable[[str], None] | None = None) -> Events: ...
     async def health(self) -> Mapping[str, ProviderState]: ...
 
 
@@ -140,20 +151,30 @@ class _Gateway:
             raise decode_error(exc) from None
         except RecursionError:  # msgspec descends containers on the C stack: a deep body runs out of it
             raise too_deep(body) from None
+        unsupported = unsupported_parameter(wire)
+        if unsupported is not None:
+            problem = f"Unsupported parameter: {unsupported!r} is not supported by interlock."
+            raise _Reject(failure("unsupported_parameter", problem, param=unsupported))
         wall = self._clock.wall()
         # Time-ordered, like the ids the door gives (``new_request_id``, in actors/_router_actor.py).
         request_id = f"{int(wall * 1000):012x}{uuid.uuid4().hex[:16]}"
         chat = to_chat_request(
-            wire, tenant=who.tenant, caller=who.caller, metadata=_trace(request), request_id=request_id,
+            wire,
+            tenant=who.tenant,
+            caller=who.caller,
+            metadata=_trace(request),
+            request_id=request_id,
             sensitivity=sensitivity_of(request.headers.get("x-interlock-sensitivity")),
             max_tokens_ceiling=self._ceiling,
         )
         await check_tools(chat)  # before the door: a bad schema is never paid for upstream
-        events = self._door.send(chat)
         if wire.stream:
+            planned: list[str] = []
+            events = self._door.send(chat, on_plan=planned.append)
             usage = wire.stream_options is not None and wire.stream_options.include_usage
             writer = ChunkWriter(request_id, int(wall), wire.model, include_usage=usage)
-            return await _start_stream(request.receive, events, writer, route_headers(None, request_id))
+            return await _start_stream(request.receive, events, writer, lambda: _stream_headers(request_id, planned))
+        events = self._door.send(chat)
         answer = Answer()
 
         async def consume() -> None:
@@ -167,7 +188,7 @@ class _Gateway:
         if gone:
             return Response(status_code=_CLIENT_GONE)
         out = answer.completion(request_id, int(wall), wire.model)
-        return _json(out, headers=route_headers(answer.route, request_id))
+        return _json(out, headers=answer.headers(request_id))
 
     async def models(self, request: Request) -> Response:
         self._authenticate(request)
@@ -184,7 +205,7 @@ class _Gateway:
             if model.id == wanted:
                 return _json(ModelOut(model.id, model.provider))
         problem = f"no job or model named {wanted!r}"
-        raise _Reject(failure(404, problem, kind=_INVALID, param="model", code="model_not_found"))
+        raise _Reject(failure("model_not_found", problem, param="model"))
 
     def _catalog(self) -> list[ModelOut]:
         config = self._door.config
@@ -215,16 +236,16 @@ class _Gateway:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             message = "You didn't provide an API key: send it as 'Authorization: Bearer <key>'."
-            raise _Reject(failure(401, message, kind=_INVALID, code="missing_api_key"))
+            raise _Reject(failure("missing_api_key", message))
         who = self._keys.get(_digest(token))
         if who is None:
             message = f"Incorrect API key provided: {mask_key(token)}"
-            raise _Reject(failure(401, message, kind=_INVALID, code="invalid_api_key"))
+            raise _Reject(failure("invalid_api_key", message))
         return who
 
     async def _read_body(self, request: Request) -> bytes:
         limit = self._max_body
-        too_big = failure(413, f"the request body exceeds {limit} bytes", kind=_INVALID, code="request_too_large")
+        too_big = failure("request_too_large", f"the request body exceeds {limit} bytes")
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise _Reject(too_big)
@@ -237,15 +258,25 @@ class _Gateway:
                     raise _Reject(too_big)
                 chunks.append(chunk)
         except ClientDisconnect:
-            raise _Reject(failure(_CLIENT_GONE, "client closed the request", kind=_INVALID)) from None
+            raise _Reject(failure("cancelled", "client closed the request")) from None
         return b"".join(chunks)
 
 
 # -- streaming ----------------------------------------------------------------------------------
 
 
-async def _start_stream(receive: Receive, events: Events, writer: ChunkWriter, headers: dict[str, str]) -> Response:
-    """Wait for the first event (a failure before it is still an HTTP status), then stream."""
+def _stream_headers(request_id: str, planned: list[str]) -> dict[str, str]:
+    """A stream's headers, sent before its route is known: the request id and the job's first choice."""
+    headers = route_headers(None, request_id)
+    if planned and planned[0]:
+        headers["x-interlock-first-choice"] = planned[0]
+    return headers
+
+
+async def _start_stream(
+    receive: Receive, events: Events, writer: ChunkWriter, headers: Callable[[], dict[str, str]]
+) -> Response:
+    """Wait for the first event (a failure before it is still an HTTP status), then stream with ``headers()``."""
     first: list[StreamEvent | RouteEvent] = []
 
     async def pull() -> None:
@@ -262,8 +293,8 @@ async def _start_stream(receive: Receive, events: Events, writer: ChunkWriter, h
         await _aclose(events)
         if gone:
             return Response(status_code=_CLIENT_GONE)
-        raise _Reject(failure(500, "the answer ended before it started", kind="server_error"))
-    return _EventStream(events, first[0], writer, headers)
+        raise _Reject(failure("internal", "the answer ended before it started"))
+    return _EventStream(events, first[0], writer, headers())
 
 
 class _EventStream(Response):
@@ -349,10 +380,7 @@ def _guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Req
 
 
 def _error(fail: HttpFailure) -> Response:
-    headers = {} if fail.retry_after is None else {"retry-after": str(max(1, math.ceil(fail.retry_after)))}
-    if fail.should_retry is not None:
-        headers["x-should-retry"] = "true" if fail.should_retry else "false"
-    return _json(fail.body, status=fail.status, headers=headers)
+    return _json(fail.body, status=fail.status, headers=fail.headers())
 
 
 def _json(body: msgspec.Struct, *, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -363,13 +391,13 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     """Routing misses (404, 405) in OpenAI's error shape, keeping headers such as ``Allow``."""
     assert isinstance(exc, HTTPException)  # registered for HTTPException only
     message = f"{request.method} {request.url.path}: {exc.detail}"
-    response = _error(failure(exc.status_code, message, kind=_INVALID if exc.status_code < 500 else "server_error"))
+    response = _error(routing_miss(exc.status_code, message))
     response.headers.update(exc.headers or {})
     return response
 
 
 async def _internal(request: Request, exc: Exception) -> Response:
-    return _error(failure(500, "internal error in the gateway", kind="server_error", code="internal"))
+    return _error(failure("internal", "internal error in the gateway"))
 
 
 def _digest(key: str) -> bytes:

@@ -5,12 +5,18 @@ this module maps what it read, and turns a decoder's complaint into a ``RequestE
 the offending field: a value of the wrong shape, a body too deeply nested to decode (named by the
 path where it gets too deep), a token limit no model of the fleet could honour, a tool schema that
 cannot be checked (``check_tool_schemas``, named on the wire as ``tools[i].function.parameters``).
+
+An OpenAI option the canonical request cannot carry (``logprobs``, ``n`` above 1, penalties...)
+is refused by name when it is set to anything but its neutral value (``unsupported_parameter``):
+an answer without it would be silently other than what was asked. docs/errors.md lists them, and
+the few members that are read and dropped on purpose.
 Nothing here does I/O or reads a clock; a first-seen tool schema is checked in a worker thread.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import anyio.to_thread
 import msgspec
@@ -64,6 +70,32 @@ _TOOL_FIELD = re.compile(r"^tools\[(?P<i>\d+)\]\.parameters$")
 MAX_BODY_DEPTH = 256  # named in the error for a body the decoder could not descend
 _PATH_KEYS = 3  # the deep path is named down to its third key: ``tools[0].function.parameters``
 
+# Each option, and when it is set: to anything but the value that asks for nothing.
+_UNSUPPORTED: tuple[tuple[str, Callable[[ChatCompletionRequest], bool]], ...] = (
+    ("n", lambda b: (b.n or 1) > 1),
+    ("logprobs", lambda b: b.logprobs is True),
+    ("top_logprobs", lambda b: bool(b.top_logprobs)),
+    ("frequency_penalty", lambda b: bool(b.frequency_penalty)),
+    ("presence_penalty", lambda b: bool(b.presence_penalty)),
+    ("logit_bias", lambda b: bool(b.logit_bias)),
+    ("modalities", lambda b: b.modalities is not None and b.modalities != ["text"]),
+    ("audio", lambda b: b.audio is not None),
+    ("prediction", lambda b: b.prediction is not None),
+    ("functions", lambda b: bool(b.functions)),
+    ("function_call", lambda b: b.function_call is not None),
+    ("web_search_options", lambda b: b.web_search_options is not None),
+    ("reasoning_effort", lambda b: b.reasoning_effort is not None),
+    ("verbosity", lambda b: b.verbosity is not None),
+    ("service_tier", lambda b: b.service_tier not in (None, "auto", "default")),
+    ("store", lambda b: b.store is True),
+)
+UNSUPPORTED_PARAMETERS = tuple(name for name, _ in _UNSUPPORTED)
+
+
+def unsupported_parameter(body: ChatCompletionRequest) -> str | None:
+    """The first option of ``body`` that asks for what interlock cannot give, or None."""
+    return next((name for name, is_set in _UNSUPPORTED if is_set(body)), None)
+
 
 def sensitivity_of(header: str | None) -> Sensitivity:
     """The request's data sensitivity from ``x-interlock-sensitivity`` (default ``internal``)."""
@@ -95,6 +127,8 @@ def to_chat_request(
     extra = dict(body.metadata or {})
     if body.user is not None:
         extra["user"] = body.user
+    if body.safety_identifier is not None:
+        extra["safety_identifier"] = body.safety_identifier
     return ChatRequest(
         messages=tuple(_message(i, m) for i, m in enumerate(body.messages)),
         tools=tools,
@@ -165,6 +199,8 @@ def _assistant(field: str, m: AssistantMessageIn) -> Message:
         texts = [m.content]
     else:
         texts = [p.text if isinstance(p, WireTextPart) else p.refusal for p in m.content or ()]
+    if not any(texts) and m.refusal:  # an earlier refusal, sent back as OpenAI wrote it: content null
+        texts = [m.refusal]
     calls: list[Part] = [ToolCallPart(c.id, c.function.name, c.function.arguments) for c in m.tool_calls]
     if not texts and not calls:
         raise RequestError(f"{field}.content", "an assistant message needs content or tool_calls")

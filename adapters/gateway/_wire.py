@@ -14,8 +14,23 @@ from msgspec import UNSET, UnsetType
 from interlock.adapters.providers.openai._server_wire import ChatCompletionChunkOut, ChatCompletionOut
 
 
+class SkippedOut(msgspec.Struct, frozen=True):
+    """A candidate of the job's chain that was never called, and why (``context_window``, ``pii``...)."""
+
+    model: str
+    reason: str
+    detail: str
+
+
 class RouteOut(msgspec.Struct, frozen=True, kw_only=True):
-    """Extension member ``interlock``: which model served, what was degraded, what it cost."""
+    """Extension member ``interlock``: which model served, what was degraded, what it cost.
+
+    ``model`` is the config's name for the model that served, ``served_model`` the id the provider
+    says answered (``""`` when it did not say), ``first_choice`` the job's first choice (``""``
+    when the door did not say). ``usage_estimated``: the provider reported no usage, so ``usage``
+    is null and ``cost_cents`` was billed from an estimate. ``provider_finish_reason`` is the
+    provider's own finish reason (``end_turn``, ``SAFETY``, ``refusal``...) beside the mapped one.
+    """
 
     request_id: str
     model: str
@@ -27,6 +42,13 @@ class RouteOut(msgspec.Struct, frozen=True, kw_only=True):
     hedged: bool
     cost_cents: float
     attempts: int
+    first_choice: str = ""
+    served_model: str = ""
+    cache_hit: bool = False
+    usage_estimated: bool = False
+    provider_finish_reason: str = ""
+    aux_cost_cents: float = 0.0
+    skipped: list[SkippedOut] = []
 
 
 class RoutedCompletionOut(ChatCompletionOut, frozen=True, kw_only=True):

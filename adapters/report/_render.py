@@ -3,6 +3,8 @@
 Costs are shown in cents (four decimals below one cent, two above); rates as percentages with one
 decimal; latencies in whole milliseconds; hours in UTC. A missing figure shows as an em dash.
 The JSON form is the ``Rollup`` Struct itself, as msgspec encodes it: rates are fractions there.
+Models a floating alias served as another id (the provider's own model id differs from the configured
+one) follow the provider table as a footnote, one line each: ``alias: gpt-x -> gpt-x-2025-06-01``.
 The breaker transitions the ledger keeps (when, which provider, from, to, why) follow as their own
 table, and as the ``breaker_transitions`` key of the JSON form (``report_json``).
 """
@@ -145,6 +147,14 @@ def _providers_table(rollup: Rollup) -> Table:
     return table
 
 
+def alias_lines(rollup: Rollup) -> list[str]:
+    """The aliases footnote: one line per model served under another id than its configured one."""
+    return [
+        f"alias: {a.model} ({a.provider}) {a.configured_id} -> {a.served_model}, {a.attempts} answered"
+        for a in rollup.aliases
+    ]
+
+
 def describe_alert(alert: Alert) -> tuple[str, str, str]:
     """An alert as (kind, subject, detail) for a table row."""
     match alert:
@@ -209,6 +219,8 @@ def _render_tables(rollup: Rollup, console: Console) -> None:
     for build in (_models_table, _tasks_table, _spenders_table, _providers_table):
         if (table := build(rollup)).row_count:
             console.print(table)
+    for line in alias_lines(rollup):
+        console.print(line, markup=False, highlight=False)
     if rollup.alerts:
         console.print(_alerts_table(rollup))
     else:

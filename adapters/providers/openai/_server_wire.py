@@ -8,11 +8,13 @@ ending in ``Out`` are written by one.
 Reading comes in two strictnesses, each with its decoder:
 
 - ``REQUEST_DECODER`` (the gateway): a client's request, checked at the edge. Unknown fields are
-  ignored (clients send many options a gateway has no use for), but every shape or range error
-  names its JSON path, and a role or part the gateway cannot carry (``function``, ``input_audio``,
-  ``file``) fails there. It reuses ``_wire``'s shapes where they read exactly as strictly; the
-  request and the four ``In`` shapes below it exist because ``_wire``'s encode-side
-  counterparts would read more loosely (see the comment above them).
+  ignored (clients send many options a gateway has no use for), OpenAI's options that the
+  canonical request cannot carry are read so that the gateway can refuse them by name when set
+  (``logprobs``, ``n`` above 1...), every shape or range error names its JSON path, and a role
+  or part the gateway cannot carry (``function``, ``input_audio``, ``file``) fails there. It
+  reuses ``_wire``'s shapes where they read exactly as strictly; the request and the four ``In``
+  shapes below it exist because ``_wire``'s encode-side counterparts would read more loosely
+  (see the comment above them).
 - ``REQUEST_VIEW_DECODER`` (the simulator): only what a fake server acts on, every member
   defaulted and any role taken, so that it answers whatever a client under test sends.
 
@@ -110,9 +112,27 @@ class ChatCompletionRequest(msgspec.Struct, frozen=True):
     seed: int | None = None
     max_tokens: TokenLimit | None = None
     max_completion_tokens: TokenLimit | None = None
-    n: Annotated[int, msgspec.Meta(ge=1, le=1)] | None = None
+    n: Annotated[int, msgspec.Meta(ge=1)] | None = None
     user: str | None = None
     metadata: dict[str, str] | None = None
+    safety_identifier: str | None = None
+    # Read only to be refused when set (``unsupported_parameter``, in the gateway's ``_requests``):
+    # the canonical request cannot carry them, and answering without them would be silently wrong.
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
+    modalities: list[str] | None = None
+    audio: Any = None
+    prediction: Any = None
+    functions: Any = None
+    function_call: Any = None
+    web_search_options: Any = None
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
+    service_tier: str | None = None
+    store: bool | None = None
 
 
 REQUEST_DECODER = msgspec.json.Decoder(ChatCompletionRequest)
@@ -207,7 +227,7 @@ class MessageOut(msgspec.Struct, frozen=True, kw_only=True):
 
     role: str = "assistant"
     content: str | None
-    refusal: None = None
+    refusal: str | None = None
     tool_calls: list[ToolCallOut] | UnsetType = UNSET
     reasoning_content: str | UnsetType = UNSET
 
@@ -230,7 +250,7 @@ class ChatCompletionOut(msgspec.Struct, frozen=True, kw_only=True):
     model: str
     system_fingerprint: str | UnsetType = UNSET
     choices: list[ChoiceOut]
-    usage: UsageOut
+    usage: UsageOut | None  # null: the provider reported none (unknown, never zeros)
 
 
 class DeltaOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -238,6 +258,7 @@ class DeltaOut(msgspec.Struct, frozen=True, kw_only=True):
 
     role: str | UnsetType = UNSET
     content: str | UnsetType | None = UNSET
+    refusal: str | UnsetType | None = UNSET
     reasoning_content: str | UnsetType = UNSET
     tool_calls: list[ToolCallOut] | UnsetType = UNSET
 
@@ -254,7 +275,7 @@ class ChunkChoiceOut(msgspec.Struct, frozen=True, kw_only=True):
 class ChatCompletionChunkOut(msgspec.Struct, frozen=True, kw_only=True):
     """One SSE ``data:`` chunk of a streamed answer; the usage chunk has no choices.
 
-    ``usage`` is null in every chunk of a stream that asked for usage, except the last.
+    ``usage`` is null in every chunk but the usage chunk (sent when the stream asked for usage).
     """
 
     id: str
