@@ -81,11 +81,12 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
             yield Served(up, door, url, ledger)
 
 
-# (what the upstream does, the status the client gets, the row's error); the walk retries a 500 once
-FAILURES: dict[str, tuple[list[Step], int, str]] = {
-    "upstream_400": ([Refuse(400, "bad request")], 400, "bad_request"),
-    "upstream_401": ([Refuse(401, "bad key")], 502, "auth"),
-    "upstream_500": ([Refuse(500, "boom"), Refuse(500, "boom")], 502, "server_error"),
+# (what the upstream does, the status the client gets, the row's error, x-should-retry); the walk
+# retries a 500 once. An upstream 401 is interlock's own key refused: a 502 no client should retry.
+FAILURES: dict[str, tuple[list[Step], int, str, str]] = {
+    "upstream_400": ([Refuse(400, "bad request")], 400, "bad_request", "false"),
+    "upstream_401": ([Refuse(401, "bad key")], 502, "auth", "false"),
+    "upstream_500": ([Refuse(500, "boom"), Refuse(500, "boom")], 502, "server_error", "true"),
 }
 
 
@@ -93,12 +94,13 @@ FAILURES: dict[str, tuple[list[Step], int, str]] = {
 @pytest.mark.parametrize("case", sorted(FAILURES))
 async def test_failed_request_is_recorded_error_never_cancelled(served: Served, case: str, stream: bool) -> None:
     """An upstream 400, 401 or 500 reaches the client as a 4xx/5xx, and the ledger row says error, not cancelled."""
-    steps, status, kind = FAILURES[case]
+    steps, status, kind, should_retry = FAILURES[case]
     served.up.script.extend(steps)
     async with served.client() as client:
         with pytest.raises(openai.APIStatusError) as info:
             await client.chat.completions.create(model="default", messages=HELLO, stream=stream)
     assert info.value.status_code == status
+    assert info.value.response.headers["x-should-retry"] == should_retry
     rows = await served.outcomes()
     assert [outcome for outcome, _ in rows] == ["error"], rows
     assert rows[0][1] == kind

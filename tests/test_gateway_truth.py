@@ -254,3 +254,14 @@ def test_every_error_kind_has_one_row() -> None:
 def test_documented_error_table_is_the_gateways_own(document: str) -> None:
     """The error tables in the docs are ``error_table()`` verbatim: the docs cannot drift from the code."""
     assert error_table() in (ROOT / document).read_text()
+
+
+async def test_an_input_no_window_holds_is_context_length_exceeded(make_gateway: Any) -> None:
+    """No candidate's context window holds the input: OpenAI's ``context_length_exceeded``, a 400 not to retry."""
+    async with make_gateway(OPENAI_TEXT_NO_USAGE, "openai_compatible") as client:
+        huge: Any = [{"role": "user", "content": "word " * 100_000}]  # ~125k tokens by any estimate; windows hold 100k
+        with pytest.raises(openai.BadRequestError) as info:
+            await client.chat.completions.create(model="default", messages=huge)
+    assert info.value.code == "context_length_exceeded"
+    assert info.value.response.headers["x-should-retry"] == "false"
+    assert "context window" in info.value.message
