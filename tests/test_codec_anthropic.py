@@ -41,6 +41,7 @@ from interlock.adapters.providers.anthropic._codec import AnthropicCodec
 DATA = Path(__file__).parent / "data"
 KEY = "sk-ant-api03-SECRETSECRETSECRET"
 MODEL = "claude-sonnet-4-5-20250929"
+END_TURN = Finish("stop", provider_reason="end_turn", served_model=MODEL)
 STREAMS = ["anthropic_text.sse", "anthropic_thinking.sse", "anthropic_tools.sse", "anthropic_cache.sse"]
 
 
@@ -96,7 +97,7 @@ def test_text_stream_events() -> None:
         TextDelta(", wörld — ✓"),
         TextDelta("!\n"),
         UsageEvent(Usage(input_tokens=25, output_tokens=15)),
-        Finish("stop"),
+        Finish("stop", provider_reason="end_turn", served_model=MODEL),
     ]
 
 
@@ -108,7 +109,7 @@ def test_thinking_stream_keeps_text_and_signature_apart() -> None:
         ThinkingDelta(text="27 * 53 = 1431, sum 12231."),
         ThinkingDelta(signature="EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds3v8FT+aN/bi0fLeaKt6r0DB4Aq=="),
     ]
-    assert events[3:] == [TextDelta("27 * 453 = 12,231"), UsageEvent(Usage(48, 93)), Finish("stop")]
+    assert events[3:] == [TextDelta("27 * 453 = 12,231"), UsageEvent(Usage(48, 93)), END_TURN]
 
 
 def test_parallel_tool_use_blocks() -> None:
@@ -132,7 +133,7 @@ def test_parallel_tool_use_blocks() -> None:
         ToolCallDelta(3, third, "get_time"),
         ToolCallDone(3, third, "get_time", "{}"),
         UsageEvent(Usage(input_tokens=472, output_tokens=89)),
-        Finish("tool_calls"),
+        Finish("tool_calls", provider_reason="tool_use", served_model=MODEL),
     ]
     for done in (e for e in events if isinstance(e, ToolCallDone)):
         assert isinstance(json.loads(done.arguments), dict)
@@ -144,7 +145,7 @@ def test_cache_usage_is_not_double_counted() -> None:
     usage = next(e.usage for e in events if isinstance(e, UsageEvent))
     assert usage == Usage(input_tokens=21, output_tokens=12, cache_read_tokens=2051, cache_write_tokens=188)
     assert usage.total_input_tokens == 21 + 188 + 2051
-    assert events[-1] == Finish("length")
+    assert events[-1] == Finish("length", provider_reason="max_tokens", served_model=MODEL)
 
 
 def test_message_delta_usage_overrides_only_what_it_carries() -> None:
@@ -158,7 +159,8 @@ def test_message_delta_usage_overrides_only_what_it_carries() -> None:
         {"type": "message_delta", "delta": {}, "usage": {"input_tokens": 10, "output_tokens": 8}},
         {"type": "message_stop"},
     )
-    assert decode_all(data)[-2:] == [UsageEvent(Usage(10, 8, cache_read_tokens=4)), Finish("stop")]
+    end = Finish("stop", provider_reason="end_turn")
+    assert decode_all(data)[-2:] == [UsageEvent(Usage(10, 8, cache_read_tokens=4)), end]
 
 
 @pytest.mark.parametrize("name", STREAMS)
@@ -185,9 +187,10 @@ def test_every_stream_ends_with_one_usage_then_finish(name: str) -> None:
 )
 def test_stop_reasons(stop_reason: str, finish: str) -> None:
     """Every Anthropic stop reason maps to its canonical finish reason, streamed or not."""
-    assert decode_all(minimal_stream(stop_reason))[-1] == Finish(finish)  # type: ignore[arg-type]
+    expected = Finish(finish, provider_reason=stop_reason)  # type: ignore[arg-type]
+    assert decode_all(minimal_stream(stop_reason))[-1] == expected
     whole = {"content": [{"type": "text", "text": "Hi"}], "stop_reason": stop_reason, "usage": {}}
-    assert codec().decode_response(json.dumps(whole).encode(), MODEL)[-1] == Finish(finish)  # type: ignore[arg-type]
+    assert codec().decode_response(json.dumps(whole).encode(), MODEL)[-1] == expected
 
 
 def test_ping_unknown_events_and_blocks_are_skipped() -> None:
@@ -304,7 +307,7 @@ def test_malformed_ping_and_unknown_events_are_skipped_and_counted() -> None:
     junk = b"event: ping\ndata: {nope\n\n" + b"data: {nope\n\n" + b"event: future_event\ndata: [\n\n"
     events = decode_all(good[:cut] + junk + good[cut:])
     assert [e for e in events if isinstance(e, TextDelta)] == [TextDelta("Hi")]
-    assert events[-1] == Finish("stop", skipped_events=3)
+    assert events[-1] == Finish("stop", skipped_events=3, provider_reason="end_turn")
 
 
 def test_malformed_delta_in_a_thinking_block_fails() -> None:
@@ -361,7 +364,7 @@ def test_decode_response_gives_stream_shaped_events() -> None:
         ToolCallDelta(2, call, "get_weather", args),
         ToolCallDone(2, call, "get_weather", args),
         UsageEvent(Usage(input_tokens=30, output_tokens=55, cache_read_tokens=2000, cache_write_tokens=100)),
-        Finish("tool_calls"),
+        Finish("tool_calls", provider_reason="tool_use", served_model=MODEL),
     ]
 
 
@@ -377,6 +380,7 @@ def test_decode_response_matches_the_equivalent_stream() -> None:
         ],
         "stop_reason": "tool_use",
         "usage": {"input_tokens": 472, "output_tokens": 89},
+        "model": MODEL,
     }
     whole = codec().decode_response(json.dumps(message).encode(), MODEL)
 

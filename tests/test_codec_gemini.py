@@ -114,7 +114,7 @@ def test_text_stream_with_cached_usage() -> None:
         TextDelta("Bonjour"),
         TextDelta(", le monde é!"),
         UsageEvent(Usage(input_tokens=186, output_tokens=47, cache_read_tokens=1024)),
-        Finish("stop"),
+        Finish("stop", provider_reason="STOP", served_model=MODEL),
     ]
 
 
@@ -127,7 +127,7 @@ def test_thought_parts_and_signature() -> None:
         TextDelta("42"),
         ThinkingDelta(signature="CiQBVKhc7oKZ+sig=="),
         UsageEvent(Usage(input_tokens=12, output_tokens=26)),
-        Finish("stop"),
+        Finish("stop", provider_reason="STOP", served_model=MODEL),
     ]
 
 
@@ -143,7 +143,7 @@ def test_function_calls_arrive_whole() -> None:
         ToolCallDelta(1, "fc-7", "get_time", time),
         ToolCallDone(1, "fc-7", "get_time", time),
         UsageEvent(Usage(input_tokens=88, output_tokens=21)),
-        Finish("tool_calls"),
+        Finish("tool_calls", provider_reason="STOP", served_model=MODEL),
     ]
 
 
@@ -190,7 +190,7 @@ def test_decode_response_matches_the_stream() -> None:
     )
     from_body = codec().decode_response(json.dumps(whole).encode(), MODEL)
     assert from_body == decode_all([sse(whole)])
-    assert from_body[-2:] == [UsageEvent(Usage(30, 5, 20)), Finish("tool_calls")]
+    assert from_body[-2:] == [UsageEvent(Usage(30, 5, 20)), Finish("tool_calls", provider_reason="STOP")]
 
 
 def test_decode_response_rejects_malformed_json() -> None:
@@ -225,7 +225,7 @@ def test_decode_response_rejects_malformed_json() -> None:
 def test_finish_reasons(wire: str, canonical: FinishReason) -> None:
     """Each documented finishReason maps to its canonical reason; unknown ones are not assumed benign."""
     events = decode_all([sse(chunk([{"text": "x"}], wire))])
-    assert events[-1] == Finish(canonical)
+    assert events[-1] == Finish(canonical, provider_reason=wire)
 
 
 def test_usage_keeps_the_last_report_and_counts_tool_use_prompt() -> None:
@@ -239,18 +239,18 @@ def test_usage_keeps_the_last_report_and_counts_tool_use_prompt() -> None:
     assert decode_all([sse(first, last)])[-2] == UsageEvent(Usage(input_tokens=17, output_tokens=5))
 
 
-def test_usage_absent_is_zero() -> None:
-    """A stream that reports no usage still ends with exactly one (zero) usage event and one finish."""
+def test_usage_absent_is_unknown() -> None:
+    """A stream that reports no usage ends with one finish and no usage event: unknown, not zeros."""
     events = decode_all([sse(chunk([{"text": "a"}], "STOP"))])
-    assert events[-2:] == [UsageEvent(Usage()), Finish("stop")]
-    assert sum(isinstance(e, UsageEvent | Finish) for e in events) == 2
+    assert events[-1] == Finish("stop", provider_reason="STOP")
+    assert sum(isinstance(e, UsageEvent | Finish) for e in events) == 1
 
 
 def test_usage_arriving_after_the_finish_reason_is_used() -> None:
     """Usage in a chunk after finishReason is still the one reported, and events end once."""
     usage_only = {"usageMetadata": {"promptTokenCount": 4, "candidatesTokenCount": 9}}
     events = decode_all([sse(chunk([{"text": "a"}], "STOP"), usage_only)])
-    assert events == [TextDelta("a"), UsageEvent(Usage(4, 9)), Finish("stop")]
+    assert events == [TextDelta("a"), UsageEvent(Usage(4, 9)), Finish("stop", provider_reason="STOP")]
 
 
 def test_prompt_block_reason_is_content_policy() -> None:

@@ -21,6 +21,7 @@ from interlock._types import (
     JsonObjectFormat,
     JsonSchemaFormat,
     Message,
+    RefusalDelta,
     StreamEvent,
     TextDelta,
     TextFormat,
@@ -109,7 +110,7 @@ def test_text_stream_decodes_to_deltas_usage_and_finish() -> None:
         TextDelta(", ça"),
         TextDelta(" va ? 👋"),
         UsageEvent(Usage(input_tokens=86, output_tokens=300, cache_read_tokens=1920)),
-        Finish("stop"),
+        Finish("stop", provider_reason="stop", served_model="gpt-4.1-2025-04-14"),
     ]
 
 
@@ -140,7 +141,7 @@ def test_parallel_tool_calls_interleaved_by_index() -> None:
         ToolCallDone(0, "call_Wx1a", "get_weather", '{"city":"Paris"}'),
         ToolCallDone(1, "call_Tm2b", "get_time", '{"tz":"CET"}'),
         UsageEvent(Usage(input_tokens=82, output_tokens=41)),
-        Finish("tool_calls"),
+        Finish("tool_calls", provider_reason="tool_calls", served_model="gpt-4o-2024-08-06"),
     ]
 
 
@@ -152,7 +153,7 @@ def test_compatible_reasoning_stream_gives_thinking_then_text() -> None:
         ThinkingDelta(" That is 4."),
         TextDelta("4"),
         UsageEvent(Usage(input_tokens=13, output_tokens=25)),
-        Finish("stop"),
+        Finish("stop", provider_reason="stop", served_model="deepseek-reasoner"),
     ]
 
 
@@ -170,14 +171,14 @@ def test_compatible_reasoning_stream_gives_thinking_then_text() -> None:
 def test_every_finish_reason_maps(wire: str, canonical: str) -> None:
     """Each wire finish reason maps to its canonical one; legacy function_call means tool_calls."""
     raw = _sse(_chunk({"content": "x"}), _chunk({}, wire), _chunk(usage=_usage()), "[DONE]")
-    assert _decode(raw)[-1] == Finish(canonical)  # type: ignore[arg-type]
+    assert _decode(raw)[-1] == Finish(canonical, provider_reason=wire, served_model=MODEL)  # type: ignore[arg-type]
 
 
 def test_stop_with_tool_calls_is_reported_as_tool_calls() -> None:
     """A forced named tool ends with finish_reason stop on the wire; the canonical finish is tool_calls."""
     call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
     raw = _sse(_chunk({"tool_calls": [call]}), _chunk({}, "stop"), "[DONE]")
-    assert _decode(raw)[-2:] == [UsageEvent(Usage()), Finish("tool_calls")]
+    assert _decode(raw)[-1:] == [Finish("tool_calls", provider_reason="stop", served_model=MODEL)]
 
 
 def test_legacy_function_call_delta_is_tool_call_zero() -> None:
@@ -190,7 +191,7 @@ def test_legacy_function_call_delta_is_tool_call_zero() -> None:
     )
     events = _decode(raw)
     assert ToolCallDone(0, "call_0", "lookup", '{"q":1}') in events
-    assert events[-1] == Finish("tool_calls")
+    assert events[-1] == Finish("tool_calls", provider_reason="function_call", served_model=MODEL)
 
 
 def test_tool_fragments_without_index_are_keyed_by_id() -> None:
@@ -214,29 +215,33 @@ def test_reasoning_field_also_gives_thinking() -> None:
     assert _decode(raw, compatible=True)[:2] == [ThinkingDelta("hmm"), TextDelta("ok")]
 
 
-def test_refusal_is_answer_text() -> None:
-    """A structured-output refusal streams as text so the caller sees why there is no JSON."""
+def test_refusal_is_its_own_channel() -> None:
+    """A structured-output refusal streams as ``RefusalDelta``, never as answer text."""
     raw = _sse(_chunk({"refusal": "I can't help with that."}), _chunk({}, "stop"), "[DONE]")
-    assert _decode(raw)[0] == TextDelta("I can't help with that.")
+    events = _decode(raw)
+    assert events[0] == RefusalDelta("I can't help with that.")
+    assert not [e for e in events if isinstance(e, TextDelta)]
 
 
 def test_usage_before_finish_still_ends_with_usage_then_finish() -> None:
     """Whatever order the wire used, the stream ends with exactly one UsageEvent then one Finish."""
     raw = _sse(_chunk({"content": "a"}), _chunk(usage=_usage(7, 3)), _chunk({}, "length"), "[DONE]")
     events = _decode(raw)
-    assert events == [TextDelta("a"), UsageEvent(Usage(input_tokens=7, output_tokens=3)), Finish("length")]
+    usage = UsageEvent(Usage(input_tokens=7, output_tokens=3))
+    assert events == [TextDelta("a"), usage, Finish("length", provider_reason="length", served_model=MODEL)]
 
 
-def test_stream_without_usage_chunk_reports_zero_usage_once() -> None:
-    """A server that ignores stream_options still ends with one (empty) UsageEvent and one Finish."""
+def test_stream_without_usage_chunk_reports_no_usage() -> None:
+    """A server that ignores stream_options ends with one Finish and no UsageEvent: unknown, not zeros."""
     events = _decode(_sse(_chunk({"content": "a"}, "stop"), "[DONE]"))
-    assert [e for e in events if isinstance(e, UsageEvent | Finish)] == [UsageEvent(Usage()), Finish("stop")]
+    finish = Finish("stop", provider_reason="stop", served_model=MODEL)
+    assert [e for e in events if isinstance(e, UsageEvent | Finish)] == [finish]
 
 
 def test_bytes_after_done_are_ignored() -> None:
     """Nothing after data: [DONE] produces events or errors."""
     raw = _sse(_chunk({"content": "a"}, "stop"), "[DONE]") + b"data: {garbage\n\n"
-    assert _decode(raw)[-1] == Finish("stop")
+    assert _decode(raw)[-1] == Finish("stop", provider_reason="stop", served_model=MODEL)
 
 
 # -- usage normalization ---------------------------------------------------------------------
@@ -293,7 +298,8 @@ def test_missing_done_ends_normally_in_compatible_mode() -> None:
     """A compatible server that closes after the finish reason without [DONE] ends the answer normally."""
     raw = _sse(_chunk({"content": "whole"}), _chunk({}, "stop"), _chunk(usage=_usage(3, 1)))
     events = _decode(raw, compatible=True)
-    assert events == [TextDelta("whole"), UsageEvent(Usage(input_tokens=3, output_tokens=1)), Finish("stop")]
+    finish = Finish("stop", provider_reason="stop", served_model=MODEL)
+    assert events == [TextDelta("whole"), UsageEvent(Usage(input_tokens=3, output_tokens=1)), finish]
 
 
 @pytest.mark.parametrize("compatible", [False, True])
@@ -447,7 +453,7 @@ def test_completion_body_gives_the_stream_end_events() -> None:
     assert _codec().decode_response(body, MODEL) == [
         TextDelta("Hi there"),
         UsageEvent(Usage(input_tokens=176, output_tokens=40, cache_read_tokens=1024)),
-        Finish("stop"),
+        Finish("stop", provider_reason="stop", served_model=MODEL),
     ]
 
 
@@ -464,7 +470,7 @@ def test_completion_with_tool_calls_and_reasoning() -> None:
         ToolCallDone(0, "call_a", "f", '{"a":1}'),
         ToolCallDone(1, "call_b", "g", "{}"),
     ]
-    assert events[-1] == Finish("tool_calls")
+    assert events[-1] == Finish("tool_calls", provider_reason="tool_calls", served_model=MODEL)
 
 
 def test_completion_with_legacy_function_call() -> None:
@@ -472,7 +478,7 @@ def test_completion_with_legacy_function_call() -> None:
     body = _completion({"content": None, "function_call": {"name": "f", "arguments": "{}"}}, "function_call")
     events = _codec().decode_response(body, MODEL)
     assert events[0] == ToolCallDone(0, "call_0", "f", "{}")
-    assert events[-1] == Finish("tool_calls")
+    assert events[-1] == Finish("tool_calls", provider_reason="function_call", served_model=MODEL)
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,7 @@ TAIL = (
     + _event("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": USAGE})
     + _event("message_stop", {"type": "message_stop"})
 )
-DONE = [UsageEvent(Usage(input_tokens=7, output_tokens=2)), Finish("stop")]
+DONE = [UsageEvent(Usage(input_tokens=7, output_tokens=2)), Finish("stop", provider_reason="end_turn")]
 
 
 @contextlib.asynccontextmanager

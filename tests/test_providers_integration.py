@@ -19,6 +19,7 @@ from interlock._secret import Secret
 from interlock._types import (
     ChatRequest,
     Finish,
+    FinishReason,
     Message,
     StreamEvent,
     TextDelta,
@@ -143,6 +144,20 @@ def text_of(events: list[StreamEvent]) -> str:
     return "".join(e.text for e in events if isinstance(e, TextDelta))
 
 
+# What each format's simulator says for a canonical finish reason (the Finish keeps it raw).
+_RAW_FINISH = {
+    "openai": {"stop": "stop", "length": "length", "tool_calls": "tool_calls"},
+    "anthropic": {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"},
+    "gemini": {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP"},
+}
+
+
+def finish_as(fmt: str, reason: FinishReason, model: str = "sim-text") -> Finish:
+    """The Finish a simulator answer of ``fmt`` ends with: the raw reason and the model that served it."""
+    raw = _RAW_FINISH["openai" if fmt.startswith("openai") else fmt][reason]
+    return Finish(reason, provider_reason=raw, served_model=model)
+
+
 def usage_of(events: list[StreamEvent]) -> Usage:
     (usage,) = [e.usage for e in events if isinstance(e, UsageEvent)]
     return usage
@@ -153,13 +168,13 @@ def usage_of(events: list[StreamEvent]) -> Usage:
 
 @pytest.mark.parametrize("stream", [True, False])
 @pytest.mark.anyio
-async def test_text_answer_ends_with_one_usage_and_finish(sim: Simulator, make: Make, stream: bool) -> None:
+async def test_text_answer_ends_with_one_usage_and_finish(sim: Simulator, make: Make, fmt: str, stream: bool) -> None:
     """A text answer: its words, then exactly one UsageEvent and one Finish(stop), in that order."""
     events, error = await run(make(sim.url), "sim-text", stream=stream)
     assert error is None
     assert len(text_of(events).split()) == 12
     assert [type(e) for e in events[-2:]] == [UsageEvent, Finish]
-    assert events[-1] == Finish("stop")
+    assert events[-1] == finish_as(fmt, "stop")
     assert sum(isinstance(e, UsageEvent | Finish) for e in events) == 2
     usage = usage_of(events)
     assert usage.output_tokens == 12
@@ -205,7 +220,7 @@ async def test_max_tokens_cuts_the_answer_with_finish_length(
     events, error = await run(make(sim.url), "sim-text", request, stream=stream)
     assert error is None
     assert len(text_of(events).split()) == 5
-    assert events[-1] == Finish("length")
+    assert events[-1] == finish_as(fmt, "length")
     (body,) = sim.stats("sim-text").bodies
     if fmt == "openai":
         assert body["max_completion_tokens"] == 5
@@ -215,7 +230,7 @@ async def test_max_tokens_cuts_the_answer_with_finish_length(
 
 @pytest.mark.parametrize("stream", [True, False])
 @pytest.mark.anyio
-async def test_forced_tool_call(sim: Simulator, make: Make, stream: bool) -> None:
+async def test_forced_tool_call(sim: Simulator, make: Make, fmt: str, stream: bool) -> None:
     """A forced tool comes back as one complete ToolCallDone and finish tool_calls."""
     events, error = await run(make(sim.url), "sim-text", TOOLS, stream=stream)
     assert error is None
@@ -224,7 +239,7 @@ async def test_forced_tool_call(sim: Simulator, make: Make, stream: bool) -> Non
     assert done.id
     assert msgspec.json.decode(done.arguments) == {"city": "sim"}
     assert text_of(events) == ""
-    assert events[-1] == Finish("tool_calls")
+    assert events[-1] == finish_as(fmt, "tool_calls")
     if stream:
         assert any(isinstance(e, ToolCallDelta) and e.name == "get_weather" for e in events)
 

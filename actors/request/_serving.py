@@ -83,6 +83,9 @@ class RequestRails:
     verifiers: dict[str, tuple[Verifier, ...]] = field(default_factory=dict)  # Python-side, per job
 
 
+Events = AsyncGenerator[StreamEvent | RouteEvent]
+
+
 @dataclass(frozen=True, kw_only=True)
 class ServingContext:
     """What every request of one door shares: the actors it talks to, the rails, the clock."""
@@ -96,17 +99,11 @@ class ServingContext:
     in_flight: InFlight
 
 
-OnPlan = Callable[[str], None]
+OnPlan = Callable[[str], None]  # hears the job's first choice once planned, before the first event
 
 
-def serve(
-    ctx: ServingContext, request: ChatRequest, on_plan: OnPlan | None = None
-) -> AsyncGenerator[StreamEvent | RouteEvent]:
-    """The events of ``request`` (then one ``RouteEvent``), served in the task that iterates them.
-
-    ``on_plan`` hears the job's first choice once the request is planned, before its first event
-    (the gateway names it in a stream's headers, which go out before the route is known).
-    """
+def serve(ctx: ServingContext, request: ChatRequest, on_plan: OnPlan | None = None) -> Events:
+    """The events of ``request`` (then one ``RouteEvent``), served in the task that iterates them."""
     if not request.request_id:
         request = msgspec.structs.replace(request, request_id=new_request_id(ctx.clock.wall()))
     return Serving(ctx, request, on_plan).events()

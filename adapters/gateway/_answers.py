@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import msgspec
 
+from interlock._errors import InterlockError
 from interlock._types import (
     Finish,
     FinishReason,
@@ -32,6 +33,7 @@ from interlock._types import (
     Usage,
     UsageEvent,
 )
+from interlock.adapters.gateway._failures import http_failure
 from interlock.adapters.gateway._tool_calls import ToolCallIds
 from interlock.adapters.gateway._wire import RoutedChunkOut, RoutedCompletionOut, RouteOut, SkippedOut
 from interlock.adapters.providers.openai._server_wire import (
@@ -39,7 +41,6 @@ from interlock.adapters.providers.openai._server_wire import (
     ChoiceOut,
     ChunkChoiceOut,
     DeltaOut,
-    ErrorOut,
     FunctionCallOut,
     MessageOut,
     PromptDetailsOut,
@@ -256,6 +257,6 @@ class ChunkWriter:
         return b"data: " + ENCODER.encode(chunk) + b"\n\n"
 
     @staticmethod
-    def error(body: ErrorOut) -> bytes:
-        """The SSE event that ends a stream which failed after its first chunk."""
-        return b"data: " + ENCODER.encode(body) + b"\n\n"
+    def fail(error: InterlockError) -> bytes:
+        """The SSE event that ends a stream which failed after its first chunk: OpenAI's error body."""
+        return b"data: " + ENCODER.encode(http_failure(error).body) + b"\n\n"

@@ -4,9 +4,12 @@ A codec is pure: it turns a canonical request into a wire request, wire bytes in
 stream events, and an HTTP failure into a typed ``ProviderError``. It does no I/O, so it is
 tested on recorded byte streams; the transport in ``_http`` runs any codec over httpx2.
 
-Every decoder emits, at the end of a successful answer, exactly one ``UsageEvent`` followed by
-one ``Finish``, whatever order the provider sends them in; the ``Finish`` carries how many
-malformed events the stream skipped (``MalformedEvents``).
+Every decoder emits, at the end of a successful answer, one ``UsageEvent`` if the provider
+reported usage (none when it did not: unknown is not zero) followed by one ``Finish``, whatever
+order the provider sends them in. The ``Finish`` carries how many malformed events the stream
+skipped (``MalformedEvents``), the provider's own finish reason and the model id the response
+says answered. A refusal is ``RefusalDelta``, never text. An error raised after the provider
+reported usage carries that usage (``ProviderError.usage``): it was billed all the same.
 """
 
 from __future__ import annotations

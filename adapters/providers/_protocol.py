@@ -47,7 +47,8 @@ class ProviderAdapter(Protocol):
         """Run one call, yielding canonical events; the caller iterates it in one task.
 
         With ``stream=False`` the provider is asked for a whole response, and its events are
-        yielded at once. Ends with one ``UsageEvent`` and one ``Finish``. Closing the iterator
+        yielded at once. Ends with one ``Finish``, after one ``UsageEvent`` when the provider
+        reported usage (none when it did not). Closing the iterator
         early (or cancelling the task) releases the connection or process at once.
         """
         ...

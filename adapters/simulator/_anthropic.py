@@ -4,7 +4,9 @@ Facts from Anthropic's API reference: a stream is named SSE events, ``message_st
 with empty content and the input usage), per block ``content_block_start`` / ``_delta`` /
 ``_stop`` (``text_delta`` or ``input_json_delta`` fragments of a ``tool_use`` input), ``ping``s,
 then ``message_delta`` (stop reason, cumulative usage) and ``message_stop``. Cache reads are
-reported in ``cache_read_input_tokens``, outside ``input_tokens``.
+reported in ``cache_read_input_tokens``, outside ``input_tokens``. A refusal is
+``stop_reason: "refusal"`` after the text streamed so far; an error mid-stream is an ``error``
+event (``{"type": "error", "error": {...}}``) in place of the rest of the stream.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from interlock.adapters.simulator._wire import (
     SENTINEL,
@@ -93,7 +96,7 @@ class AMessage(msgspec.Struct, frozen=True, kw_only=True, tag="message", tag_fie
     content: list[ATextBlock | AToolUse]
     stop_reason: str | None
     stop_sequence: None = None
-    usage: AUsage
+    usage: AUsage | UnsetType = UNSET
 
 
 class AMessageStart(msgspec.Struct, frozen=True, tag="message_start", tag_field="type"):
@@ -145,7 +148,7 @@ class AMessageDelta(msgspec.Struct, frozen=True, tag="message_delta", tag_field=
     """``message_delta`` event: stop reason and cumulative usage."""
 
     delta: AStop
-    usage: AUsage
+    usage: AUsage | UnsetType = UNSET
 
 
 class AMessageStop(msgspec.Struct, frozen=True, tag="message_stop", tag_field="type"):
@@ -182,11 +185,15 @@ def _event(obj: msgspec.Struct) -> bytes:
     return sse(_enc.encode(obj), str(type(obj).__struct_config__.tag))
 
 
-def _usage(r: Reply, output: int) -> AUsage:
+def _usage(r: Reply, output: int) -> AUsage | UnsetType:
+    if not r.reports_usage:
+        return UNSET
     return AUsage(r.input_tokens - r.cached_tokens, output, cache_read_input_tokens=r.cached_tokens)
 
 
 def _stop_reason(r: Reply) -> str:
+    if r.refusal:
+        return "refusal"
     return "tool_use" if r.calls else "max_tokens" if r.truncated else "end_turn"
 
 
@@ -214,7 +221,9 @@ class AnthropicWire:
     def body(self, r: Reply) -> bytes:
         """A non-stream ``Message``."""
         blocks: list[ATextBlock | AToolUse] = [AToolUse(c.id, c.name, msgspec.Raw(c.arguments)) for c in r.calls]
-        content = blocks or [ATextBlock(words_text(r.words))]
+        if not blocks and (r.words or not r.refusal):  # a refusal before any word has no content
+            blocks = [ATextBlock(words_text(r.words))]
+        content = blocks
         usage = _usage(r, r.output_tokens)
         return _enc.encode(AMessage(id=r.id, model=r.model, content=content, stop_reason=_stop_reason(r), usage=usage))
 
@@ -230,9 +239,14 @@ class AnthropicWire:
             frames = _event(ABlockStart(k, AToolUse(c.id, c.name, _EMPTY)))
             frames += b"".join(_event(ABlockDelta(k, AJsonDelta(p))) for p in split_args(c.arguments))
             calls.append(frames + _event(ABlockStop(k)))
+        template = StreamTemplate(_event(ABlockDelta(0, ATextDelta(SENTINEL))))
+        if r.error_status:
+            # message_start carried the usage; the error event ends the stream in place of the rest.
+            error = sse(self.error(r.error_status, "simulated error after usage"), "error")
+            return StreamParts(head, template, (), error)
         tail = b"" if r.calls else _event(ABlockStop(0))
         tail += _event(AMessageDelta(AStop(_stop_reason(r)), _usage(r, r.output_tokens))) + _event(AMessageStop())
-        return StreamParts(head, StreamTemplate(_event(ABlockDelta(0, ATextDelta(SENTINEL)))), tuple(calls), tail)
+        return StreamParts(head, template, tuple(calls), tail)
 
     def error(self, status: int, message: str) -> bytes:
         """An Anthropic error body for ``status``."""

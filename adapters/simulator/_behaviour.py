@@ -113,9 +113,41 @@ class Malformed(msgspec.Struct, frozen=True, tag="malformed", tag_field="kind"):
     after_tokens: int = 1
 
 
+class Refusal(msgspec.Struct, frozen=True, tag="refusal", tag_field="kind"):
+    """The model refuses, after ``after_tokens`` words of answer text, in its dialect's own way.
+
+    OpenAI: ``text`` as ``delta.refusal`` fragments (``message.refusal`` in a body), finish
+    ``stop``. Anthropic: ``stop_reason: "refusal"`` (it sends no refusal text; the words before
+    it stay). Gemini: ``finishReason: "SAFETY"``. Tool calls are never made.
+    """
+
+    text: str = "I'm sorry, but I can't help with that."
+    after_tokens: int = 0
+
+
+class NoUsage(msgspec.Struct, frozen=True, tag="no_usage", tag_field="kind"):
+    """A normal answer that reports no usage: no usage chunk, ``usage: null``, no ``usageMetadata``.
+
+    Anthropic's ``message_start`` and ``message_delta`` go out without their ``usage`` member.
+    """
+
+
+class ErrorAfterUsage(msgspec.Struct, frozen=True, tag="error_after_usage", tag_field="kind"):
+    """A stream that reports usage after ``after_tokens`` words, then ends with an in-band error event.
+
+    OpenAI: a usage chunk then ``data: {"error": ...}`` (no ``[DONE]``); Anthropic: the usage of
+    ``message_start``, then ``event: error``; Gemini: a chunk with ``usageMetadata``, then an
+    ``{"error": ...}`` chunk. ``status`` picks the error's type in each dialect (503/529
+    overloaded, 429 rate limit, else server error). A non-stream request gets HTTP ``status``.
+    """
+
+    after_tokens: int = 2
+    status: int = 503
+
+
 Fault = (
     Normal | RateLimit | ServerError | Unavailable | Overloaded | Reset
-    | StallHeaders | StallFirstToken | Drop | Malformed
+    | StallHeaders | StallFirstToken | Drop | Malformed | Refusal | NoUsage | ErrorAfterUsage
 )
 
 STATUS_OF: dict[type[Fault], int] = {RateLimit: 429, ServerError: 500, Unavailable: 503, Overloaded: 529}
@@ -160,6 +192,8 @@ class Behaviour(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     (a forcing ``tool_choice`` always gets them). ``cached_fraction``: share of the input tokens
     reported as read from the provider's prompt cache. ``review_accept_p``: probability that a
     review request (a prompt asking for an ``ACCEPT``/``REJECT`` verdict) is answered ``ACCEPT:``.
+    ``served_model``: the model id the answers say served them (``model``, ``modelVersion``), as a
+    floating alias names a dated snapshot; empty: the id the request asked for.
     """
 
     ttft: Dist = Fixed(0.0)
@@ -172,6 +206,7 @@ class Behaviour(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     cached_fraction: float = 0.0
     faults: tuple[Chance, ...] = ()
     review_accept_p: float = 0.8
+    served_model: str = ""
 
 
 class SimConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

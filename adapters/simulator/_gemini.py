@@ -4,7 +4,10 @@ Facts from Google's Gemini API reference: the model and the method are in the pa
 (``models/{model}:generateContent`` or ``:streamGenerateContent?alt=sse``); JSON is camelCase;
 a stream is ``data:`` frames, each a whole ``GenerateContentResponse``, and simply ends (no
 sentinel); a tool call is a ``functionCall`` part with finish reason ``STOP``; usage is in
-``usageMetadata`` with ``cachedContentTokenCount`` counted within ``promptTokenCount``.
+``usageMetadata`` with ``cachedContentTokenCount`` counted within ``promptTokenCount``;
+``modelVersion`` names the model that answered. A refusal is a last candidate with
+``finishReason: "SAFETY"`` and no content; an error mid-stream is a frame holding only
+``{"error": {...}}``, after a frame whose ``usageMetadata`` counts what was sent so far.
 """
 
 from __future__ import annotations
@@ -95,7 +98,7 @@ class GContent(msgspec.Struct, frozen=True):
 class GCandidate(msgspec.Struct, frozen=True, rename="camel"):
     """A response candidate."""
 
-    content: GContent
+    content: GContent | UnsetType = UNSET
     finish_reason: str | UnsetType = UNSET
     index: int = 0
 
@@ -158,6 +161,8 @@ def _usage(r: Reply) -> GUsage:
 
 
 def _finish(r: Reply) -> str:
+    if r.refusal:
+        return "SAFETY"
     return "MAX_TOKENS" if r.truncated and not r.calls else "STOP"
 
 
@@ -196,14 +201,18 @@ class GeminiWire:
         limit = req.generation_config.max_output_tokens if req.generation_config else None
         return Ask(model, stream, True, chars, tools, mode, forced, limit)
 
-    def _response(self, r: Reply, parts: list[GPart], final: bool) -> GResponse:
-        candidate = GCandidate(GContent(parts), _finish(r) if final else UNSET)
-        return GResponse([candidate], r.model, r.id, _usage(r) if final else UNSET)
+    def _response(self, r: Reply, parts: list[GPart], final: bool, usage: bool = False) -> GResponse:
+        # A safety stop comes without content: what was said before it went out in earlier frames.
+        content: GContent | UnsetType = UNSET if final and r.refusal and not parts else GContent(parts)
+        candidate = GCandidate(content, _finish(r) if final else UNSET)
+        reported = (final or usage) and r.reports_usage
+        return GResponse([candidate], r.model, r.id, _usage(r) if reported else UNSET)
 
     def body(self, r: Reply) -> bytes:
         """A non-stream ``GenerateContentResponse``."""
         calls = [GPart(function_call=GFunctionCall(c.name, msgspec.Raw(c.arguments))) for c in r.calls]
-        return _enc.encode(self._response(r, calls or [GPart(words_text(r.words))], True))
+        text = [GPart(words_text(r.words))] if r.words or not r.refusal else []
+        return _enc.encode(self._response(r, calls or text, True))
 
     def stream(self, r: Reply, include_usage: bool) -> StreamParts:
         """``alt=sse`` frames; a tool-call reply is one final frame."""
@@ -211,7 +220,11 @@ class GeminiWire:
         if r.calls:
             parts = [GPart(function_call=GFunctionCall(c.name, msgspec.Raw(c.arguments))) for c in r.calls]
             return StreamParts(b"", template, (sse(_enc.encode(self._response(r, parts, True)), sep=_SEP),), b"")
-        tail = sse(_enc.encode(self._response(r, [GPart("")], True)), sep=_SEP)
+        if r.error_status:
+            counted = sse(_enc.encode(self._response(r, [GPart("")], False, usage=True)), sep=_SEP)
+            error = sse(self.error(r.error_status, "simulated error after usage"), sep=_SEP)
+            return StreamParts(b"", template, (), counted + error)
+        tail = sse(_enc.encode(self._response(r, [] if r.refusal else [GPart("")], True)), sep=_SEP)
         return StreamParts(b"", template, (), tail)
 
     def error(self, status: int, message: str) -> bytes:

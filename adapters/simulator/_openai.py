@@ -4,7 +4,9 @@ Facts from OpenAI's API reference: a stream is ``data:`` frames of ``chat.comple
 with ``data: [DONE]``; the first delta carries the role; tool calls stream as fragments keyed by
 ``index`` (only the first has ``id`` and ``type``); with ``stream_options.include_usage`` every
 chunk has ``usage: null`` and a last chunk with no choices carries the usage, whose
-``prompt_tokens_details.cached_tokens`` is counted within ``prompt_tokens``.
+``prompt_tokens_details.cached_tokens`` is counted within ``prompt_tokens``. A refusal is
+``delta.refusal`` fragments (``message.refusal`` in a body) with finish ``stop``; an error in a
+stream is a ``data: {"error": {...}}`` frame that ends it without ``[DONE]``.
 
 The shapes are OpenAI's wire as modelled once for our servers, in
 ``interlock.adapters.providers.openai._server_wire``: the lenient request view in, the answers out.
@@ -46,10 +48,12 @@ from interlock.adapters.simulator._wire import (
 
 _FINGERPRINT = "fp_sim"
 _OA_ERRORS = {400: ("invalid_request_error", None), 429: ("requests", "rate_limit_exceeded"),
-              503: ("server_error", "service_unavailable")}
+              503: ("server_error", "service_unavailable"), 529: ("server_error", "service_unavailable")}
 
 
-def _oa_usage(r: Reply) -> UsageOut:
+def _oa_usage(r: Reply) -> UsageOut | None:
+    if not r.reports_usage:
+        return None
     details = PromptDetailsOut(r.cached_tokens)
     return UsageOut(r.input_tokens, r.output_tokens, r.input_tokens + r.output_tokens, details)
 
@@ -83,7 +87,10 @@ class OpenAIWire:
             ToolCallOut(id=c.id, type="function", function=FunctionCallOut(name=c.name, arguments=c.arguments.decode()))
             for c in r.calls
         ]
-        message = MessageOut(content=None, tool_calls=calls) if calls else MessageOut(content=words_text(r.words))
+        if calls:
+            message = MessageOut(content=None, tool_calls=calls)
+        else:
+            message = MessageOut(content=words_text(r.words) or None, refusal=r.refusal or None)
         choice = ChoiceOut(message=message, finish_reason=_oa_finish(r))
         completion = ChatCompletionOut(
             id=r.id, created=r.created, model=r.model, system_fingerprint=_FINGERPRINT, choices=[choice],
@@ -92,7 +99,9 @@ class OpenAIWire:
         return ENCODER.encode(completion)
 
     def stream(self, r: Reply, include_usage: bool) -> StreamParts:
-        """Chunks of a streamed completion, ending with ``data: [DONE]``."""
+        """Chunks of a streamed completion, ending with ``data: [DONE]`` (or an error frame)."""
+        # An error after the usage sends the usage chunk whether or not the request asked for it.
+        include_usage = (include_usage and r.reports_usage) or bool(r.error_status)
         usage: UsageOut | UnsetType | None = None if include_usage else UNSET
 
         def encode(choices: list[ChunkChoiceOut], usage: UsageOut | UnsetType | None) -> bytes:
@@ -115,10 +124,15 @@ class OpenAIWire:
                 chunk(DeltaOut(tool_calls=[ToolCallOut(index=k, function=FunctionCallOut(arguments=part))]))
                 for part in (first, second)
             ]
-        tail = chunk(DeltaOut(), _oa_finish(r))
+        template = StreamTemplate(chunk(DeltaOut(content=SENTINEL)))
+        if r.error_status:
+            error = self.error(r.error_status, "simulated error after usage")
+            return StreamParts(head, template, (), encode([], _oa_usage(r)) + sse(error))
+        half = len(r.refusal) // 2
+        tail = b"".join(chunk(DeltaOut(refusal=p)) for p in (r.refusal[:half], r.refusal[half:]) if p)
+        tail += chunk(DeltaOut(), _oa_finish(r))
         if include_usage:
             tail += encode([], _oa_usage(r))
-        template = StreamTemplate(chunk(DeltaOut(content=SENTINEL)))
         return StreamParts(head, template, tuple(calls), tail + b"data: [DONE]\n\n")
 
     def error(self, status: int, message: str) -> bytes:

@@ -4,8 +4,9 @@
 writes it as the plan says: an error status (with ``Retry-After`` for a rate limit), a TCP reset,
 headers held back, a late first token, tokens at their drawn gaps, a stream or body cut short
 (``Drop``) or broken JSON (``Malformed``). Which plan a request gets is the server's business
-(``_server``); this module only carries it out. Latencies are ``clock.sleep`` calls, and a zero
-latency never touches the clock.
+(``_server``); this module only carries it out. A refusal, a usage-less answer and an in-band
+error after the usage are the ``Reply``'s to say (``_wire.build_reply``): the formats write them.
+Latencies are ``clock.sleep`` calls, and a zero latency never touches the clock.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from interlock._clock import Clock
 from interlock.adapters.simulator._behaviour import (
     STATUS_OF,
     Drop,
+    ErrorAfterUsage,
     Fault,
     Malformed,
     Plan,
@@ -61,6 +63,9 @@ class Playback:
         if isinstance(fault, Reset):
             abort(request, reset=True)
             return web.Response(), False
+        if isinstance(fault, ErrorAfterUsage) and not ask.stream:
+            # A body cannot fail half way as a stream does: the error is the whole answer.
+            return error_response(wire, fault.status, f"simulated {fault_kind(fault)}"), False
         if isinstance(fault, StallHeaders):
             await self._sleep(fault.seconds)
         ttft = fault.seconds if isinstance(fault, StallFirstToken) else plan.ttft

@@ -7,6 +7,7 @@ Use it to chaos-test routing configs, and in tests and benchmarks::
     async with Simulator() as sim:                    # default fleet, RealClock, 127.0.0.1:<ephemeral>
         openai_base = sim.url + "/v1"                 # Anthropic's and Gemini's base URL is sim.url
         sim.script("sim-fast-1", [RateLimit(retry_after=2), StallFirstToken(5.0)])  # then normal
+        sim.script("sim-fast-1", [Refusal(), NoUsage(), ErrorAfterUsage(after_tokens=2, status=529)])
         ...
         sim.stats("sim-fast-1").faults                # {"rate_limit": 1, "stall_first_token": 1}
 
@@ -63,14 +64,17 @@ from interlock.adapters.simulator._behaviour import (
     Chance,
     Dist,
     Drop,
+    ErrorAfterUsage,
     Fault,
     Fixed,
     LogNormal,
     Malformed,
     Normal,
+    NoUsage,
     Outage,
     Overloaded,
     RateLimit,
+    Refusal,
     Reset,
     ServerError,
     SimConfig,
@@ -95,7 +99,7 @@ __all__ = [
     "SimConfig", "Behaviour", "Chance", "Outage", "default_config", "load_config",
     "Dist", "Fixed", "Uniform", "LogNormal",
     "Fault", "Normal", "RateLimit", "ServerError", "Unavailable", "Overloaded", "Reset",
-    "StallHeaders", "StallFirstToken", "Drop", "Malformed",
+    "StallHeaders", "StallFirstToken", "Drop", "Malformed", "Refusal", "NoUsage", "ErrorAfterUsage",
 ]
 
 

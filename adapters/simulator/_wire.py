@@ -13,7 +13,15 @@ from typing import Any, Protocol
 
 import msgspec
 
-from interlock.adapters.simulator._behaviour import VOCAB, Behaviour, Plan, sample_arguments
+from interlock.adapters.simulator._behaviour import (
+    VOCAB,
+    Behaviour,
+    ErrorAfterUsage,
+    NoUsage,
+    Plan,
+    Refusal,
+    sample_arguments,
+)
 
 _enc = msgspec.json.Encoder()
 SENTINEL = "@@sim-token@@"
@@ -56,7 +64,13 @@ class Call(msgspec.Struct, frozen=True):
 
 
 class Reply(msgspec.Struct, frozen=True):
-    """What the simulator answers: text words or tool calls, and the usage to report."""
+    """What the simulator answers: text words or tool calls, and the usage to report.
+
+    ``model`` is the id the answer says served it. ``refusal`` is the refusal text (the answer
+    refuses, in the format's own way, after ``words``); ``reports_usage`` False leaves every
+    usage field out; ``error_status`` non-zero ends a stream, after its usage, with an in-band
+    error of the format's type for that status.
+    """
 
     id: str
     model: str
@@ -67,6 +81,9 @@ class Reply(msgspec.Struct, frozen=True):
     cached_tokens: int
     output_tokens: int
     truncated: bool = False
+    refusal: str = ""
+    reports_usage: bool = True
+    error_status: int = 0
 
 
 _IDS = {"openai": ("chatcmpl-sim", "call_sim"), "anthropic": ("msg_sim", "toolu_sim"), "gemini": ("sim-", "")}
@@ -76,24 +93,34 @@ def build_reply(fmt: str, ask: Ask, plan: Plan, behaviour: Behaviour, seq: int, 
     """The reply to ``ask``: tool calls if offered and wanted, else the plan's words (cut at max_tokens).
 
     Input tokens are prompt characters / 4 (rounded up); ``seq`` makes ids unique per simulator.
+    A ``Refusal`` or ``ErrorAfterUsage`` fault answers text only, cut at its ``after_tokens``.
     """
     reply_prefix, call_prefix = _IDS[fmt]
     input_tokens = max(1, -(-ask.prompt_chars // 4))
     cached = int(input_tokens * behaviour.cached_fraction)
     rid = f"{reply_prefix}{seq:08d}"
+    served = behaviour.served_model or ask.model
+    fault = plan.fault
+    usage = not isinstance(fault, NoUsage)
     wants = ask.tool_mode == "required" or (ask.tool_mode == "auto" and plan.tool_roll < behaviour.tool_call_p)
-    if ask.tools and wants:
+    if ask.tools and wants and not isinstance(fault, Refusal | ErrorAfterUsage):
         chosen = [t for t in ask.tools if t.name == ask.forced_tool] or ask.tools[: max(1, behaviour.tool_calls)]
         calls = tuple(
             Call(f"{call_prefix}{seq:08d}_{k}", t.name, _enc.encode(sample_arguments(t.schema)))
             for k, t in enumerate(chosen)
         )
         output = sum((len(c.name) + len(c.arguments) + 3) // 4 for c in calls)
-        return Reply(rid, ask.model, created, (), calls, input_tokens, cached, output)
+        return Reply(rid, served, created, (), calls, input_tokens, cached, output, reports_usage=usage)
     words = plan.words
+    if isinstance(fault, Refusal | ErrorAfterUsage):
+        words = words[: fault.after_tokens]
     truncated = ask.max_tokens is not None and len(words) > ask.max_tokens
     words = words[: ask.max_tokens] if truncated else words
-    return Reply(rid, ask.model, created, words, (), input_tokens, cached, len(words), truncated)
+    # Only OpenAI's wire carries the refusal's text; the other two refuse with a reason alone.
+    refusal = fault.text if isinstance(fault, Refusal) else ""
+    output = len(words) + (-(-len(refusal) // 4) if fmt == "openai" else 0)
+    error = fault.status if isinstance(fault, ErrorAfterUsage) else 0
+    return Reply(rid, served, created, words, (), input_tokens, cached, output, truncated, refusal, usage, error)
 
 
 def sse(data: bytes, event: str | None = None, sep: bytes = b"\n\n") -> bytes:

@@ -10,7 +10,8 @@ Usage: Anthropic's ``input_tokens`` EXCLUDES ``cache_creation_input_tokens`` and
 ``cache_read_input_tokens`` (the prompt total is the sum of the three), which is the canonical
 split already: input = input_tokens, cache_write = cache_creation, cache_read = cache_read, with
 nothing subtracted. ``message_start`` carries the input side; ``message_delta`` counts are
-cumulative and override whatever they repeat.
+cumulative and override whatever they repeat. A response that carries no usage gives no
+``UsageEvent``: unknown, never zeros.
 
 Responses: the stream decoder and the mappings both paths share live in ``_stream``.
 """
@@ -124,7 +125,7 @@ class AnthropicCodec:
         events: list[StreamEvent] = []
         for index, block in enumerate(message.content):
             events += _block_events(index, block)
-        return events + final_events(message.usage, message.stop_reason)
+        return events + final_events(message.usage, message.stop_reason, served_model=message.model)
 
     def classify(self, status: int, headers: Mapping[str, str], body: bytes, model_id: str | None) -> ProviderError:
         """Map an HTTP failure to a typed error; the detail never holds the API key."""

@@ -6,8 +6,12 @@ closing events (``final_events``). The usage rules are documented in ``_codec``.
 
 Stream rules: text, thinking, signature and tool-argument deltas map one to one; a ``tool_use``
 block's close yields ``ToolCallDone`` (``{}`` when the tool takes no arguments); ``message_stop``
-yields the one ``UsageEvent`` and the one ``Finish``. An in-band ``error`` event or a body that
-ends before ``message_stop`` raises ``MidStreamError`` with the text decoded so far.
+yields one ``UsageEvent`` (only if ``message_start`` or ``message_delta`` carried usage: none
+is unknown, not zero) and the one ``Finish``, with the raw ``stop_reason`` and the
+``message_start`` message's ``model``. ``stop_reason: "refusal"`` is ``content_filter``; the text
+streamed before it stays text (Anthropic sends no refusal text). An in-band ``error`` event or a
+body that ends before ``message_stop`` raises ``MidStreamError`` with the text decoded so far and
+the usage reported before it.
 
 Malformed events (data that does not decode as an event) are judged by their SSE event name,
 which survives a broken payload. anthropic-sdk-python's ``Stream.__stream__`` parses only the
@@ -47,7 +51,7 @@ from interlock.adapters.providers._codec import HeldFailure, MalformedEvents, sc
 from interlock.adapters.providers._sse import SSEEvent, SSEParser
 from interlock.adapters.providers.anthropic import _wire as w
 
-__all__ = ["AnthropicStreamDecoder", "error_kind", "final_events", "to_usage"]
+__all__ = ["AnthropicStreamDecoder", "error_kind", "final_events", "merged", "to_usage"]
 
 # invalid_request_error messages that mean the prompt does not fit the model's window.
 _CONTEXT_MARKERS = ("prompt is too long", "exceed context limit")
@@ -96,9 +100,23 @@ def to_usage(usage: w.WireUsage) -> Usage:
     )
 
 
-def final_events(usage: w.WireUsage, stop_reason: str | None, skipped: int = 0) -> list[StreamEvent]:
-    """The one ``UsageEvent`` and the one ``Finish`` (with the ``skipped`` malformed events) that end every answer."""
-    return [UsageEvent(to_usage(usage)), Finish(w.STOP_REASONS.get(stop_reason or "", "stop"), skipped)]
+def final_events(
+    usage: w.WireUsage | None, stop_reason: str | None, skipped: int = 0, served_model: str = ""
+) -> list[StreamEvent]:
+    """The events that end every answer: a ``UsageEvent`` if usage was reported, then the one ``Finish``.
+
+    The ``Finish`` holds the ``skipped`` malformed events, the raw stop reason and ``served_model``.
+    """
+    raw = stop_reason or ""
+    finish = Finish(w.STOP_REASONS.get(raw, "stop"), skipped, raw, served_model)
+    return [finish] if usage is None else [UsageEvent(to_usage(usage)), finish]
+
+
+def merged(old: w.WireUsage | None, new: w.WireUsage | None) -> w.WireUsage | None:
+    """``old`` overridden by every count ``new`` carries; None while neither reported any."""
+    if new is None or old is None:
+        return old or new
+    return old.updated(new)
 
 
 class _ToolBlock(msgspec.Struct):
@@ -124,7 +142,8 @@ class AnthropicStreamDecoder:
         self._tools: dict[int, _ToolBlock] = {}
         self._fragile: set[int] = set()  # open blocks other than text: their deltas cannot be lost
         self._malformed = MalformedEvents()
-        self._usage = w.WireUsage()
+        self._usage: w.WireUsage | None = None  # None until an event reports usage: unknown, not zero
+        self._served = ""  # message_start's ``message.model``
         self._stop_reason: str | None = None
         self._done = False
 
@@ -159,7 +178,11 @@ class AnthropicStreamDecoder:
 
     def _broken(self, why: str, kind: ErrorClass = ErrorClass.SERVER_ERROR) -> MidStreamError:
         detail = scrub_key(f"{self._provider}: {why}", self._key)
-        return MidStreamError(kind, self._provider, partial=self.partial_text, model=self._model_id, detail=detail)
+        # Usage reported before the failure was billed by the provider: it travels on the error.
+        usage = to_usage(self._usage) if self._usage is not None else None
+        return MidStreamError(
+            kind, self._provider, partial=self.partial_text, model=self._model_id, detail=detail, usage=usage
+        )
 
     def _handle_into(self, sse_events: list[SSEEvent], out: list[StreamEvent], *, cut: bool) -> None:
         for sse in sse_events:
@@ -187,7 +210,8 @@ class AnthropicStreamDecoder:
     def _event(self, event: w.WireEvent, out: list[StreamEvent]) -> None:
         match event.type:
             case "message_start" if event.message is not None:
-                self._usage = self._usage.updated(event.message.usage)
+                self._usage = merged(self._usage, event.message.usage)
+                self._served = event.message.model
             case "content_block_start" if event.content_block is not None:
                 self._block_start(event.index, event.content_block, out)
             case "content_block_delta" if event.delta is not None:
@@ -201,10 +225,9 @@ class AnthropicStreamDecoder:
             case "message_delta":
                 if event.delta is not None and event.delta.stop_reason:
                     self._stop_reason = event.delta.stop_reason
-                if event.usage is not None:
-                    self._usage = self._usage.updated(event.usage)
+                self._usage = merged(self._usage, event.usage)
             case "message_stop":
-                out += final_events(self._usage, self._stop_reason, self._malformed.count)
+                out += final_events(self._usage, self._stop_reason, self._malformed.count, self._served)
                 self._done = True
             case "error":
                 err = event.error or w.WireErrorBody()

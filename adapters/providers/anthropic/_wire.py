@@ -159,12 +159,16 @@ class WireBlock(msgspec.Struct, frozen=True):
 
 
 class WireResponse(msgspec.Struct, frozen=True):
-    """A Message object: the whole non-streamed answer, or the shell in ``message_start``."""
+    """A Message object: the whole non-streamed answer, or the shell in ``message_start``.
+
+    ``model`` is the model id that answered; ``usage`` is None when the body carried none.
+    """
 
     type: str = "message"
+    model: str = ""
     content: tuple[WireBlock, ...] = ()
     stop_reason: str | None = None
-    usage: WireUsage = WireUsage()
+    usage: WireUsage | None = None
 
 
 class WireDelta(msgspec.Struct, frozen=True):

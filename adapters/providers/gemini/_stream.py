@@ -10,13 +10,16 @@ Decisions, each pinned by tests/test_codec_gemini.py:
   ``ToolCallDone.signature``, not on a thinking event; ``_codec`` sends it back on later turns.
 - Usage: ``promptTokenCount`` includes ``cachedContentTokenCount``: input = prompt - cached
   (+ ``toolUsePromptTokenCount``), cache_read = cached, output = candidates + thoughts
-  (thinking is billed as output). Chunks repeat usage: the last report wins.
+  (thinking is billed as output). Chunks repeat usage: the last report wins. A stream (or
+  body) without ``usageMetadata`` gives no ``UsageEvent``: unknown, never zeros.
 - Finish: STOP -> stop (tool_calls if functions were called), MAX_TOKENS -> length, the
-  safety / recitation / blocklist family -> content_filter, any other reason -> error.
+  safety / recitation / blocklist family -> content_filter, any other reason -> error; the
+  ``Finish`` keeps the raw ``finishReason`` and the ``modelVersion``.
 - Only candidate 0 is read (one is ever asked for). Gemini sends no ``[DONE]``: the body's end
-  gives the one ``UsageEvent`` and the one ``Finish``. An in-band error or a body that ends
+  gives the ``UsageEvent`` and the one ``Finish``. An in-band error or a body that ends
   before a finish reason raises ``MidStreamError`` with the text decoded so far; a blocked
-  prompt is a ``ProviderError`` of kind ``content_policy``.
+  prompt is a ``ProviderError`` of kind ``content_policy``. Either error carries the usage
+  reported before it (a blocked prompt's ``usageMetadata`` still counts its input).
 - A malformed chunk (data that is not a ``GenerateContentResponse``) in an otherwise healthy
   stream is skipped and counted on the ``Finish`` (``MalformedEvents`` in ``_codec``).
   python-genai does not skip: ``HttpResponse.segments`` hands every ``data:`` payload to
@@ -98,7 +101,8 @@ class GeminiStreamDecoder:
         self._text: list[str] = []
         self._calls = 0
         self._finish: str | None = None
-        self._usage = w.GUsage()
+        self._usage: w.GUsage | None = None  # None until a chunk reports usage: unknown, not zero
+        self._served = ""  # the chunks' ``modelVersion``
         self._malformed = MalformedEvents()
 
     @property
@@ -130,15 +134,18 @@ class GeminiStreamDecoder:
 
     def apply(self, response: w.GResponse) -> list[StreamEvent]:
         """Events of one response object (a chunk, or a whole non-streamed answer)."""
+        if response.usage_metadata is not None:
+            self._usage = response.usage_metadata
+        if response.model_version:
+            self._served = response.model_version
         if response.error is not None:
             kind = error_kind(response.error.code, response.error)
             raise self._broken(kind, f"error in stream: {response.error.status} {response.error.message}")
         feedback = response.prompt_feedback
         if feedback is not None and feedback.block_reason:
             detail = f"prompt blocked ({feedback.block_reason})"
-            raise ProviderError(E.CONTENT_POLICY, self._provider, model=self._model, detail=detail)
-        if response.usage_metadata is not None:
-            self._usage = response.usage_metadata
+            usage = self._reported()
+            raise ProviderError(E.CONTENT_POLICY, self._provider, model=self._model, detail=detail, usage=usage)
         events: list[StreamEvent] = []
         for candidate in response.candidates:
             if candidate.index != 0:  # only one candidate is ever asked for
@@ -150,13 +157,19 @@ class GeminiStreamDecoder:
         return events
 
     def finish(self) -> list[StreamEvent]:
-        """Exactly one usage event then one finish; ``MidStreamError`` if no finish reason came."""
+        """A usage event if usage was reported, then the one finish; ``MidStreamError`` if no finish reason came."""
         if self._finish is None:
             raise self._broken(E.SERVER_ERROR, "the stream ended before a finish reason")
         reason = _FINISH.get(self._finish, "error")
         if reason == "stop" and self._calls:
             reason = "tool_calls"
-        return [UsageEvent(usage_of(self._usage)), Finish(reason, self._malformed.count)]
+        finish = Finish(reason, self._malformed.count, self._finish, self._served)
+        usage = self._reported()
+        return [finish] if usage is None else [UsageEvent(usage), finish]
+
+    def _reported(self) -> Usage | None:
+        """The usage reported so far, canonical; None if no chunk carried any."""
+        return usage_of(self._usage) if self._usage is not None else None
 
     def _data(self, data: str, cut: bool = False) -> list[StreamEvent]:
         if not data.strip():
@@ -195,7 +208,11 @@ class GeminiStreamDecoder:
 
     def _broken(self, kind: ErrorClass, detail: str) -> MidStreamError:
         detail = scrub_key(detail, self._key)
-        return MidStreamError(kind, self._provider, partial=self.partial_text, model=self._model, detail=detail)
+        # Usage reported before the failure was billed by the provider: it travels on the error.
+        usage = self._reported()
+        return MidStreamError(
+            kind, self._provider, partial=self.partial_text, model=self._model, detail=detail, usage=usage
+        )
 
 
 def usage_of(usage: w.GUsage) -> Usage:

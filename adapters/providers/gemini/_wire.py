@@ -189,11 +189,15 @@ class GErrorEnvelope(msgspec.Struct, frozen=True):
 
 
 class GResponse(msgspec.Struct, frozen=True, rename="camel"):
-    """A ``GenerateContentResponse``: a whole answer, or one chunk of a stream."""
+    """A ``GenerateContentResponse``: a whole answer, or one chunk of a stream.
+
+    ``modelVersion`` is the model that answered (e.g. ``gemini-2.5-flash-preview-05-20``).
+    """
 
     candidates: tuple[GCandidate, ...] = ()
     prompt_feedback: GPromptFeedback | None = None
     usage_metadata: GUsage | None = None
+    model_version: str = ""
     error: GErrorBody | None = None
 
 

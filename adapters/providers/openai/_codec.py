@@ -16,10 +16,12 @@ The canonical ``Usage`` keeps the buckets apart so cost never double counts::
 so ``Usage.total_input_tokens == prompt_tokens``. Servers without details report no cache hits.
 
 Other mappings: ``reasoning_content`` / ``reasoning`` become ``ThinkingDelta``; a ``refusal`` is
-answer text; a legacy ``function_call`` is tool call 0 and its finish reason is ``tool_calls``,
-as is ``stop`` when tool calls were made (OpenAI says ``stop`` for a forced named tool); a tool
-call without an id gets ``call_<index>``; a tool result with ``is_error`` is prefixed ``Error: ``
-(the wire has no flag); ``cache_breakpoint`` is ignored (OpenAI caches prefixes by itself).
+a ``RefusalDelta``, never answer text; the ``Finish`` keeps the raw ``finish_reason`` and the
+response's ``model``; a body without ``usage`` gives no ``UsageEvent`` (unknown, not zero); a
+legacy ``function_call`` is tool call 0 and its finish reason is ``tool_calls``, as is ``stop``
+when tool calls were made (OpenAI says ``stop`` for a forced named tool); a tool call without an
+id gets ``call_<index>``; a tool result with ``is_error`` is prefixed ``Error: `` (the wire has
+no flag); ``cache_breakpoint`` is ignored (OpenAI caches prefixes by itself).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from interlock._types import (
     JsonObjectFormat,
     JsonSchemaFormat,
     Message,
+    RefusalDelta,
     StreamEvent,
     TextDelta,
     TextFormat,
@@ -161,9 +164,11 @@ class OpenAICodec:
             raise ProviderError(
                 ErrorClass.SERVER_ERROR, self.provider, model=model_id, detail=f"malformed JSON from {self.provider}"
             ) from exc
+        usage = usage_of(wire.usage) if wire.usage is not None else None
         err = wire.as_error()
         if err is not None:
-            raise ProviderError(error_kind(err), self.provider, model=model_id, detail=describe(err, self._api_key))
+            detail = describe(err, self._api_key)
+            raise ProviderError(error_kind(err), self.provider, model=model_id, detail=detail, usage=usage)
         choice = next((c for c in wire.choices if c.index == 0), None)
         if choice is None:
             detail = "response has no choices"
@@ -173,16 +178,20 @@ class OpenAICodec:
         thinking = msg.reasoning_content or msg.reasoning
         if thinking:
             events.append(ThinkingDelta(thinking))
-        text = (msg.content or "") + (msg.refusal or "")
-        if text:
-            events.append(TextDelta(text))
+        if msg.content:
+            events.append(TextDelta(msg.content))
+        if msg.refusal:
+            events.append(RefusalDelta(msg.refusal))
         calls = [(c.id, c.function) for c in msg.tool_calls or () if c.function is not None]
         if msg.function_call is not None:
             calls = [("", msg.function_call)]
         for i, (call_id, fn) in enumerate(calls):
             events.append(ToolCallDone(i, call_id or f"call_{i}", fn.name or "", fn.arguments or ""))
-        reason = finish_reason(choice.finish_reason or "stop", has_calls=bool(calls))
-        events += [UsageEvent(usage_of(wire.usage)), FinishEvent(reason)]
+        raw = choice.finish_reason or ""
+        reason = finish_reason(raw or "stop", has_calls=bool(calls))
+        if usage is not None:
+            events.append(UsageEvent(usage))
+        events.append(FinishEvent(reason, provider_reason=raw, served_model=wire.model))
         return events
 
     def classify(self, status: int, headers: Mapping[str, str], body: bytes, model_id: str | None) -> ProviderError:

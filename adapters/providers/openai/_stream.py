@@ -5,10 +5,13 @@ path of ``_openai_codec``: usage normalization (``usage_of``), finish reasons (`
 the status table and the in-band error table (``status_kind``, ``error_kind``), and redaction of
 error text (``describe``, ``redact``). The normalization rules are documented in ``_openai_codec``.
 
-Stream rules: text, reasoning and tool-call fragments are emitted as they arrive; the
-``ToolCallDone`` of every call when the choice's finish reason arrives; one ``UsageEvent`` then one
-``Finish`` at ``data: [DONE]`` (usage arrives in its own chunk with empty ``choices``, after the
-finish reason). Any failure leaves as ``MidStreamError`` carrying the text decoded so far.
+Stream rules: text, reasoning and tool-call fragments are emitted as they arrive, a
+``delta.refusal`` as ``RefusalDelta`` (never text); the ``ToolCallDone`` of every call when the
+choice's finish reason arrives; at ``data: [DONE]`` one ``UsageEvent`` if the server sent usage
+(it arrives in its own chunk with empty ``choices``, after the finish reason; a stream without it
+has no ``UsageEvent``, never zeros), then one ``Finish`` carrying the raw finish reason and the
+chunks' ``model``. Any failure leaves as ``MidStreamError`` carrying the text decoded so far and
+the usage, if a usage chunk came before it.
 
 A malformed chunk (data that is not a chunk) in an otherwise healthy stream is skipped and counted
 on the ``Finish`` (``MalformedEvents`` in ``_codec``). The openai-python SDK does not skip: its
@@ -37,6 +40,7 @@ from interlock._secret import Secret
 from interlock._types import Finish as FinishEvent
 from interlock._types import (
     FinishReason,
+    RefusalDelta,
     StreamEvent,
     TextDelta,
     ThinkingDelta,
@@ -143,10 +147,8 @@ def error_kind(err: WireError) -> ErrorClass:
     return status_kind(err.code) if isinstance(err.code, int) else ErrorClass.SERVER_ERROR
 
 
-def usage_of(wire: WireUsage | None) -> Usage:
+def usage_of(wire: WireUsage) -> Usage:
     """OpenAI usage -> canonical usage; ``prompt_tokens`` includes the cached tokens it reports."""
-    if wire is None:
-        return Usage()
     prompt = wire.prompt_tokens or 0
     details = wire.prompt_tokens_details
     cached = details.cached_tokens if details is not None and details.cached_tokens is not None else None
@@ -198,6 +200,8 @@ class OpenAIStreamDecoder:
         "_model",
         "_parser",
         "_provider",
+        "_raw_finish",
+        "_served",
         "_text",
         "_usage",
     )
@@ -211,7 +215,9 @@ class OpenAIStreamDecoder:
         self._text: list[str] = []
         self._calls: dict[int, _ToolCallState] = {}
         self._finish: FinishReason | None = None
-        self._usage: Usage | None = None
+        self._raw_finish = ""  # the finish reason as the server spelled it
+        self._served = ""  # the chunks' ``model``: who the server says answered
+        self._usage: Usage | None = None  # None until a usage chunk came: unknown, not zero
         self._done = False
         self._held = HeldFailure()
         self._malformed = MalformedEvents()
@@ -253,7 +259,10 @@ class OpenAIStreamDecoder:
         raise self._error(ErrorClass.SERVER_ERROR, f"{problem} (byte {self._parser.offset})")
 
     def _error(self, kind: ErrorClass, detail: str) -> MidStreamError:
-        return MidStreamError(kind, self._provider, partial=self.partial_text, model=self._model, detail=detail)
+        # Usage that came before the failure was billed by the provider: it travels on the error.
+        return MidStreamError(
+            kind, self._provider, partial=self.partial_text, model=self._model, detail=detail, usage=self._usage
+        )
 
     def _on_data(self, data: bytes, out: list[StreamEvent], *, cut: bool) -> None:
         if data == b"[DONE]":
@@ -273,6 +282,8 @@ class OpenAIStreamDecoder:
             err = chunk.as_error()
             if err is not None:
                 raise self._error(error_kind(err), describe(err, self._key))
+        if chunk.model:
+            self._served = chunk.model
         usage = chunk.usage or (chunk.x_groq.usage if chunk.x_groq is not None else None)
         if usage is not None:
             self._usage = usage_of(usage)
@@ -318,8 +329,7 @@ class OpenAIStreamDecoder:
             self._text.append(delta.content)
             out.append(TextDelta(delta.content))
         if delta.refusal:
-            self._text.append(delta.refusal)
-            out.append(TextDelta(delta.refusal))
+            out.append(RefusalDelta(delta.refusal))
         if delta.tool_calls:
             for fragment in delta.tool_calls:
                 self._on_fragment(fragment, out)
@@ -347,6 +357,7 @@ class OpenAIStreamDecoder:
 
     def _on_finish(self, reason: str, out: list[StreamEvent]) -> None:
         self._finish = finish_reason(reason, has_calls=bool(self._calls))
+        self._raw_finish = reason
         for index in sorted(self._calls):
             c = self._calls[index]
             out.append(ToolCallDone(index, c.id or f"call_{index}", c.name, "".join(c.arguments)))
@@ -354,4 +365,5 @@ class OpenAIStreamDecoder:
     def _final(self) -> list[StreamEvent]:
         if self._finish is None:
             raise self._error(ErrorClass.SERVER_ERROR, "stream ended without a finish reason")
-        return [UsageEvent(self._usage or Usage()), FinishEvent(self._finish, self._malformed.count)]
+        finish = FinishEvent(self._finish, self._malformed.count, self._raw_finish, self._served)
+        return [finish] if self._usage is None else [UsageEvent(self._usage), finish]

@@ -273,10 +273,14 @@ class WireGroqExtra(msgspec.Struct, frozen=True):
 
 
 class WireChunk(msgspec.Struct, frozen=True):
-    """A ``chat.completion.chunk``, or an in-band error (``error`` set, or vLLM's flat form)."""
+    """A ``chat.completion.chunk``, or an in-band error (``error`` set, or vLLM's flat form).
+
+    ``model`` is the model id the server says answered (a dated snapshot behind an alias).
+    """
 
     id: str = ""
     object: str = ""
+    model: str = ""
     choices: tuple[WireChunkChoice, ...] = ()
     usage: WireUsage | None = None
     x_groq: WireGroqExtra | None = None
@@ -318,10 +322,14 @@ class WireChoice(msgspec.Struct, frozen=True):
 
 
 class WireCompletion(msgspec.Struct, frozen=True):
-    """A ``chat.completion`` object (or an error body some servers send with status 200)."""
+    """A ``chat.completion`` object (or an error body some servers send with status 200).
+
+    ``model`` is the model id the server says answered, as in ``WireChunk``.
+    """
 
     id: str = ""
     object: str = ""
+    model: str = ""
     choices: tuple[WireChoice, ...] = ()
     usage: WireUsage | None = None
     error: WireError | str | None = None
