@@ -20,8 +20,11 @@ _encode: Final = msgspec.json.Encoder().encode
 def is_degraded(run: RequestRun, winner: Attempt) -> bool:
     """Whether ``run``'s answer by ``winner`` is degraded (the rule is ``policies._failover.is_degraded``)."""
     resolution = run.resolution
+    first = failover.first_choice(resolution)
+    if not run.resumed and winner.candidate.name == first:
+        return False  # the common case, decided without looking for the first choice among the skipped
     return failover.is_degraded(
-        failover.first_choice(resolution), winner.candidate.name, resumed=run.resumed, escalated=run.escalated,
+        first, winner.candidate.name, resumed=run.resumed, escalated=run.escalated,
         first_skipped=failover.first_choice_skip(resolution) is not None,
     )  # fmt: skip
 
@@ -89,10 +92,13 @@ def skipped_of(run: RequestRun) -> tuple[SkippedCandidate, ...]:
     ``context_window``, ``costlier_not_allowed``); a refused admission's is ``budget`` or the
     provider's (``breaker_open``, ``cooling_down``, ``unhealthy``, ``no_slot``, ``disabled``).
     """
+    attempts = run.attempts
+    if not run.resolution.skipped and len(attempts) == 1 and attempts[0].error is None:
+        return ()  # the common case: one attempt, admitted, nothing gated
     gated = [SkippedCandidate(s.model, s.reason, s.detail) for s in run.resolution.skipped]
     refused = [
         SkippedCandidate(a.candidate.name, _refusal_reason(a.error), str(a.error)[:200])
-        for a in run.attempts
+        for a in attempts
         if a.error is not None and a.outcome == "skipped"
     ]
     return (*gated, *refused)
