@@ -23,12 +23,24 @@ import msgspec
 
 from interlock._clock import Clock
 from interlock._errors import InterlockError, RequestError
-from interlock._types import ChatRequest, ChatResponse, Message, RequestOptions, RouteEvent, StreamEvent, ToolSpec
+from interlock._types import (
+    ChatRequest,
+    ChatResponse,
+    EmbedRequest,
+    EmbedResponse,
+    Message,
+    RequestOptions,
+    RouteEvent,
+    Sensitivity,
+    StreamEvent,
+    ToolSpec,
+)
 from interlock.actors._ledger_actor import Flush, LedgerStatistics
 from interlock.actors._provider_actor import GetHealth, ProviderHealth
 from interlock.actors._router_actor import new_request_id
 from interlock.actors._tree import Opened, TreeParts, tree_options
 from interlock.actors.request._assemble import collect
+from interlock.actors.request._embed import embed
 from interlock.actors.request._serving import serve
 from interlock.adapters.simulator._server import Simulator
 from interlock.policies._config import Config
@@ -127,6 +139,41 @@ class Door:
         """
         return serve(self._context, request, on_plan)
 
+    async def embed(
+        self,
+        inputs: str | Sequence[str],
+        *,
+        task: str | None = None,
+        model: str | None = None,
+        model_class: str | None = None,
+        tenant: str = "default",
+        caller: str = "default",
+        sensitivity: Sensitivity = "internal",
+        dimensions: int | None = None,
+        metadata: dict[str, str] | None = None,
+        request_id: str = "",
+    ) -> EmbedResponse:
+        """Embed one text or many: one vector per text, in input order, with its ``route``.
+
+        Routed like ``ask`` (``task``, ``model`` or ``model_class``; with none of them, the job
+        named ``embed`` if the config has one, else ``default``) but only to models marked
+        ``kind = "embedding"``; governed by the same rails: response cache, budgets, breakers,
+        fallback; one ledger row with ``operation = "embed"``. ``dimensions`` asks for shorter
+        vectors where the model can give them.
+        """
+        texts = (inputs,) if isinstance(inputs, str) else tuple(inputs)
+        return await self.send_embed(
+            embed_request(
+                texts, task=task, model=model, model_class=model_class, tenant=tenant, caller=caller,
+                sensitivity=sensitivity, dimensions=dimensions, metadata=metadata, request_id=request_id,
+                default_job="embed" if "embed" in self._config.jobs else None,
+            )
+        )  # fmt: skip
+
+    async def send_embed(self, request: EmbedRequest) -> EmbedResponse:
+        """Like ``embed``, for a ready-made ``EmbedRequest`` (the gateway's)."""
+        return await embed(self._context, request)
+
     async def health(self) -> dict[str, ProviderHealth]:
         """Each enabled provider's breaker state, cooldown, health, free slots and recent breaker transitions.
 
@@ -164,6 +211,25 @@ def build_request(prompt: Prompt, options: Mapping[str, Any]) -> ChatRequest:
         fields["tools"] = tuple(t if isinstance(t, ToolSpec) else msgspec.convert(t, ToolSpec) for t in fields["tools"])
     return ChatRequest(messages=messages, **fields)
 
+
+def embed_request(
+    texts: tuple[str, ...], *, default_job: str | None = None, metadata: dict[str, str] | None = None, **fields: Any
+) -> EmbedRequest:
+    """An ``EmbedRequest``, checked: at least one text, each a string; ``dimensions`` at least 1.
+
+    With no task, model or class, ``default_job`` (the config's ``embed`` job) serves it.
+    """
+    if not texts:
+        raise RequestError("input", "at least one text is required")
+    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise RequestError(f"input[{bad}]", "expected a string")
+    dimensions = fields.get("dimensions")
+    if dimensions is not None and (not isinstance(dimensions, int) or dimensions < 1):
+        raise RequestError("dimensions", "must be a positive integer")
+    if fields.get("task") is None and fields.get("model") is None and fields.get("model_class") is None:
+        fields["task"] = default_job
+    return EmbedRequest(inputs=texts, metadata=dict(metadata or {}), **fields)
 
 
 @final

@@ -31,6 +31,7 @@ from interlock._types import (
     ToolCallDone,
 )
 from interlock.actors._provider_state import ProviderState, probe_once
+from interlock.adapters.providers._embed import embedder
 from interlock.adapters.providers._protocol import ProviderAdapter
 from interlock.policies._breaker import (
     BreakerConfig,
@@ -72,6 +73,15 @@ class Cancel(msgspec.Struct, frozen=True, tag=True):
     call_id: int
 
 
+class EmbedCall(msgspec.Struct, frozen=True, tag=True):
+    """Embed ``inputs``: governed as a ``Call`` (``ask_stream``), answered with one ``Embedded`` event."""
+
+    inputs: tuple[str, ...]
+    model_id: str
+    dimensions: int | None = None
+    call_id: int = 0
+
+
 class ProbeNow(msgspec.Struct, frozen=True, tag=True):
     """Run one health probe now (also what the probe loop does on its interval)."""
 
@@ -80,7 +90,7 @@ class GetHealth(msgspec.Struct, frozen=True, tag=True):
     """Ask for a ``ProviderHealth`` snapshot."""
 
 
-ProviderMsg = Call | Cancel | ProbeNow | GetHealth
+ProviderMsg = Call | EmbedCall | Cancel | ProbeNow | GetHealth
 
 
 class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -171,7 +181,7 @@ class ProviderActor(Actor[ProviderMsg]):
 
     async def receive(self, msg: ProviderMsg) -> Any:
         match msg:
-            case Call():
+            case Call() | EmbedCall():
                 sink = self.detach_stream()
                 rejection = self._admission_error()
                 if rejection is not None:
@@ -246,7 +256,7 @@ class ProviderActor(Actor[ProviderMsg]):
             return AdmissionRejected(self._provider, "no_slot")
         return None
 
-    def _call_done(self, call: Call, sink: EventSink[Any]) -> None:
+    def _call_done(self, call: Call | EmbedCall, sink: EventSink[Any]) -> None:
         """A call's task ended, however (even cancelled before it ran): free its place, end its stream."""
         self._calls.pop(call.call_id, None)
         self._calls_running -= 1
@@ -255,7 +265,7 @@ class ProviderActor(Actor[ProviderMsg]):
         if not sink.closed:  # cancelled before its first step: the reader still waits
             sink.fail(ProviderError(ErrorClass.CANCELLED, self._provider, model=call.model_id, detail="cancelled"))
 
-    async def _call(self, call: Call, sink: EventSink[Any], epoch: int) -> None:
+    async def _call(self, call: Call | EmbedCall, sink: EventSink[Any], epoch: int) -> None:
         start = self.clock.now()
         ttft: float | None = None
         error: ErrorClass | None = None
@@ -303,7 +313,7 @@ class ProviderActor(Actor[ProviderMsg]):
             state.cooldown_until, state.cooldown_cause = until, exc.kind
 
     async def _relay(
-        self, call: Call, sink: EventSink[Any], start: float, answered: Callable[[], None]
+        self, call: Call | EmbedCall, sink: EventSink[Any], start: float, answered: Callable[[], None]
     ) -> float | None:
         """Copy the adapter's events into the caller's stream; returns the TTFT (first content or finish).
 
@@ -312,6 +322,9 @@ class ProviderActor(Actor[ProviderMsg]):
         An adapter with ``batches`` hands over each network chunk's events as one list, which
         crosses to the caller with one wake-up instead of one per token.
         """
+        if isinstance(call, EmbedCall):
+            await self._embed(call, sink, answered)
+            return None
         adapter = self._adapter
         assert adapter is not None
         ttft: float | None = None
@@ -344,6 +357,12 @@ class ProviderActor(Actor[ProviderMsg]):
             if close is not None:
                 await close()
         return ttft
+
+    async def _embed(self, call: EmbedCall, sink: EventSink[Any], answered: Callable[[], None]) -> None:
+        """Hand the ``Embedded`` over as the call's one event; no TTFT: its latency grows with the batch."""
+        embedded = await embedder(self._adapter, self._provider)(call.inputs, call.model_id, call.dimensions)
+        answered()
+        await sink.send(embedded)
 
     async def _acquire_slot(self) -> None:
         if self._slots.value > 0:

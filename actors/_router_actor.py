@@ -23,8 +23,8 @@ from interlock.actors.request._race import HedgePolicy
 from interlock.policies._config import Config
 from interlock.policies._hedge import HedgeBudget, full_budget, hedge_delay_s, on_success, spend_hedge
 from interlock.policies._latency import RollingLatency
-from interlock.policies._routing import Resolution, resolve
-from interlock.policies._tokens import estimate_input_tokens
+from interlock.policies._routing import Operation, Resolution, resolve
+from interlock.policies._tokens import estimate_input_tokens, estimate_text_tokens
 from interlock.policies._tool_validate import check_tool_schemas
 
 _random = random.Random()  # ids need uniqueness, not secrecy: no OS entropy per request
@@ -44,6 +44,7 @@ class RouteRequest(msgspec.Struct, frozen=True, tag=True):
 
     request: ChatRequest
     chain: tuple[str, ...] | None = None
+    operation: Operation = "chat"  # "embed": the messages are texts to embed, one per message
 
 
 class SpendHedge(msgspec.Struct, frozen=True, tag=True):
@@ -87,8 +88,8 @@ class RouterActor(Actor[RouterMsg]):
 
     async def receive(self, msg: RouterMsg) -> Plan | bool | None:
         match msg:
-            case RouteRequest(request=request, chain=chain):
-                return self.plan(request, chain)
+            case RouteRequest(request=request, chain=chain, operation=operation):
+                return self.plan(request, chain, operation)
             case Learned():
                 self._learn(msg)
                 return None
@@ -96,16 +97,20 @@ class RouterActor(Actor[RouterMsg]):
                 return self._spend(job)
         return None
 
-    def plan(self, request: ChatRequest, chain: tuple[str, ...] | None = None) -> Plan:
+    def plan(self, request: ChatRequest, chain: tuple[str, ...] | None = None, operation: Operation = "chat") -> Plan:
         """The chain and hedge policy for ``request`` (``chain`` replacing the job's own).
 
         Tool schemas are checked here, before any rail or upstream sees the request: a bad one is
-        a ``RequestError`` naming the tool, never a call paid for upstream.
+        a ``RequestError`` naming the tool, never a call paid for upstream. An embed's context
+        window bounds each text alone: its estimate is the longest text's.
         """
         if request.tools:
             check_tool_schemas(request.tools)
-        tokens = estimate_input_tokens(request)
-        resolution = resolve(self._config, request, tokens, chain)
+        if operation == "embed":
+            tokens = max((estimate_text_tokens(m.plain_text) for m in request.messages), default=0)
+        else:
+            tokens = estimate_input_tokens(request)
+        resolution = resolve(self._config, request, tokens, chain, operation)
         return Plan(resolution, tokens, self._hedge_policy(resolution))
 
     def _hedge_policy(self, resolution: Resolution) -> HedgePolicy:

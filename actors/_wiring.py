@@ -14,11 +14,14 @@ from interlock._errors import ConfigError
 from interlock._secret import Secret
 from interlock.adapters.providers._codec import Codec
 from interlock.adapters.providers._command import CommandAdapter
+from interlock.adapters.providers._embed import EmbedCodec
 from interlock.adapters.providers._http import HttpAdapter, HttpTimeouts
 from interlock.adapters.providers._protocol import ProviderAdapter
 from interlock.adapters.providers.anthropic._codec import AnthropicCodec
 from interlock.adapters.providers.gemini._codec import GeminiCodec
+from interlock.adapters.providers.gemini._embed import GeminiEmbedCodec
 from interlock.adapters.providers.openai._codec import OpenAICodec
+from interlock.adapters.providers.openai._embed import OpenAIEmbedCodec
 from interlock.policies._config import ProviderConfig
 
 DEFAULT_BASE_URLS = {
@@ -61,12 +64,14 @@ def build_adapter(
     key = provider_key(name, cfg, environ)
     wire = cfg.format if cfg.kind == "simulator" else cfg.kind
     codec: Codec
+    embed: EmbedCodec | None = None  # Anthropic has no embeddings API
     if wire == "anthropic":
         codec = AnthropicCodec(name, key)
     elif wire == "gemini":
-        codec = GeminiCodec(name, key)
+        codec, embed = GeminiCodec(name, key), GeminiEmbedCodec(name, key)
     else:
         codec = OpenAICodec(name, key, compatible=cfg.kind == "openai_compatible")
+        embed = OpenAIEmbedCodec(name, key)
     base = _base_url(name, cfg, wire or "openai", simulator_url)
     timeouts = HttpTimeouts(
         connect_s=cfg.timeouts.connect_ms / 1000.0,
@@ -75,7 +80,7 @@ def build_adapter(
     )
     return HttpAdapter(
         name, base, codec, transport=cfg.transport, timeouts=timeouts,
-        max_connections=max(cfg.max_concurrency, 1), clock=clock,
+        max_connections=max(cfg.max_concurrency, 1), clock=clock, embed_codec=embed,
     )
 
 

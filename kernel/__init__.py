@@ -91,6 +91,8 @@ _EXPORTS: dict[str, str] = {
     "Route": "_types",
     "RouteEvent": "_types",
     "ChatResponse": "_types",
+    "EmbedRequest": "_types",
+    "EmbedResponse": "_types",
     "AttemptRecord": "_records",
     "RequestRecord": "_records",
     "LedgerRecord": "_records",
@@ -175,6 +177,8 @@ if TYPE_CHECKING:
     from ._types import (
         ChatResponse as ChatResponse,
     )
+    from ._types import EmbedRequest as EmbedRequest
+    from ._types import EmbedResponse as EmbedResponse
     from ._types import (
         Finish as Finish,
     )

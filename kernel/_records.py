@@ -64,6 +64,8 @@ class AttemptRecord(msgspec.Struct, frozen=True, kw_only=True, tag="attempt"):
     served_model: str = ""
     # The provider's own finish reason as sent ("end_turn", "SAFETY"...), beside ``finish_reason``.
     provider_finish_reason: str = ""
+    # What was asked of the model: "chat", or "embed" (texts to vectors).
+    operation: str = "chat"
 
 
 class RequestRecord(msgspec.Struct, frozen=True, kw_only=True, tag="request"):
@@ -105,6 +107,8 @@ class RequestRecord(msgspec.Struct, frozen=True, kw_only=True, tag="request"):
     usage_estimated: bool = False
     # The part of ``cost_cents`` spent on auxiliary calls (reviews, classifier, judge).
     aux_cost_cents: float = 0.0
+    # What was asked: "chat", or "embed" (texts to vectors).
+    operation: str = "chat"
 
 
 class BeginRecord(msgspec.Struct, frozen=True, kw_only=True, tag="begin"):

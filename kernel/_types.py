@@ -177,6 +177,25 @@ class RequestOptions(TypedDict, total=False):
     request_id: str
 
 
+class EmbedRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Texts to embed, with the routing fields a ``ChatRequest`` has (task, model, tenant...).
+
+    ``dimensions`` asks for shorter vectors where the model can give them (None: its own size).
+    Only models marked ``kind = "embedding"`` may serve it; a chat model never does.
+    """
+
+    inputs: tuple[str, ...]
+    task: str | None = None
+    model: str | None = None
+    model_class: str | None = None
+    tenant: str = "default"
+    caller: str = "default"
+    sensitivity: Sensitivity = "internal"
+    dimensions: int | None = None
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    request_id: str = ""
+
+
 # -- stream events ---------------------------------------------------------------------------
 
 
@@ -302,7 +321,7 @@ class AttemptSummary(msgspec.Struct, frozen=True):
 class SkippedCandidate(msgspec.Struct, frozen=True):
     """A candidate of the job's chain that was never called, and why.
 
-    ``reason`` is a routing gate's (``sensitivity``, ``rule``, ``tenant_allow_list``,
+    ``reason`` is a routing gate's (``capability``, ``sensitivity``, ``rule``, ``tenant_allow_list``,
     ``context_window``, ``costlier_not_allowed``: ``policies._routing``) or an admission refusal's
     at run time (``budget``, ``breaker_open``, ``cooling_down``, ``unhealthy``, ``no_slot``,
     ``disabled``); ``detail`` says more.
@@ -362,3 +381,15 @@ class ChatResponse(msgspec.Struct, frozen=True, kw_only=True):
     route: Route | None = None
     refusal: str = ""
     provider_finish_reason: str = ""
+
+
+class EmbedResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """One vector per input, in input order, with the usage billed and the route that served them.
+
+    ``usage`` is None when the provider reported none (Gemini does not): the route's cost is then
+    an estimate, and says so (``usage_estimated``).
+    """
+
+    vectors: tuple[tuple[float, ...], ...]
+    usage: Usage | None = None
+    route: Route | None = None

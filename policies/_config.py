@@ -85,6 +85,7 @@ class ModelConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
     ``billing = "metered"`` needs ``price`` (USD per million tokens); ``"subscription"`` needs
     ``token_cap_per_day`` instead. A floating id (``-latest``, no date) needs ``allow_floating``.
+    ``kind = "embedding"`` embeds texts and never chats; it needs ``dimensions`` (its vectors' length).
     """
 
     provider: str
@@ -98,6 +99,8 @@ class ModelConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     token_cap_per_day: PosInt | None = None
     allow_floating: bool = False
     prefill: bool | None = None  # overrides the provider's ``prefill`` for this model
+    kind: Literal["chat", "embedding"] = "chat"  # routing keeps the two apart (``policies._routing``)
+    dimensions: PosInt | None = None
 
     @property
     def blended_price(self) -> float:
@@ -254,11 +257,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 # -- loading -------------------------------------------------------------------------------------
 
 _NAMED: dict[str, type[msgspec.Struct]] = {
-    "providers": ProviderConfig,
-    "models": ModelConfig,
-    "jobs": JobConfig,
-    "tenants": TenantConfig,
-}
+    "providers": ProviderConfig, "models": ModelConfig, "jobs": JobConfig, "tenants": TenantConfig,
+}  # fmt: skip
 _SINGLE: dict[str, type[msgspec.Struct]] = {
     "privacy": PrivacyConfig,
     "hedge_budget": HedgeBudgetConfig,

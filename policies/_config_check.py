@@ -121,10 +121,24 @@ def _check_model(name: str, m: ModelConfig, config: Config, classes: dict[str, N
         raise ConfigError(f"{key}.price", 'required when billing = "metered" (USD per million tokens)')
     if m.max_output_tokens > m.context_window:
         raise ConfigError(f"{key}.max_output_tokens", f"must not exceed context_window ({m.context_window})")
+    _check_kind(key, m, provider)
     if name in classes:
         raise ConfigError(key, f"the name {name!r} is also a model class; chain entries would be ambiguous")
     if name in config.jobs:
         raise ConfigError(key, f"the name {name!r} is also a job; request.model would be ambiguous")
+
+
+def _check_kind(key: str, m: ModelConfig, provider: ProviderConfig) -> None:
+    """An embedding model needs its vector size and a wire with an embeddings API (OpenAI's, Gemini's)."""
+    if m.kind == "chat":
+        if m.dimensions is not None:
+            raise ConfigError(f"{key}.dimensions", 'only for kind = "embedding"')
+        return
+    if m.dimensions is None:
+        raise ConfigError(f"{key}.dimensions", 'required when kind = "embedding" (the length of its vectors)')
+    wire = provider.format if provider.kind == "simulator" else provider.kind
+    if wire not in ("openai", "openai_compatible", "gemini"):
+        raise ConfigError(f"{key}.kind", f"provider {m.provider!r} ({wire}) has no embeddings API")
 
 
 def _check_job(name: str, job: JobConfig, config: Config, classes: dict[str, Names]) -> None:

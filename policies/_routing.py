@@ -14,10 +14,13 @@ Pure: a function of the config, the request and its input-token estimate. The st
    any other model is degraded (``policies._failover.is_degraded``).
    With ``on_exhausted = "degrade"`` the ``max_degrade`` classes follow, marked ``degrade``
    (not after a pin alone: the caller asked for that model and nothing else).
-4. Each candidate must pass, in order: the PII guard (``sensitivity = "pii"`` only reaches
-   ``privacy.pii_classes``; applied to every candidate, pins and degrade ones included, so
-   nothing can add a non-local model back), every matching rule, the tenant allow-list, and
-   the context window (input tokens + request ``max_tokens`` or the model's max output).
+4. Each candidate must pass, in order: its capability (an ``embed`` operation reaches only
+   ``kind = "embedding"`` models, a chat never does; for an embed, the context window bounds
+   each input alone, so ``input_tokens`` is the longest input's estimate), the PII guard
+   (``sensitivity = "pii"`` only reaches ``privacy.pii_classes``; applied to every candidate,
+   pins and degrade ones included, so nothing can add a non-local model back), every matching
+   rule, the tenant allow-list, and the context window (input tokens + request ``max_tokens``
+   or the model's max output).
 5. A fallback whose blended price (input + output) exceeds the first candidate's is dropped
    unless the job has ``allow_costlier_fallback``.
 
@@ -35,7 +38,8 @@ from interlock._types import ChatRequest
 from interlock.policies._config import Config, JobConfig, ModelConfig, Names, Rule, RuleWhen, TenantConfig
 from interlock.policies._failover import accepts_prefill
 
-SkipReason = Literal["sensitivity", "rule", "tenant_allow_list", "context_window", "costlier_not_allowed"]
+SkipReason = Literal["capability", "sensitivity", "rule", "tenant_allow_list", "context_window", "costlier_not_allowed"]
+Operation = Literal["chat", "embed"]
 
 _NO_JOB = JobConfig(chain=())  # settings for a pinned model or class asked for without any job
 
@@ -90,11 +94,14 @@ class _Selection(msgspec.Struct, frozen=True, kw_only=True):
     from_job: bool  # the chain is the job's own, so the tenant's pin for the job applies
 
 
-def resolve(config: Config, request: ChatRequest, input_tokens: int, chain: Names | None = None) -> Resolution:
+def resolve(
+    config: Config, request: ChatRequest, input_tokens: int, chain: Names | None = None, operation: Operation = "chat"
+) -> Resolution:
     """Resolve the ordered candidates for ``request``; raises ``RequestError`` for an unknown job or model.
 
     ``chain`` replaces the job's own chain (a classifier's pick for this request); the job's
-    classifier is then spent: the resolution's policy has none.
+    classifier is then spent: the resolution's policy has none. ``operation`` says what is
+    asked of the models (``embed``: the request's messages are the texts to embed).
     """
     sel = _select(config, request, chain)
     tenant = _tenant(config, request.tenant)
@@ -117,7 +124,7 @@ def resolve(config: Config, request: ChatRequest, input_tokens: int, chain: Name
     skipped: list[Skipped] = []
     for name, degrade in [*((n, False) for n in names), *((n, True) for n in extra)]:
         model = config.models[name]
-        skip = _gate(config, request, tenant, matched, input_tokens, name, model)
+        skip = _capability(name, model, operation) or _gate(config, request, tenant, matched, input_tokens, name, model)
         costlier = bool(candidates) and model.blended_price > candidates[0].model.blended_price
         if skip is None and costlier and not sel.policy.allow_costlier_fallback:
             first = candidates[0]
@@ -210,6 +217,14 @@ def _expand(config: Config, entries: Names) -> Names:
         for name in (entry,) if entry in config.models else classes.get(entry, ()):
             out.setdefault(name)
     return tuple(out)
+
+
+def _capability(name: str, model: ModelConfig, operation: Operation) -> Skipped | None:
+    """An embedding model serves only embed requests, and every other model only chats."""
+    if (model.kind == "embedding") == (operation == "embed"):
+        return None
+    detail = "an embedding model cannot chat" if operation == "chat" else "not an embedding model"
+    return Skipped(model=name, reason="capability", detail=detail)
 
 
 def _gate(

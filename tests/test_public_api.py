@@ -29,7 +29,7 @@ INTENDED = {
     "ToolChoice", "ToolChoiceMode", "ToolChoiceNamed", "ResponseFormat", "TextFormat",
     "JsonObjectFormat", "JsonSchemaFormat", "ChatRequest", "Usage", "TextDelta", "ThinkingDelta",
     "RefusalDelta", "ToolCallDelta", "ToolCallDone", "UsageEvent", "Finish", "StreamEvent", "ToolCall",
-    "AttemptSummary", "SkippedCandidate", "Route", "RouteEvent", "ChatResponse",
+    "AttemptSummary", "SkippedCandidate", "Route", "RouteEvent", "ChatResponse", "EmbedRequest", "EmbedResponse",
     "AttemptRecord", "RequestRecord", "LedgerRecord",
 }
 

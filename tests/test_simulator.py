@@ -275,15 +275,20 @@ async def test_bad_body_is_a_400_in_the_format_shape(sim: Simulator, client: htt
 # --- tool calls ---------------------------------------------------------------------------
 
 
+# Tools are called when the user's turn names one (tool_choice auto): this one asks about the weather.
+ASKS_WEATHER: Any = [{"role": "user", "content": "What is the weather in Oslo?"}]
+
+
 def _assert_weather_args(args: dict[str, Any]) -> None:
     assert isinstance(args["city"], str)
     assert args["unit"] in ("c", "f")
 
 
 async def test_openai_tool_calls_stream_and_non_stream(sim: Simulator, client: httpx2.AsyncClient) -> None:
-    """Offered tools get tool_calls with valid JSON arguments and finish_reason tool_calls."""
+    """A user asking for an offered tool gets tool_calls with valid JSON arguments and finish_reason tool_calls."""
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER_SCHEMA}}]
-    data = (await client.post(sim.url + "/v1/chat/completions", json=openai_body(tools=tools))).json()
+    body = openai_body(tools=tools, messages=ASKS_WEATHER)
+    data = (await client.post(sim.url + "/v1/chat/completions", json=body)).json()
     choice = data["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
     assert choice["message"]["content"] is None
@@ -291,7 +296,7 @@ async def test_openai_tool_calls_stream_and_non_stream(sim: Simulator, client: h
     assert call["type"] == "function"
     assert call["function"]["name"] == "get_weather"
     _assert_weather_args(json.loads(call["function"]["arguments"]))
-    resp = await client.post(sim.url + "/v1/chat/completions", json=openai_body(stream=True, tools=tools))
+    resp = await client.post(sim.url + "/v1/chat/completions", json={**body, "stream": True})
     chunks = [json.loads(e.data) for e in events(resp.content)[:-1]]
     frags = [tc for c in chunks for tc in c["choices"][0]["delta"].get("tool_calls", [])]
     assert frags[0]["id"].startswith("call_")
@@ -303,15 +308,16 @@ async def test_openai_tool_calls_stream_and_non_stream(sim: Simulator, client: h
 
 
 async def test_anthropic_tool_use_stream_and_non_stream(sim: Simulator, client: httpx2.AsyncClient) -> None:
-    """Offered tools get tool_use blocks (input_json_delta when streamed) and stop_reason tool_use."""
+    """A user asking for an offered tool gets tool_use blocks (input_json_delta when streamed), stop_reason tool_use."""
     tools = [{"name": "get_weather", "input_schema": WEATHER_SCHEMA}]
-    data = (await client.post(sim.url + "/v1/messages", json=anthropic_body(tools=tools))).json()
+    body = anthropic_body(tools=tools, messages=ASKS_WEATHER)
+    data = (await client.post(sim.url + "/v1/messages", json=body)).json()
     (block,) = data["content"]
     assert block["type"] == "tool_use"
     assert block["name"] == "get_weather"
     assert data["stop_reason"] == "tool_use"
     _assert_weather_args(block["input"])
-    resp = await client.post(sim.url + "/v1/messages", json=anthropic_body(stream=True, tools=tools))
+    resp = await client.post(sim.url + "/v1/messages", json={**body, "stream": True})
     datas = [json.loads(e.data) for e in events(resp.content)]
     assert [d["type"] for d in datas] == ["message_start", "ping", "content_block_start", "content_block_delta",
                                           "content_block_delta", "content_block_stop", "message_delta", "message_stop"]
@@ -322,10 +328,12 @@ async def test_anthropic_tool_use_stream_and_non_stream(sim: Simulator, client: 
 
 
 async def test_gemini_function_call_stream_and_non_stream(sim: Simulator, client: httpx2.AsyncClient) -> None:
-    """Offered function declarations get a functionCall part with finish reason STOP."""
+    """A user asking for a declared function gets a functionCall part with finish reason STOP."""
     tools = [{"functionDeclarations": [{"name": "get_weather", "parameters": WEATHER_SCHEMA}]}]
+    contents = [{"role": "user", "parts": [{"text": "What is the weather in Oslo?"}]}]
     for stream in (False, True):
-        resp = await client.post(sim.url + gemini_path(stream=stream), json=gemini_body(tools=tools))
+        body = gemini_body(tools=tools, contents=contents)
+        resp = await client.post(sim.url + gemini_path(stream=stream), json=body)
         data = json.loads(events(resp.content)[-1].data) if stream else resp.json()
         candidate = data["candidates"][0]
         call = candidate["content"]["parts"][0]["functionCall"]

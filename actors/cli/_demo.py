@@ -1,9 +1,11 @@
 """``interlock demo``: a mixed workload through the door on the simulated fleet, then the report.
 
 No keys, no servers to start: the embedded default config describes simulator providers, one
-with an outage, one with a heavy latency tail and one that rate-limits. The demo drives jobs
-and tenants through the door with a live progress bar, then prints ``interlock report`` from
-the SQLite ledger it wrote, where fallbacks, hedges and degraded labels show.
+with a heavy latency tail and one that rate-limits; on it the demo scripts an outage of a third
+(``DEMO_OUTAGE``: the embedded default itself has none, so a fresh ``interlock serve`` answers
+from its first request). The demo drives jobs and tenants through the door with a live progress
+bar, then prints ``interlock report`` from the SQLite ledger it wrote, where fallbacks, hedges,
+the breaker trip and degraded labels show.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import msgspec
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -23,9 +26,23 @@ from interlock.actors.cli._ledger_file import check_ledger_path
 from interlock.actors.cli._main import exit_on_bad_input
 from interlock.actors.cli._report import print_report
 from interlock.adapters._config_file import default_config, load_config
+from interlock.policies._config import Config
 
 if TYPE_CHECKING:
     from interlock.actors._door import Door
+
+# sim_gemini's models fail from 1.5 s to 7.5 s: early enough that the demo's 400 requests meet it
+# however fast the machine is, so the report shows fallbacks and a breaker trip.
+DEMO_OUTAGE: dict[str, Any] = {
+    "start": 1.5, "end": 7.5, "models": ["sim-flash-1", "sim-open-1"], "fault": {"kind": "unavailable"},
+}
+
+
+def demo_config() -> Config:
+    """The embedded default with the demo's scripted outage added."""
+    config = default_config()
+    outages = [*config.simulator.get("outages", []), DEMO_OUTAGE]
+    return msgspec.structs.replace(config, simulator={**config.simulator, "outages": outages})
 
 _TOPICS = ["the quarterly numbers", "a customer email", "a failing test", "the onboarding doc", "a pull request"]
 # (task, tenant, sensitivity, weight)
@@ -98,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     console = Console()
     ledger = Path(args.ledger)
-    config = load_config(args.config) if args.config else default_config()
+    config = load_config(args.config) if args.config else demo_config()
     # The demo replaces its ledger; a path that is no interlock ledger is refused, never deleted.
     check_ledger_path(ledger)
     for stale in (ledger, Path(f"{ledger}-wal"), Path(f"{ledger}-shm")):

@@ -13,8 +13,10 @@ names a TOML file of virtual keys, each mapped to a tenant and caller::
     tenant = "acme"
     caller = "billing-svc"
 
-Without it every bearer (or none) is tenant ``default``, and the start-up banner says so. A key
-is never printed: messages show its first 6 characters at most.
+Without it any key (or none) is accepted as tenant ``default``, and the start-up banner says so,
+after the URL to point clients at. A key is never printed: messages show its first 6 characters
+at most. The server's libraries (starlette, uvicorn) are in the base install; when they are
+missing anyway the command says, in one line, to ``pip install 'interlock[server]'``.
 
 SIGINT / SIGTERM stop uvicorn gracefully (in-flight answers get ``--grace`` seconds), then the
 door closes, which drains the requests in flight and commits every ledger record before the process exits.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
+import socket
 import sys
 import threading
 import tomllib
@@ -38,21 +41,24 @@ import msgspec
 
 from interlock._errors import ConfigError
 from interlock.actors.cli._ledger_file import check_ledger_path
-from interlock.actors.cli._main import exit_on_bad_input
+from interlock.actors.cli._main import exit_on_bad_input, fail
 from interlock.adapters._config_file import default_config, load_config
-from interlock.adapters.gateway._app import VirtualKey, build_app, mask_key
 from interlock.policies._config import Config
 
 if TYPE_CHECKING:
     from interlock.actors._door import Door
-
-
-class _KeysFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    keys: dict[str, VirtualKey] = msgspec.field(default_factory=dict)
+    from interlock.adapters.gateway._app import VirtualKey
 
 
 def load_keys(path: str | Path) -> dict[str, VirtualKey]:
     """The virtual keys of a ``--keys`` TOML file; a ``ConfigError`` names the (masked) key at fault."""
+    # The gateway (starlette) is imported only once the server's libraries are known to be there.
+    from interlock.adapters.gateway._app import VirtualKey, mask_key
+
+    keys_file = msgspec.defstruct(
+        "KeysFile", [("keys", dict[str, VirtualKey], msgspec.field(default_factory=dict))],
+        frozen=True, forbid_unknown_fields=True,
+    )
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -71,7 +77,8 @@ def load_keys(path: str | Path) -> dict[str, VirtualKey]:
             except msgspec.ValidationError as exc:
                 raise ConfigError(where, str(exc).replace("`$.", "`")) from None
     try:
-        return msgspec.convert(raw, _KeysFile).keys
+        keys: dict[str, VirtualKey] = getattr(msgspec.convert(raw, keys_file), "keys")  # noqa: B009
+        return keys
     except msgspec.ValidationError as exc:  # only the top level is left to go wrong here
         raise ConfigError(str(path), str(exc)) from None
 
@@ -92,7 +99,20 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``interlock serve`` until SIGINT or SIGTERM; returns the exit code (2: bad input, one line)."""
     ns = _parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    missing = missing_server_library()
+    if missing is not None:
+        return fail("serve", f"the gateway needs {missing}, which is not installed: pip install 'interlock[server]'")
     return exit_on_bad_input("serve", lambda: _run(ns))
+
+
+def missing_server_library() -> str | None:
+    """The name of the first server library (starlette, uvicorn) that cannot be imported, else None."""
+    for name in ("starlette", "uvicorn"):
+        try:
+            __import__(name)
+        except ImportError:
+            return name
+    return None
 
 
 def _run(ns: argparse.Namespace) -> int:
@@ -105,10 +125,20 @@ def _run(ns: argparse.Namespace) -> int:
 
 
 async def _serve(ns: argparse.Namespace, config: Config, keys: dict[str, VirtualKey] | None) -> None:
-    import uvicorn  # the `server` extra: imported only when serving
+    import uvicorn
 
     # Imported once the input is checked, so a bad config or ledger path is refused at once.
     from interlock.actors._door import open as open_door
+    from interlock.adapters.gateway._app import build_app
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, saying interlock's banner once it listens (so ``--port 0`` shows the port it got)."""
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                port = int(self.servers[0].sockets[0].getsockname()[1])
+                await _announce(door, keys, ns, _url(ns.host, port))
 
     async with open_door(config, ledger_path=ns.ledger) as door:
         app = build_app(door, virtual_keys=keys, max_body_bytes=ns.max_body_bytes)
@@ -116,17 +146,23 @@ async def _serve(ns: argparse.Namespace, config: Config, keys: dict[str, Virtual
             app, host=ns.host, port=ns.port, log_level=ns.log_level, lifespan="off", ws="none",
             timeout_graceful_shutdown=ns.grace, server_header=False,
         )
-        await _announce(door, keys, ns)
         with _signals_absorbed():
-            await uvicorn.Server(server).serve()
+            await Server(server).serve()
     _say(f"stopped; ledger flushed to {ns.ledger or door.config.ledger.path}")
 
 
-async def _announce(door: Door, keys: dict[str, VirtualKey] | None, ns: argparse.Namespace) -> None:
+def _url(host: str, port: int) -> str:
+    """Where a client on this machine reaches the server (a wildcard host is reached on loopback)."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
+    return f"http://{shown}:{port}"
+
+
+async def _announce(door: Door, keys: dict[str, VirtualKey] | None, ns: argparse.Namespace, url: str) -> None:
     providers = ", ".join(sorted(await door.health())) or "none (set the providers' key variables)"
+    _say(f"listening on {url}; OpenAI base URL {url}/v1, Anthropic base URL {url}")
     _say(f"config {ns.config or 'embedded default (simulated fleet)'}; providers: {providers}")
     if keys is None:
-        _say("no --keys file: accepting any bearer key (or none) as tenant 'default'")
+        _say("no --keys file: any API key is accepted (or none), as tenant 'default'")
     else:
         tenants = sorted({k.tenant for k in keys.values()})
         _say(f"{len(keys)} virtual key(s) from {ns.keys}, tenants: {', '.join(tenants) or 'none'}")

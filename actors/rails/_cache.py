@@ -17,6 +17,7 @@ from interlock._clock import Clock
 from interlock._types import (
     ChatRequest,
     ChatResponse,
+    EmbedResponse,
     Finish,
     RefusalDelta,
     Route,
@@ -32,6 +33,7 @@ from interlock.policies._cache_key import cache_key
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(ChatResponse).decode
+_decode_vectors = msgspec.msgpack.Decoder(EmbedResponse).decode
 
 
 class CacheRail:
@@ -55,6 +57,17 @@ class CacheRail:
         """Keep ``response`` for ``ttl_s`` seconds, with who made it (``stored_route``) as its route."""
         route = None if response.route is None else stored_route(response.route)
         stored = msgspec.structs.replace(response, route=route)
+        await self._store.put(key, _encode(stored), self._clock.wall() + ttl_s)
+
+    async def lookup_vectors(self, key: str) -> EmbedResponse | None:
+        """The stored embeddings (``policies._embed.embed_cache_key``), or None on a miss or expiry."""
+        raw = await self._store.get(key, self._clock.wall())
+        return None if raw is None else _decode_vectors(raw)
+
+    async def store_vectors(self, key: str, response: EmbedResponse, ttl_s: float) -> None:
+        """Keep embeddings for ``ttl_s`` seconds with who made them; the usage is not kept (a hit costs nothing)."""
+        route = None if response.route is None else stored_route(response.route)
+        stored = msgspec.structs.replace(response, usage=None, route=route)
         await self._store.put(key, _encode(stored), self._clock.wall() + ttl_s)
 
 

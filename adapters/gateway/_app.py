@@ -57,7 +57,9 @@ from interlock.adapters.gateway._edge import (
     start_stream,
     trace_of,
 )
+from interlock.adapters.gateway._embeddings import embeddings_route
 from interlock.adapters.gateway._failures import failure, routing_miss
+from interlock.adapters.gateway._messages import Messages, anthropic_error
 from interlock.adapters.gateway._requests import (
     check_tools,
     decode_error,
@@ -66,6 +68,7 @@ from interlock.adapters.gateway._requests import (
     too_deep,
     unsupported_parameter,
 )
+from interlock.adapters.gateway._responses import responses_routes
 from interlock.adapters.gateway._wire import ProviderStateOut, ReadinessOut
 from interlock.adapters.providers.openai._server_wire import REQUEST_DECODER, ModelListOut, ModelOut
 
@@ -85,10 +88,15 @@ def build_app(
     """
     edge = Edge(door, virtual_keys, max_body_bytes, clock or RealClock())
     gw = _Gateway(edge)
+    messages = Messages(edge)
     api = [
         Route("/chat/completions", guarded(gw.chat), methods=["POST"]),
         Route("/models", guarded(gw.models), methods=["GET"]),
         Route("/models/{model:path}", guarded(gw.model), methods=["GET"]),
+        embeddings_route(edge),
+        *responses_routes(edge),
+        Route("/messages", guarded(messages.create, anthropic_error), methods=["POST"]),
+        Route("/messages/count_tokens", guarded(messages.count_tokens, anthropic_error), methods=["POST"]),
     ]
     routes = [
         *(Route("/v1" + r.path, r.endpoint, methods=r.methods) for r in api),
@@ -192,10 +200,11 @@ def _stream_headers(request_id: str, planned: list[str]) -> dict[str, str]:
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
-    """Routing misses (404, 405) in OpenAI's error shape, keeping headers such as ``Allow``."""
+    """Routing misses (404, 405) in the shape of the dialect the path belongs to, keeping ``Allow``."""
     assert isinstance(exc, HTTPException)  # registered for HTTPException only
     message = f"{request.method} {request.url.path}: {exc.detail}"
-    response = openai_error(routing_miss(exc.status_code, message))
+    anthropic = request.url.path.startswith(("/v1/messages", "/messages"))
+    response = (anthropic_error if anthropic else openai_error)(routing_miss(exc.status_code, message))
     response.headers.update(exc.headers or {})
     return response
 

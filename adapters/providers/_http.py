@@ -27,7 +27,7 @@ error, detail or repr here shows a header, and details are scrubbed of every hea
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from typing import Self, final
 
 import aiohttp
@@ -36,8 +36,9 @@ import httpx2
 
 from interlock._clock import Clock
 from interlock._errors import ErrorClass, MidStreamError, ProviderError
-from interlock._types import ChatRequest, StreamEvent
+from interlock._types import ChatRequest, StreamEvent, Usage
 from interlock.adapters.providers._codec import Codec, StreamDecoder, WireRequest
+from interlock.adapters.providers._embed import EmbedCodec, Embedded
 from interlock.adapters.providers._http_client import (
     HttpTimeouts,
     RequestBuilder,
@@ -47,6 +48,7 @@ from interlock.adapters.providers._http_client import (
     set_read_timeout,
 )
 from interlock.adapters.providers._retry_after import parse_retry_after
+from interlock.policies._embed import batches as embed_batches
 
 __all__ = ["HttpAdapter", "HttpTimeouts"]
 
@@ -134,10 +136,12 @@ class HttpAdapter:
         timeouts: HttpTimeouts = _DEFAULT_TIMEOUTS,
         max_connections: int = 100,
         clock: Clock,
+        embed_codec: EmbedCodec | None = None,
     ) -> None:
         self._name = name
         self._base_url = base_url
         self._codec = codec
+        self._embed_codec = embed_codec
         self._transport = transport
         self._timeouts = timeouts
         self._clock = clock
@@ -198,6 +202,37 @@ class HttpAdapter:
             events = decoder.close()
             if events:
                 yield events
+
+    async def embed(self, inputs: Sequence[str], model_id: str, dimensions: int | None = None) -> Embedded:
+        """Embed ``inputs`` on ``model_id``: batches of the embed codec's ``max_batch``, sent in turn.
+
+        The vectors come back in input order; the usage is the batches' sum, or None when any
+        batch reported none. A provider without an embed codec is a ``bad_request`` saying so.
+        """
+        codec = self._embed_codec
+        if codec is None:
+            detail = f"{self._name} has no embeddings API"
+            raise ProviderError(E.BAD_REQUEST, self._name, model=model_id, detail=detail)
+        vectors: list[tuple[float, ...]] = []
+        usage: Usage | None = Usage()
+        served = ""
+        for _, texts in embed_batches(inputs, codec.max_batch):
+            part = await self._embed_batch(codec, texts, model_id, dimensions)
+            vectors.extend(part.vectors)
+            usage = None if usage is None or part.usage is None else usage + part.usage
+            served = served or part.served_model
+        return Embedded(vectors=tuple(vectors), usage=usage, served_model=served)
+
+    async def _embed_batch(
+        self, codec: EmbedCodec, texts: Sequence[str], model_id: str, dimensions: int | None
+    ) -> Embedded:
+        async with _Call(codec.encode_embed(texts, model_id, dimensions), model_id, None, self._translate) as call:
+            first, chunks = await self._open(call)
+            body = [first]
+            async for chunk in chunks:
+                body.append(chunk)
+            await self._release(call)
+        return codec.decode_embed(b"".join(body), model_id, len(texts))
 
     async def probe(self) -> None:
         """Send the codec's probe request; raise its classified error unless it answers 2xx."""

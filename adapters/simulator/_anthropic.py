@@ -24,9 +24,10 @@ from interlock.adapters.simulator._wire import (
     StreamTemplate,
     ToolSpec,
     chars_of,
+    reply_text,
     split_args,
     sse,
-    words_text,
+    text_of,
 )
 
 _enc = msgspec.json.Encoder()
@@ -34,16 +35,28 @@ _EMPTY = msgspec.Raw(b"{}")
 
 
 class _ABlock(msgspec.Struct, frozen=True):
+    type: str = "text"
     text: str = ""
 
 
 class _AMessage(msgspec.Struct, frozen=True):
+    role: str = "user"
     content: str | list[_ABlock] = ""
 
 
 class _ATool(msgspec.Struct, frozen=True):
     name: str
     input_schema: dict[str, Any] = msgspec.field(default_factory=dict)
+    description: str = ""
+
+
+class _AFormat(msgspec.Struct, frozen=True):
+    type: str = ""
+    schema: dict[str, Any] | None = None
+
+
+class _AOutputConfig(msgspec.Struct, frozen=True):
+    format: _AFormat | None = None
 
 
 class _AToolChoice(msgspec.Struct, frozen=True):
@@ -59,6 +72,8 @@ class _ARequest(msgspec.Struct, frozen=True):
     tools: list[_ATool] = []
     tool_choice: _AToolChoice | None = None
     max_tokens: int | None = None
+    output_config: _AOutputConfig | None = None
+    output_format: _AFormat | None = None  # the structured-outputs beta's name for output_config.format
 
 
 _A_REQUEST = msgspec.json.Decoder(_ARequest)
@@ -197,6 +212,25 @@ def _stop_reason(r: Reply) -> str:
     return "tool_use" if r.calls else "max_tokens" if r.truncated else "end_turn"
 
 
+def _is_tool_result(message: _AMessage) -> bool:
+    return isinstance(message.content, list) and any(b.type == "tool_result" for b in message.content)
+
+
+def _user_turn(messages: list[_AMessage]) -> str:
+    """The text of the last user message that is not only tool results."""
+    for m in reversed(messages):
+        if m.role == "user" and (text := text_of(m.content).strip()):
+            return text
+    return ""
+
+
+def _output(req: _ARequest) -> tuple[str, dict[str, Any] | None]:
+    fmt = (req.output_config.format if req.output_config else None) or req.output_format
+    if fmt is not None and fmt.type == "json_schema":
+        return "json_schema", fmt.schema
+    return "text", None
+
+
 def _tool_choice(choice: _AToolChoice | None) -> tuple[str, str | None]:
     if choice is None or choice.type == "auto":
         return "auto", None
@@ -213,16 +247,19 @@ class AnthropicWire:
     def decode(self, body: bytes, model: str = "", stream: bool = False) -> Ask:
         """An ``Ask`` from a ``POST /v1/messages`` body."""
         req = _A_REQUEST.decode(body)
-        tools = tuple(ToolSpec(t.name, t.input_schema) for t in req.tools)
+        tools = tuple(ToolSpec(t.name, t.input_schema, t.description) for t in req.tools)
         mode, forced = _tool_choice(req.tool_choice)
         chars = chars_of(req.system) + sum(chars_of(m.content) for m in req.messages)
-        return Ask(req.model, req.stream, True, chars, tools, mode, forced, req.max_tokens)
+        after = bool(req.messages) and _is_tool_result(req.messages[-1])
+        output, schema = _output(req)
+        return Ask(req.model, req.stream, True, chars, tools, mode, forced, req.max_tokens, after,
+                   _user_turn(req.messages), output, schema)
 
     def body(self, r: Reply) -> bytes:
         """A non-stream ``Message``."""
         blocks: list[ATextBlock | AToolUse] = [AToolUse(c.id, c.name, msgspec.Raw(c.arguments)) for c in r.calls]
-        if not blocks and (r.words or not r.refusal):  # a refusal before any word has no content
-            blocks = [ATextBlock(words_text(r.words))]
+        if not blocks and (r.words or r.pieces or not r.refusal):  # a refusal before any word has no content
+            blocks = [ATextBlock(reply_text(r))]
         content = blocks
         usage = _usage(r, r.output_tokens)
         return _enc.encode(AMessage(id=r.id, model=r.model, content=content, stop_reason=_stop_reason(r), usage=usage))

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
 from interlock._errors import ConfigError
+
+# Kept importable from here, where the tool-call arguments were first sampled.
+from interlock.adapters.simulator._sample import sample_arguments as sample_arguments
 
 # --- distributions ------------------------------------------------------------------------
 
@@ -188,9 +189,10 @@ class Behaviour(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How one simulated model answers; the defaults answer 16 tokens at once, without faults.
 
     ``tail_p``: probability that the TTFT is drawn from ``tail`` instead of ``ttft`` (a long stall).
-    ``tool_call_p``: probability of answering with ``tool_calls`` call(s) when tools are offered
-    (a forcing ``tool_choice`` always gets them). ``cached_fraction``: share of the input tokens
-    reported as read from the provider's prompt cache. ``review_accept_p``: probability that a
+    ``tool_call_p``: probability of answering with ``tool_calls`` call(s) when the last user turn
+    asks for an offered tool (a forcing ``tool_choice`` always gets them; see
+    ``_wire.tools_called``). ``cached_fraction``: share of the input tokens reported as read from
+    the provider's prompt cache. ``review_accept_p``: probability that a
     review request (a prompt asking for an ``ACCEPT``/``REJECT`` verdict) is answered ``ACCEPT:``.
     ``served_model``: the model id the answers say served them (``model``, ``modelVersion``), as a
     floating alias names a dated snapshot; empty: the id the request asked for.
@@ -310,36 +312,3 @@ def draw_plan(behaviour: Behaviour, rng: random.Random, forced: Fault | None) ->
     )
     words = tuple(rng.choices(range(_SAYABLE), k=count))
     return Plan(forced if forced is not None else fault, ttft, delays, words, rng.random())
-
-
-# --- tool-call arguments ------------------------------------------------------------------
-
-
-def sample_arguments(schema: Mapping[str, Any], depth: int = 0) -> dict[str, Any]:
-    """A small JSON object valid for a simple JSON Schema: every required property filled."""
-    props = schema.get("properties")
-    if not isinstance(props, Mapping):
-        return {}
-    required = schema.get("required")
-    names = [n for n in required if n in props] if isinstance(required, list) else list(props)[:1]
-    return {name: _sample_value(props[name], depth + 1) for name in names}
-
-
-def _sample_value(schema: Any, depth: int) -> Any:
-    if not isinstance(schema, Mapping):
-        return "sim"
-    if schema.get("enum"):
-        return schema["enum"][0]
-    if "const" in schema:
-        return schema["const"]
-    kind = schema.get("type", "string")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if str(k).lower() != "null"), "null")
-    kind = str(kind).lower()
-    if kind == "object":
-        return sample_arguments(schema, depth) if depth < 4 else {}
-    if kind == "array":
-        items = schema.get("items", {})
-        return [_sample_value(items, depth + 1)] * int(schema.get("minItems", 0) or 0)
-    simple: dict[str, Any] = {"integer": 1, "number": 1.5, "boolean": True, "null": None}
-    return simple.get(kind, "sim")

@@ -24,26 +24,29 @@ from interlock.adapters.simulator._wire import (
     StreamParts,
     StreamTemplate,
     ToolSpec,
+    reply_text,
     sse,
-    words_text,
 )
 
 _enc = msgspec.json.Encoder()
 _SEP = b"\r\n\r\n"
 
 
-class _GPart(msgspec.Struct, frozen=True):
+class _GPart(msgspec.Struct, frozen=True, rename="camel"):
     text: str = ""
+    function_response: dict[str, Any] | None = None
 
 
 class _GContent(msgspec.Struct, frozen=True):
     parts: list[_GPart] = []
+    role: str = "user"
 
 
 class _GDeclaration(msgspec.Struct, frozen=True, rename="camel"):
     name: str
     parameters: dict[str, Any] | None = None
     parameters_json_schema: dict[str, Any] | None = None
+    description: str = ""
 
 
 class _GTool(msgspec.Struct, frozen=True, rename="camel"):
@@ -61,6 +64,9 @@ class _GToolConfig(msgspec.Struct, frozen=True, rename="camel"):
 
 class _GGeneration(msgspec.Struct, frozen=True, rename="camel"):
     max_output_tokens: int | None = None
+    response_mime_type: str | None = None
+    response_schema: dict[str, Any] | None = None
+    response_json_schema: dict[str, Any] | None = None
 
 
 class _GRequest(msgspec.Struct, frozen=True, rename="camel"):
@@ -176,6 +182,21 @@ def _tool_mode(config: _GToolConfig | None) -> tuple[str, str | None]:
     return "required", allowed[0] if len(allowed) == 1 else None
 
 
+def _user_turn(contents: list[_GContent]) -> str:
+    """The text of the last user content that says something (not only function responses)."""
+    for c in reversed(contents):
+        if c.role == "user" and (text := " ".join(p.text for p in c.parts).strip()):
+            return text
+    return ""
+
+
+def _output(config: _GGeneration | None) -> tuple[str, dict[str, Any] | None]:
+    if config is None or config.response_mime_type != "application/json":
+        return "text", None
+    schema = config.response_json_schema or config.response_schema
+    return ("json_schema", schema) if schema else ("json_object", None)
+
+
 def model_list(ids: list[str]) -> bytes:
     """The ``/v1beta/models`` body."""
     methods = ["generateContent", "streamGenerateContent"]
@@ -193,13 +214,17 @@ class GeminiWire:
         contents = [*req.contents, req.system_instruction] if req.system_instruction else req.contents
         chars = sum(len(p.text) for c in contents for p in c.parts)
         tools = tuple(
-            ToolSpec(d.name, d.parameters_json_schema or d.parameters or {})
+            ToolSpec(d.name, d.parameters_json_schema or d.parameters or {}, d.description)
             for t in req.tools
             for d in t.function_declarations
         )
         mode, forced = _tool_mode(req.tool_config)
         limit = req.generation_config.max_output_tokens if req.generation_config else None
-        return Ask(model, stream, True, chars, tools, mode, forced, limit)
+        last = req.contents[-1].parts if req.contents else []
+        after = any(p.function_response is not None for p in last)
+        output, schema = _output(req.generation_config)
+        return Ask(model, stream, True, chars, tools, mode, forced, limit, after, _user_turn(req.contents),
+                   output, schema)
 
     def _response(self, r: Reply, parts: list[GPart], final: bool, usage: bool = False) -> GResponse:
         # A safety stop comes without content: what was said before it went out in earlier frames.
@@ -211,7 +236,7 @@ class GeminiWire:
     def body(self, r: Reply) -> bytes:
         """A non-stream ``GenerateContentResponse``."""
         calls = [GPart(function_call=GFunctionCall(c.name, msgspec.Raw(c.arguments))) for c in r.calls]
-        text = [GPart(words_text(r.words))] if r.words or not r.refusal else []
+        text = [GPart(reply_text(r))] if r.words or r.pieces or not r.refusal else []
         return _enc.encode(self._response(r, calls or text, True))
 
     def stream(self, r: Reply, include_usage: bool) -> StreamParts:

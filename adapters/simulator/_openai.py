@@ -14,6 +14,9 @@ The shapes are OpenAI's wire as modelled once for our servers, in
 
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
 from msgspec import UNSET, UnsetType
 
 from interlock.adapters.providers.openai._server_wire import (
@@ -28,6 +31,7 @@ from interlock.adapters.providers.openai._server_wire import (
     ErrorOut,
     FunctionCallOut,
     MessageOut,
+    PartView,
     PromptDetailsOut,
     ToolCallOut,
     ToolChoiceView,
@@ -41,11 +45,46 @@ from interlock.adapters.simulator._wire import (
     StreamTemplate,
     ToolSpec,
     chars_of,
+    reply_text,
     split_args,
     sse,
-    words_text,
+    text_of,
 )
 
+# The conversation as the simulator reads it, beside the shared request view: who spoke last,
+# what the user asked, what each tool is for and the answer's format.
+
+
+class _Turn(msgspec.Struct, frozen=True):
+    role: str = "user"
+    content: str | list[PartView] | None = None
+
+
+class _About(msgspec.Struct, frozen=True):
+    name: str = ""
+    description: str | None = None
+
+
+class _ToolAbout(msgspec.Struct, frozen=True):
+    function: _About | None = None
+
+
+class _Schema(msgspec.Struct, frozen=True):
+    schema: dict[str, Any] | None = None
+
+
+class _Format(msgspec.Struct, frozen=True):
+    type: str = "text"
+    json_schema: _Schema | None = None
+
+
+class _Conversation(msgspec.Struct, frozen=True):
+    messages: list[_Turn] = []
+    tools: list[_ToolAbout] = []
+    response_format: _Format | None = None
+
+
+_CONVERSATION = msgspec.json.Decoder(_Conversation)
 _FINGERPRINT = "fp_sim"
 _OA_ERRORS = {400: ("invalid_request_error", None), 429: ("requests", "rate_limit_exceeded"),
               503: ("server_error", "service_unavailable"), 529: ("server_error", "service_unavailable")}
@@ -69,8 +108,12 @@ class OpenAIWire:
 
     def decode(self, body: bytes, model: str = "", stream: bool = False) -> Ask:
         """An ``Ask`` from a ``POST /v1/chat/completions`` body."""
-        req = REQUEST_VIEW_DECODER.decode(body)
-        tools = tuple(ToolSpec(t.function.name, t.function.parameters) for t in req.tools if t.function)
+        req, talk = REQUEST_VIEW_DECODER.decode(body), _CONVERSATION.decode(body)
+        about = {t.function.name: t.function.description or "" for t in talk.tools if t.function}
+        tools = tuple(
+            ToolSpec(t.function.name, t.function.parameters, about.get(t.function.name, ""))
+            for t in req.tools if t.function
+        )
         choice, mode, forced = req.tool_choice, "auto", None
         if isinstance(choice, ToolChoiceView) and choice.function is not None:
             mode, forced = "required", choice.function.name
@@ -79,7 +122,13 @@ class OpenAIWire:
         include = req.stream_options is not None and req.stream_options.include_usage
         chars = sum(chars_of(m.content) for m in req.messages)
         limit = req.max_completion_tokens or req.max_tokens
-        return Ask(req.model, req.stream, include, chars, tools, mode, forced, limit)
+        turns = talk.messages
+        user = next((text_of(t.content) for t in reversed(turns) if t.role == "user"), "")
+        after = bool(turns) and turns[-1].role in ("tool", "function")
+        fmt = talk.response_format or _Format()
+        schema = fmt.json_schema.schema if fmt.json_schema is not None else None
+        output = fmt.type if fmt.type in ("json_object", "json_schema") else "text"
+        return Ask(req.model, req.stream, include, chars, tools, mode, forced, limit, after, user, output, schema)
 
     def body(self, r: Reply) -> bytes:
         """A non-stream ``chat.completion``."""
@@ -90,7 +139,7 @@ class OpenAIWire:
         if calls:
             message = MessageOut(content=None, tool_calls=calls)
         else:
-            message = MessageOut(content=words_text(r.words) or None, refusal=r.refusal or None)
+            message = MessageOut(content=reply_text(r) or None, refusal=r.refusal or None)
         choice = ChoiceOut(message=message, finish_reason=_oa_finish(r))
         completion = ChatCompletionOut(
             id=r.id, created=r.created, model=r.model, system_fingerprint=_FINGERPRINT, choices=[choice],

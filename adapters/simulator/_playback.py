@@ -91,7 +91,7 @@ class Playback:
                 frames = [parts.template.malformed()] if bad is not None else []
                 await resp.write(b"".join(frames if cut is not None else [*frames, *parts.calls]))
             else:
-                await self._tokens(resp, parts, reply.words, plan.delays, cut, bad)
+                await self._tokens(resp, parts, reply, plan.delays, cut, bad)
             if cut is not None:
                 abort(request, reset=False)
                 return resp
@@ -102,22 +102,26 @@ class Playback:
         return resp
 
     async def _tokens(
-        self, resp: web.StreamResponse, parts: StreamParts, words: tuple[int, ...], delays: tuple[float, ...],
+        self, resp: web.StreamResponse, parts: StreamParts, reply: Reply, delays: tuple[float, ...],
         cut: int | None, bad: int | None,
     ) -> None:
         # Tokens with no delay between them go out in one write: the server stays cheap under load.
         template, pending = parts.template, list[bytes]()
-        for i, word in enumerate(words):
+        frames = (
+            (template.text(p) for p in reply.pieces) if reply.pieces
+            else (template.token(w, i == 0) for i, w in enumerate(reply.words))
+        )
+        for i, frame in enumerate(frames):
             if i == cut:
                 break
             if i == bad:
                 pending.append(template.malformed())
-            if i and delays[i] > 0:
+            if i and i < len(delays) and delays[i] > 0:
                 await resp.write(b"".join(pending))
                 pending.clear()
                 await self._sleep(delays[i])
-            pending.append(template.token(word, i == 0))
-        if bad is not None and bad >= len(words):
+            pending.append(frame)
+        if bad is not None and bad >= len(reply.pieces or reply.words):
             pending.append(template.malformed())
         if pending:
             await resp.write(b"".join(pending))

@@ -88,6 +88,7 @@ from interlock.adapters.simulator._behaviour import (
     load_config,
     request_rng,
 )
+from interlock.adapters.simulator._embeddings import add_embedding_routes
 from interlock.adapters.simulator._gemini import GEMINI
 from interlock.adapters.simulator._gemini import model_list as gemini_models
 from interlock.adapters.simulator._openai import OPENAI
@@ -145,6 +146,7 @@ class Simulator:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/v1/messages", self._anthropic)
+        add_embedding_routes(app, lambda model: self._forced(self._state(model), model))  # before Gemini's catch-all
         app.router.add_post("/v1beta/models/{target}", self._gemini)
         app.router.add_post("/v1/models/{target}", self._gemini)
         app.router.add_get("/v1/models", self._list_models)

@@ -20,8 +20,8 @@ from interlock.adapters.simulator._behaviour import (
     NoUsage,
     Plan,
     Refusal,
-    sample_arguments,
 )
+from interlock.adapters.simulator._sample import asks_for, sample_arguments, sample_value
 
 _enc = msgspec.json.Encoder()
 SENTINEL = "@@sim-token@@"
@@ -36,14 +36,20 @@ def words_text(words: tuple[int, ...]) -> str:
 
 
 class ToolSpec(msgspec.Struct, frozen=True):
-    """A tool the request offers: its name and JSON Schema of arguments."""
+    """A tool the request offers: its name, JSON Schema of arguments and description."""
 
     name: str
     schema: dict[str, Any]
+    description: str = ""
 
 
 class Ask(msgspec.Struct, frozen=True):
-    """What a request asks for, whatever its format; ``tool_mode`` is auto, none or required."""
+    """What a request asks for, whatever its format; ``tool_mode`` is auto, none or required.
+
+    ``after_tool_result``: the last message is a tool's result. ``user_turn``: the text of the
+    last user message (what ``tool_mode`` auto reads). ``output`` is ``text``, ``json_object`` or
+    ``json_schema`` (then ``output_schema`` is the schema the answer must match).
+    """
 
     model: str
     stream: bool
@@ -53,6 +59,10 @@ class Ask(msgspec.Struct, frozen=True):
     tool_mode: str = "auto"
     forced_tool: str | None = None
     max_tokens: int | None = None
+    after_tool_result: bool = False
+    user_turn: str = ""
+    output: str = "text"
+    output_schema: dict[str, Any] | None = None
 
 
 class Call(msgspec.Struct, frozen=True):
@@ -64,7 +74,10 @@ class Call(msgspec.Struct, frozen=True):
 
 
 class Reply(msgspec.Struct, frozen=True):
-    """What the simulator answers: text words or tool calls, and the usage to report.
+    """What the simulator answers: text words (or literal ``pieces``) or tool calls, and the usage to report.
+
+    ``pieces``, when not empty, is the answer text as it streams, piece by piece: a JSON answer
+    to a structured-output request, which VOCAB words cannot spell.
 
     ``model`` is the id the answer says served it. ``refusal`` is the refusal text (the answer
     refuses, in the format's own way, after ``words``); ``reports_usage`` False leaves every
@@ -84,16 +97,24 @@ class Reply(msgspec.Struct, frozen=True):
     refusal: str = ""
     reports_usage: bool = True
     error_status: int = 0
+    pieces: tuple[str, ...] = ()
+
+
+def reply_text(r: Reply) -> str:
+    """The whole answer text of ``r``."""
+    return "".join(r.pieces) if r.pieces else words_text(r.words)
 
 
 _IDS = {"openai": ("chatcmpl-sim", "call_sim"), "anthropic": ("msg_sim", "toolu_sim"), "gemini": ("sim-", "")}
 
 
 def build_reply(fmt: str, ask: Ask, plan: Plan, behaviour: Behaviour, seq: int, created: int) -> Reply:
-    """The reply to ``ask``: tool calls if offered and wanted, else the plan's words (cut at max_tokens).
+    """The reply to ``ask``: tool calls when the conversation calls for them, else the plan's words.
 
-    Input tokens are prompt characters / 4 (rounded up); ``seq`` makes ids unique per simulator.
-    A ``Refusal`` or ``ErrorAfterUsage`` fault answers text only, cut at its ``after_tokens``.
+    A structured-output request gets JSON for its schema (an object for ``json_object``) instead
+    of words, in as many pieces as the plan has words. Either is cut at max_tokens. Input tokens
+    are prompt characters / 4 (rounded up); ``seq`` makes ids unique per simulator. A
+    ``Refusal`` or ``ErrorAfterUsage`` fault answers text only, cut at its ``after_tokens``.
     """
     reply_prefix, call_prefix = _IDS[fmt]
     input_tokens = max(1, -(-ask.prompt_chars // 4))
@@ -102,25 +123,59 @@ def build_reply(fmt: str, ask: Ask, plan: Plan, behaviour: Behaviour, seq: int, 
     served = behaviour.served_model or ask.model
     fault = plan.fault
     usage = not isinstance(fault, NoUsage)
-    wants = ask.tool_mode == "required" or (ask.tool_mode == "auto" and plan.tool_roll < behaviour.tool_call_p)
-    if ask.tools and wants and not isinstance(fault, Refusal | ErrorAfterUsage):
-        chosen = [t for t in ask.tools if t.name == ask.forced_tool] or ask.tools[: max(1, behaviour.tool_calls)]
+    chosen = () if isinstance(fault, Refusal | ErrorAfterUsage) else tools_called(ask, plan, behaviour)
+    if chosen:
         calls = tuple(
             Call(f"{call_prefix}{seq:08d}_{k}", t.name, _enc.encode(sample_arguments(t.schema)))
             for k, t in enumerate(chosen)
         )
         output = sum((len(c.name) + len(c.arguments) + 3) // 4 for c in calls)
         return Reply(rid, served, created, (), calls, input_tokens, cached, output, reports_usage=usage)
-    words = plan.words
+    words, pieces = plan.words, _structured(ask, plan)
     if isinstance(fault, Refusal | ErrorAfterUsage):
-        words = words[: fault.after_tokens]
-    truncated = ask.max_tokens is not None and len(words) > ask.max_tokens
-    words = words[: ask.max_tokens] if truncated else words
+        words, pieces = words[: fault.after_tokens], pieces[: fault.after_tokens]
+    said = len(pieces or words)
+    truncated = ask.max_tokens is not None and said > ask.max_tokens
+    if truncated:
+        words, pieces = words[: ask.max_tokens], pieces[: ask.max_tokens]
     # Only OpenAI's wire carries the refusal's text; the other two refuse with a reason alone.
     refusal = fault.text if isinstance(fault, Refusal) else ""
-    output = len(words) + (-(-len(refusal) // 4) if fmt == "openai" else 0)
+    output = len(pieces or words) + (-(-len(refusal) // 4) if fmt == "openai" else 0)
     error = fault.status if isinstance(fault, ErrorAfterUsage) else 0
-    return Reply(rid, served, created, words, (), input_tokens, cached, output, truncated, refusal, usage, error)
+    return Reply(rid, served, created, () if pieces else words, (), input_tokens, cached, output, truncated,
+                 refusal, usage, error, pieces)
+
+
+def tools_called(ask: Ask, plan: Plan, behaviour: Behaviour) -> tuple[ToolSpec, ...]:
+    """The tools a reply calls: a forcing ``tool_choice`` always gets some; ``auto`` only when asked.
+
+    In ``auto`` mode nothing is called after a tool result (the loop ends with text), and a tool
+    is called when the last user turn names it (``_sample.asks_for``), with the behaviour's
+    ``tool_call_p``; at most ``tool_calls`` tools, in the order offered.
+    """
+    if not ask.tools or ask.tool_mode == "none":
+        return ()
+    count = max(1, behaviour.tool_calls)
+    asked = [t for t in ask.tools if asks_for(ask.user_turn, t.name, t.description)]
+    if ask.tool_mode == "required":
+        named = [t for t in ask.tools if t.name == ask.forced_tool]
+        return tuple(named or (asked or list(ask.tools))[:count])
+    if ask.after_tool_result or plan.tool_roll >= behaviour.tool_call_p:
+        return ()
+    return tuple(asked[:count])
+
+
+def _structured(ask: Ask, plan: Plan) -> tuple[str, ...]:
+    """A structured-output answer in pieces (one per planned word), or ``()`` for free text."""
+    if ask.output == "json_schema":
+        text = _enc.encode(sample_value(ask.output_schema or {})).decode()
+    elif ask.output == "json_object":
+        text = _enc.encode({"answer": words_text(plan.words)}).decode()
+    else:
+        return ()
+    n = max(1, min(len(plan.words), len(text)))
+    size = -(-len(text) // n)
+    return tuple(text[i : i + size] for i in range(0, len(text), size))
 
 
 def sse(data: bytes, event: str | None = None, sep: bytes = b"\n\n") -> bytes:
@@ -140,6 +195,10 @@ class StreamTemplate:
     def token(self, word: int, first: bool) -> bytes:
         """The chunk carrying VOCAB[word] (with a leading space unless first)."""
         return self._pre + (_PLAIN if first else _SPACED)[word] + self._post
+
+    def text(self, piece: str) -> bytes:
+        """The chunk carrying ``piece`` as it is."""
+        return self._pre + _enc.encode(piece) + self._post
 
     def malformed(self) -> bytes:
         """A chunk whose JSON breaks off mid-string."""
@@ -170,6 +229,14 @@ def chars_of(content: Any) -> int:
         return sum(len(getattr(part, "text", "") or "") for part in content)
     return 0
 
+
+def text_of(content: Any) -> str:
+    """The text of a message content: a string, or the ``text`` of a list's blocks joined by spaces."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(getattr(part, "text", "") or "" for part in content)
+    return ""
 
 
 class WireFormat(Protocol):

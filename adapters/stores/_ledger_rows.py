@@ -41,7 +41,7 @@ BREAKER_COLUMNS: Final[tuple[str, ...]] = tuple(f.name for f in msgspec.structs.
 
 # Rows per INSERT statement. 32 rows of at most 29 columns stay under 999 parameters, the lowest
 # limit SQLite builds have had; more rows per statement gain little and hold the GIL longer.
-ROWS_PER_INSERT: Final = 24  # 24 rows of the widest record (32 columns) stay under 999 variables
+ROWS_PER_INSERT: Final = 24  # 24 rows of the widest record (33 columns) stay under 999 variables
 
 
 def _insert_sql(table: str, columns: tuple[str, ...], rows: int, *, upsert: str = "") -> str:

@@ -208,6 +208,14 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "ALTER TABLE requests ADD COLUMN aux_cost_cents REAL NOT NULL DEFAULT 0",
         ),
     ),
+    Migration(
+        10,
+        "the operation of each request and attempt: chat, or embed",
+        (
+            "ALTER TABLE requests ADD COLUMN operation TEXT NOT NULL DEFAULT 'chat'",
+            "ALTER TABLE attempts ADD COLUMN operation TEXT NOT NULL DEFAULT 'chat'",
+        ),
+    ),
 )
 
 SCHEMA_VERSION: Final[int] = MIGRATIONS[-1].version

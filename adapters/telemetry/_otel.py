@@ -173,7 +173,7 @@ class OtelMirror:
         for a, (begin, finish) in zip(ordered, times, strict=True):
             attrs, error = self._attempt_attrs(a)
             child = self._tracer.start_span(
-                f"{n.OPERATION_CHAT} {self._model_id(a.model)}",
+                f"{_operation(a)} {self._model_id(a.model)}",
                 context=inside, kind=SpanKind.CLIENT, attributes=attrs, start_time=begin,
             )  # fmt: skip
             _set_error(child, error, a.error_detail)
@@ -219,7 +219,7 @@ class OtelMirror:
         attrs = _common(r)
         attrs |= _present(
             {
-                n.OPERATION_NAME: n.OPERATION_CHAT,
+                n.OPERATION_NAME: _operation(r),
                 n.PROVIDER_NAME: self._provider_name(provider) if provider else None,
                 n.RESPONSE_MODEL: self._model_id(r.model) if r.model and r.outcome == "ok" else None,
                 n.RESPONSE_FINISH_REASONS: (winner.finish_reason,) if winner and winner.finish_reason else None,
@@ -262,7 +262,7 @@ class OtelMirror:
     def _gen_ai(self, a: AttemptRecord) -> Attrs:
         """The GenAI attributes an attempt's spans and metrics share."""
         attrs: Attrs = {
-            n.OPERATION_NAME: n.OPERATION_CHAT,
+            n.OPERATION_NAME: _operation(a),
             n.PROVIDER_NAME: self._provider_name(a.provider),
             n.REQUEST_MODEL: self._model_id(a.model),
         }
@@ -338,7 +338,12 @@ def _present(values: Mapping[str, AttributeValue | None]) -> Attrs:
 
 def _request_name(request: RequestRecord, model_id: str) -> str:
     label = request.task or model_id
-    return f"{n.OPERATION_CHAT} {label}" if label else n.OPERATION_CHAT
+    return f"{_operation(request)} {label}" if label else _operation(request)
+
+
+def _operation(record: RequestRecord | AttemptRecord) -> str:
+    """The GenAI operation name of a record: ``embeddings`` for an embed, else ``chat``."""
+    return n.OPERATION_EMBEDDINGS if record.operation == "embed" else n.OPERATION_CHAT
 
 
 def _set_error(span: Span, error: str | None, detail: str) -> None:
