@@ -15,10 +15,15 @@ Endpoints: ``POST /v1/chat/completions`` (OpenAI, SSE with ``data: [DONE]``, a u
 ``stream_options.include_usage``), ``POST /v1/messages`` (Anthropic, named events),
 ``POST /v1beta/models/{model}:generateContent`` and ``:streamGenerateContent?alt=sse`` (Gemini; also
 under ``/v1/models/``), ``GET /v1/models`` (a list both OpenAI and Anthropic clients read) and
-``GET /v1beta/models``. The request's model id picks its ``Behaviour`` (``SimConfig.models``,
-else ``SimConfig.default``); a request offering tools gets tool calls when the behaviour rolls
-for them or ``tool_choice`` forces one. Usage: input ~ prompt characters / 4, output = tokens
-sent, cached share per behaviour, each in the format's own fields.
+``GET /v1beta/models``, and embeddings (``POST /v1/embeddings``, Gemini's
+``:batchEmbedContents``; deterministic unit vectors, ``_embeddings``). The request's model id
+picks its ``Behaviour`` (``SimConfig.models``, else ``SimConfig.default``). It behaves like a
+model, so agent loops end: with ``tool_choice`` auto it calls a tool only when the last user
+turn names one (never right after a tool result, which it answers with text), and always when
+``tool_choice`` forces one, with arguments valid for the tool's schema (``_sample``); a
+``response_format`` / ``output_config`` / ``responseSchema`` gets JSON valid for the schema.
+Usage: input ~ prompt characters / 4, output = tokens sent, cached share per behaviour, each in
+the format's own fields.
 
 A request's fault is, in order: the next scripted one (``script``), an ``Outage`` covering the
 model at ``clock.now() - start``, else a seeded random draw from the behaviour's ``faults``.
