@@ -174,6 +174,19 @@ class Door:
         """Like ``embed``, for a ready-made ``EmbedRequest`` (the gateway's)."""
         return await embed(self._context, request)
 
+    async def remember(self, key: str, value: bytes, ttl_s: float) -> None:
+        """Keep ``value`` under ``key`` for ``ttl_s`` seconds in the door's state store.
+
+        The state store is the one the rails share (a SQLite file every process of a host opens),
+        so what one process keeps another can ``recall``: the gateway keeps stored Responses-API
+        answers here. Keys are namespaced apart from the response cache's.
+        """
+        await self._state.cache.put(_KEPT + key, value, self._context.clock.wall() + ttl_s)
+
+    async def recall(self, key: str) -> bytes | None:
+        """What ``remember`` kept under ``key``, or None when it is absent or expired."""
+        return await self._state.cache.get(_KEPT + key, self._context.clock.wall())
+
     async def health(self) -> dict[str, ProviderHealth]:
         """Each enabled provider's breaker state, cooldown, health, free slots and recent breaker transitions.
 
@@ -190,6 +203,9 @@ class Door:
     def ledger_statistics(self) -> LedgerStatistics:
         """Records accepted, written and pending."""
         return self._buffer.statistics()
+
+
+_KEPT = "kept:"  # ``remember``'s keys, apart from the response cache's (which are hashes)
 
 
 def build_request(prompt: Prompt, options: Mapping[str, Any]) -> ChatRequest:

@@ -119,6 +119,12 @@ class Recording:
     async def health(self) -> Mapping[str, ProviderState]:
         return await self.door.health()
 
+    async def remember(self, key: str, value: bytes, ttl_s: float) -> None:
+        await self.door.remember(key, value, ttl_s)
+
+    async def recall(self, key: str) -> bytes | None:
+        return await self.door.recall(key)
+
 
 @contextlib.asynccontextmanager
 async def serving(door: GatewayDoor, **options: Any) -> AsyncIterator[str]:

@@ -32,7 +32,7 @@ from interlock import (
     UsageEvent,
 )
 from interlock.adapters.gateway._app import VirtualKey
-from interlock.adapters.gateway._responses import ResponseStore, ResponseWriter, Shell, Stored
+from interlock.adapters.gateway._responses import MemoryKept, ResponseStore, ResponseWriter, Shell, Stored
 from interlock.adapters.gateway._responses_wire import REQUEST_DECODER, ResponseOut, TextConfigOut, TextFormatIn
 from interlock.adapters.simulator._server import Drop, NoUsage, RateLimit, Refusal
 from tests.test_gateway import KEY, Gateway, gateway_at
@@ -398,9 +398,9 @@ async def test_store_is_tenant_scoped_and_store_false_keeps_nothing(gw: Gateway)
         assert (await client.responses.retrieve(kept.id)).id == kept.id
 
 
-def test_store_drops_the_least_recently_used_past_its_capacity() -> None:
-    """The store keeps at most its capacity; a read refreshes a response's place."""
-    store = ResponseStore(capacity=2)
+async def test_store_drops_the_least_recently_used_past_its_capacity() -> None:
+    """The in-process stand-in keeps at most its capacity; a read refreshes a response's place."""
+    store = ResponseStore(MemoryKept(capacity=2))
 
     def stored(rid: str) -> Stored:
         body = ResponseOut(
@@ -410,14 +410,14 @@ def test_store_drops_the_least_recently_used_past_its_capacity() -> None:
         )
         return Stored(body, ())
 
-    store.put("t", stored("a"))
-    store.put("t", stored("b"))
-    assert store.get("t", "a") is not None  # "b" is now the least recently used
-    store.put("t", stored("c"))
-    assert store.get("t", "b") is None
-    assert store.get("t", "a") is not None
-    assert store.get("t", "c") is not None
-    assert store.get("other", "a") is None
+    await store.put("t", stored("a"))
+    await store.put("t", stored("b"))
+    assert await store.get("t", "a") is not None  # "b" is now the least recently used
+    await store.put("t", stored("c"))
+    assert await store.get("t", "b") is None
+    assert await store.get("t", "a") is not None
+    assert await store.get("t", "c") is not None
+    assert await store.get("other", "a") is None
 
 
 # -- refusals -----------------------------------------------------------------------------------------
@@ -519,7 +519,7 @@ async def test_stream_failing_after_start_ends_with_error_and_failed(gw: Gateway
 # -- the writer, on events no simulator sends ---------------------------------------------------------
 
 
-def test_writer_sequence_for_reasoning_text_and_interleaved_calls_is_accepted_by_the_sdk() -> None:
+async def test_writer_sequence_for_reasoning_text_and_interleaved_calls_is_accepted_by_the_sdk() -> None:
     """Reasoning, text and two interleaved parallel calls make items the SDK's own accumulator completes."""
     wire = REQUEST_DECODER.decode(b'{"model": "m", "input": "hi"}')
     writer = ResponseWriter(Shell(wire, [], "rid", 0), None)
@@ -535,7 +535,7 @@ def test_writer_sequence_for_reasoning_text_and_interleaved_calls_is_accepted_by
         Finish("tool_calls"),
         RouteEvent(Route(model="m", provider="p")),
     ]
-    body = b"".join(writer.feed(event) for event in canonical)
+    body = b"".join(writer.feed(event) for event in canonical) + await writer.end()  # end: the final event
     state: ResponseStreamState[Any] = ResponseStreamState(input_tools=omit, text_format=omit)
     parsed = []
     for _, data in raw_events(body.decode()):
@@ -550,3 +550,25 @@ def test_writer_sequence_for_reasoning_text_and_interleaved_calls_is_accepted_by
     assert final.output_text == "checking ü"
     assert final.usage is not None
     assert (final.usage.input_tokens, final.usage.input_tokens_details.cached_tokens) == (7, 2)
+
+
+async def test_a_stored_response_outlives_its_gateway_and_is_continued_by_the_next(tmp_path: Path) -> None:
+    """Responses are kept in the door's state store: a gateway started after the first one closed (a
+    restart, or another worker of the host) returns the streamed response and continues from it."""
+    keys = {KEY: VirtualKey(tenant="acme", caller="svc")}
+    async with (
+        gateway_at(tmp_path, virtual_keys=keys) as first,
+        first.client() as client,
+        client.responses.stream(model="oa", input="remember the word tangerine") as stream,
+    ):
+        kept = await stream.get_final_response()
+    async with gateway_at(tmp_path, virtual_keys=keys) as second, second.client() as client:
+        again = await client.responses.retrieve(kept.id)
+        follow = await client.responses.create(model="oa", input="which word?", previous_response_id=kept.id)
+        sim_bodies = second.sim().stats("sim-oa-1").bodies
+    assert again.id == kept.id
+    assert again.output_text == kept.output_text
+    assert follow.status == "completed"
+    sent = json.dumps(sim_bodies[-1]["messages"])
+    assert "remember the word tangerine" in sent  # the continuation carries the stored conversation
+    assert kept.output_text in sent

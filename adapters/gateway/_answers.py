@@ -256,6 +256,10 @@ class ChunkWriter:
     def _data(chunk: msgspec.Struct) -> bytes:
         return b"data: " + ENCODER.encode(chunk) + b"\n\n"
 
+    async def end(self) -> bytes:
+        """Nothing: the stream's last bytes went with its ``RouteEvent``."""
+        return b""
+
     @staticmethod
     def fail(error: InterlockError) -> bytes:
         """The SSE event that ends a stream which failed after its first chunk: OpenAI's error body."""

@@ -192,10 +192,15 @@ def json_response(body: msgspec.Struct, *, status: int = 200, headers: Mapping[s
 
 
 class StreamWriter(Protocol):
-    """A dialect's stream encoder: the bytes for each event, and for a failure after the first."""
+    """A dialect's stream encoder: the bytes for each event, for a failure after the first, and the end.
+
+    ``end`` gives the bytes that close a stream which ran to its end, once the writer's own
+    work for it is done (the Responses dialect keeps a stored response before its final event).
+    """
 
     def feed(self, event: StreamEvent | RouteEvent) -> bytes: ...
     def fail(self, error: InterlockError) -> bytes: ...
+    async def end(self) -> bytes: ...
 
 
 async def start_stream(
@@ -266,6 +271,9 @@ class EventStream(Response):
                 data = writer.feed(event)
                 if data:
                     await send({"type": "http.response.body", "body": data, "more_body": True})
+            data = await writer.end()
+            if data:
+                await send({"type": "http.response.body", "body": data, "more_body": True})
         except InterlockError as exc:
             await send({"type": "http.response.body", "body": writer.fail(exc), "more_body": True})
 

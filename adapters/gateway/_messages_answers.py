@@ -289,6 +289,10 @@ class EventWriter:
         headers = route_headers(route, self._request_id, o.provider_reason)
         return b"".join(map(sse, events)) + "".join(f": {k}: {v}\n" for k, v in headers.items()).encode() + b"\n"
 
+    async def end(self) -> bytes:
+        """Nothing: the stream's last bytes went with its ``RouteEvent``."""
+        return b""
+
     def fail(self, error: InterlockError) -> bytes:
         """The ``error`` event that ends a stream which failed after its start: Anthropic's error body."""
         return sse(error_body(http_failure(error), self._request_id))

@@ -13,10 +13,13 @@ Only function tools are served; anything else interlock cannot honour (built-in 
 ``background``, ``include``, ``reasoning``...) is a 400 ``unsupported_parameter`` naming the field.
 
 Stored responses: a completed response (``store`` is true unless set false) is kept with its whole
-conversation, so that ``previous_response_id`` continues it and ``GET`` returns it. The store is
-**per process and in memory**: bounded to ``STORE_CAPACITY`` responses, least recently used
-dropped first, keyed by tenant (a tenant never sees another's), gone on restart, and not shared
-between ``--workers``. An unknown id is a 404 naming the parameter.
+conversation, so that ``previous_response_id`` continues it and ``GET`` returns it, keyed by tenant
+(a tenant never sees another's), for ``STORE_TTL_S`` (30 days, as OpenAI keeps them). Over a door
+that can ``remember`` (``interlock.Door``), they are kept in the door's state store, which every
+process of the host shares (``--workers``, a restart); a streamed response's final event goes out
+only once it is kept, so a client that has it can continue from any process. Over a door
+without one (a test double), an in-process store (``MemoryKept``, ``STORE_CAPACITY`` responses,
+least recently used dropped first) stands in. An unknown id is a 404 naming the parameter.
 
 Route info is as chat's: ``x-interlock-*`` headers on a whole answer; the request id and the job's
 first choice on a stream's headers (the rest at its end: ``_responses_answers``).
@@ -27,7 +30,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import anyio.to_thread
 import msgspec
@@ -73,7 +76,8 @@ from interlock.adapters.gateway._responses_answers import Keep, Output, Response
 from interlock.adapters.providers.openai._server_wire import ErrorBody, ErrorOut
 from interlock.policies._tool_validate import check_tool_schemas
 
-STORE_CAPACITY = 1000
+STORE_CAPACITY = 1000  # responses an in-process store keeps (``MemoryKept``)
+STORE_TTL_S = 30 * 24 * 3600.0  # how long a stored response can be continued or read
 _DATA_URL = re.compile(r"^data:(?P<media>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)$", re.DOTALL)
 # Each option interlock cannot honour, and when it is set: to anything but the value that asks for nothing.
 _UNSUPPORTED: tuple[tuple[str, Callable[[w.ResponsesRequest], bool]], ...] = (
@@ -92,8 +96,10 @@ _UNSUPPORTED: tuple[tuple[str, Callable[[w.ResponsesRequest], bool]], ...] = (
 
 
 def responses_routes(edge: Edge) -> list[HttpRoute]:
-    """The dialect's routes over ``edge``, with one store of responses for this app."""
-    api = Responses(edge, ResponseStore())
+    """The dialect's routes over ``edge``, storing responses where the door can keep them."""
+    door: Any = edge.door
+    kept: KeptValues = door if callable(getattr(door, "remember", None)) else MemoryKept()
+    api = Responses(edge, ResponseStore(kept))
     return [
         HttpRoute("/responses", guarded(api.create), methods=["POST"]),
         HttpRoute("/responses/{response_id}", guarded(api.retrieve), methods=["GET"]),
@@ -110,26 +116,61 @@ class Stored(msgspec.Struct, frozen=True):
     conversation: tuple[Message, ...]
 
 
-class ResponseStore:
-    """Completed responses by tenant and id, at most ``capacity``, least recently used dropped first."""
+class KeptValues(Protocol):
+    """Where stored responses live: ``interlock.Door``'s ``remember`` / ``recall`` (its state store)."""
+
+    async def remember(self, key: str, value: bytes, ttl_s: float) -> None: ...
+    async def recall(self, key: str) -> bytes | None: ...
+
+
+class MemoryKept:
+    """``KeptValues`` in this process: at most ``capacity`` values, least recently used dropped first.
+
+    It stands in for a door without a state store; expiry is left to the capacity.
+    """
 
     def __init__(self, capacity: int = STORE_CAPACITY) -> None:
         self._capacity = capacity
-        self._kept: OrderedDict[tuple[str, str], Stored] = OrderedDict()
+        self._kept: OrderedDict[str, bytes] = OrderedDict()
 
-    def get(self, tenant: str, response_id: str) -> Stored | None:
-        """The stored response, or None (also when another tenant stored it)."""
-        found = self._kept.get((tenant, response_id))
-        if found is not None:
-            self._kept.move_to_end((tenant, response_id))
-        return found
-
-    def put(self, tenant: str, stored: Stored) -> None:
-        """Keep ``stored``, dropping the least recently used past the capacity."""
-        self._kept[(tenant, stored.response.id)] = stored
-        self._kept.move_to_end((tenant, stored.response.id))
+    async def remember(self, key: str, value: bytes, ttl_s: float) -> None:
+        """Keep ``value``, dropping the least recently used past the capacity."""
+        self._kept[key] = value
+        self._kept.move_to_end(key)
         while len(self._kept) > self._capacity:
             self._kept.popitem(last=False)
+
+    async def recall(self, key: str) -> bytes | None:
+        """The value kept under ``key``, or None; a read refreshes its place."""
+        found = self._kept.get(key)
+        if found is not None:
+            self._kept.move_to_end(key)
+        return found
+
+
+_encode_stored = msgspec.msgpack.Encoder().encode
+_decode_stored = msgspec.msgpack.Decoder(Stored).decode
+
+
+class ResponseStore:
+    """Completed responses by tenant and id, in ``KeptValues``."""
+
+    def __init__(self, kept: KeptValues) -> None:
+        self._kept = kept
+
+    async def get(self, tenant: str, response_id: str) -> Stored | None:
+        """The stored response, or None (also when another tenant stored it)."""
+        raw = await self._kept.recall(_key(tenant, response_id))
+        return None if raw is None else _decode_stored(raw)
+
+    async def put(self, tenant: str, stored: Stored) -> None:
+        """Keep ``stored`` for ``STORE_TTL_S``."""
+        await self._kept.remember(_key(tenant, stored.response.id), _encode_stored(stored), STORE_TTL_S)
+
+
+def _key(tenant: str, response_id: str) -> str:
+    # The tenant's length first: no tenant name can make another tenant's key.
+    return f"responses:{len(tenant)}:{tenant}:{response_id}"
 
 
 def not_found(response_id: str, param: str | None) -> HttpFailure:
@@ -162,7 +203,7 @@ class Responses:
         if unsupported is not None:
             problem = f"Unsupported parameter: {unsupported!r} is not supported by interlock."
             raise Reject(failure("unsupported_parameter", problem, param=unsupported))
-        history = self._history(who.tenant, wire.previous_response_id)
+        history = await self._history(who.tenant, wire.previous_response_id)
         request_id, wall = edge.new_request_id()
         tools, specs = _tools(wire.tools)
         conversation = (*history, *_input_messages(wire.input))
@@ -183,31 +224,31 @@ class Responses:
             return Response(status_code=CLIENT_GONE)
         body = output.final()
         if keep is not None:
-            keep(body, output.assistant())
+            await keep(body, output.assistant())
         return json_response(body, headers=route_headers(output.route, request_id, output.provider_reason))
 
     async def retrieve(self, request: Request) -> Response:
         """A stored response of the caller's tenant, or a 404."""
         who = self._edge.authenticate(request)
         response_id = request.path_params["response_id"]
-        stored = self._store.get(who.tenant, response_id)
+        stored = await self._store.get(who.tenant, response_id)
         if stored is None:
             raise Reject(not_found(response_id, None))
         return json_response(stored.response)
 
-    def _history(self, tenant: str, previous: str | None) -> tuple[Message, ...]:
+    async def _history(self, tenant: str, previous: str | None) -> tuple[Message, ...]:
         """The conversation ``previous_response_id`` continues; a 404 when the tenant has no such response."""
         if previous is None:
             return ()
-        prior = self._store.get(tenant, previous)
+        prior = await self._store.get(tenant, previous)
         if prior is None:
             raise Reject(not_found(previous, "previous_response_id"))
         return prior.conversation
 
     def _keeper(self, tenant: str, conversation: tuple[Message, ...]) -> Keep:
-        def keep(response: w.ResponseOut, answer: Message | None) -> None:
+        async def keep(response: w.ResponseOut, answer: Message | None) -> None:
             turn = (answer,) if answer is not None else ()
-            self._store.put(tenant, Stored(response, (*conversation, *turn)))
+            await self._store.put(tenant, Stored(response, (*conversation, *turn)))
 
         return keep
 

@@ -19,7 +19,7 @@ Nothing here does I/O or reads a clock.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -50,7 +50,7 @@ from interlock.adapters.gateway._failures import http_failure
 from interlock.adapters.gateway._tool_calls import ToolCallIds
 from interlock.adapters.providers.openai._server_wire import ENCODER
 
-Keep = Callable[[w.ResponseOut, Message | None], None]  # stores a finished response and its answer turn
+Keep = Callable[[w.ResponseOut, Message | None], Awaitable[None]]  # stores a finished response and its turn
 _DELTAS: dict[str, type[e.TextDeltaEvent | e.RefusalDeltaEvent | e.ReasoningDeltaEvent]] = {
     "output_text": e.TextDeltaEvent,
     "refusal": e.RefusalDeltaEvent,
@@ -327,6 +327,8 @@ class ResponseWriter:
         self._output = Output(shell)
         self._keep = keep
         self._started = False
+        self._tail = b""  # the final event, held until the response is kept (``end``)
+        self._kept: tuple[w.ResponseOut, Message | None] | None = None
 
     def feed(self, event: StreamEvent | RouteEvent) -> bytes:
         """The bytes to send for ``event``; the first also starts the response."""
@@ -341,13 +343,21 @@ class ResponseWriter:
         if not isinstance(event, RouteEvent):
             return _sse(out)
         final = output.final()
-        if self._keep is not None:
-            self._keep(final, output.assistant())
+        self._kept = (final, output.assistant())
         last = e.IncompleteEvent if final.status == "incomplete" else e.CompletedEvent
-        out.append(last(sequence_number=output.seq(), response=final))
         route = event.route
         headers = route_headers(route, output.shell.request_id, output.provider_reason)
-        return _sse(out) + "".join(f": {k}: {v}\n" for k, v in headers.items()).encode() + b"\n"
+        tail: list[msgspec.Struct] = [last(sequence_number=output.seq(), response=final)]
+        self._tail = _sse(tail) + "".join(f": {k}: {v}\n" for k, v in headers.items()).encode() + b"\n"
+        return _sse(out)
+
+    async def end(self) -> bytes:
+        """The final event, once the response is kept: a client that has it can continue from it."""
+        kept, self._kept = self._kept, None
+        if kept is not None and self._keep is not None:
+            await self._keep(*kept)
+        tail, self._tail = self._tail, b""
+        return tail
 
     def fail(self, error: InterlockError) -> bytes:
         """An ``error`` event, then ``response.failed`` with what was written so far."""
