@@ -39,9 +39,10 @@ ATTEMPT_COLUMNS: Final[tuple[str, ...]] = tuple(f.name for f in msgspec.structs.
 BEGUN_COLUMNS: Final[tuple[str, ...]] = (*(f.name for f in msgspec.structs.fields(BeginRecord)), "session")
 BREAKER_COLUMNS: Final[tuple[str, ...]] = tuple(f.name for f in msgspec.structs.fields(BreakerRecord))
 
-# Rows per INSERT statement. 32 rows of at most 29 columns stay under 999 parameters, the lowest
-# limit SQLite builds have had; more rows per statement gain little and hold the GIL longer.
-ROWS_PER_INSERT: Final = 24  # 24 rows of the widest record (33 columns) stay under 999 variables
+# Rows per INSERT statement: 24 rows of the widest record (33 columns) stay under 999 parameters,
+# the lowest limit SQLite builds have had; more rows per statement gain little and hold the GIL
+# longer. (A test holds the product under the limit.)
+ROWS_PER_INSERT: Final = 24
 
 
 def _insert_sql(table: str, columns: tuple[str, ...], rows: int, *, upsert: str = "") -> str:
