@@ -242,3 +242,33 @@ async def test_a_resumed_answer_is_cached_whole_and_a_hit_says_who_made_it(tmp_p
     with sqlite3.connect(ledger) as db:
         rows = db.execute("SELECT model, provider, cache_hit FROM requests ORDER BY ts, cache_hit").fetchall()
     assert rows == [("second", "up2", 0), ("second", "up2", 1)]
+
+
+class CuttingUpstream:
+    """Writes ``body`` one byte per write, then drops the connection: no end, no error event."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for i in range(len(self.body)):
+            await response.write(self.body[i : i + 1])
+        assert request.transport is not None
+        request.transport.abort()
+        return response
+
+
+async def test_usage_reported_before_a_dropped_connection_is_billed(tmp_path: Path) -> None:
+    """Anthropic counted the prompt in ``message_start``, then the connection dropped: the row keeps that count."""
+    upstream = CuttingUpstream(ANTHROPIC_BROKEN[: ANTHROPIC_BROKEN.index(b"event: error")])
+    ledger = tmp_path / "ledger.sqlite"
+    async with serve(upstream.handle) as url:
+        config = parse_config(_config(url, "anthropic", "claude-x"))
+        async with interlock.open(config, ledger_path=ledger, environ={"TEST_KEY": "sk-ant-test"}) as door:
+            with pytest.raises(interlock.InterlockError):
+                await door.ask("explain")
+    (input_tokens,) = _row(ledger, "attempts", "input_tokens")
+    assert input_tokens == 1500  # the provider's own count, not an estimate of the short prompt

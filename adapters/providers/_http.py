@@ -289,8 +289,12 @@ class HttpAdapter:
         said = str(root)
         detail = _scrub(f"{what} ({type(root).__name__}{': ' + said if said else ''})", call.wire)
         if call.started:
-            partial = call.decoder.partial_text if call.decoder is not None else ""
-            return MidStreamError(kind, self._name, partial=partial, model=call.model_id, detail=detail)
+            decoder = call.decoder
+            partial = decoder.partial_text if decoder is not None else ""
+            # Usage the provider reported before the connection broke was billed all the same: it
+            # rides on the error (a decoder that does not track it, a test's fake, gives none).
+            usage = getattr(decoder, "usage_so_far", None)
+            return MidStreamError(kind, self._name, partial=partial, model=call.model_id, detail=detail, usage=usage)
         return ProviderError(kind, self._name, model=call.model_id, detail=detail)
 
     def _timeout_text(self, root: BaseException, started: bool) -> str:

@@ -152,6 +152,11 @@ class AnthropicStreamDecoder:
         """The answer text decoded so far."""
         return "".join(self._text)
 
+    @property
+    def usage_so_far(self) -> Usage | None:
+        """The usage the provider reported so far (None if none): it rides on a broken connection's error."""
+        return to_usage(self._usage) if self._usage is not None else None
+
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         """Decode a network chunk; raises ``MidStreamError`` on an in-band error or an unskippable bad event.
 

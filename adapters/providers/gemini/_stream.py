@@ -110,6 +110,11 @@ class GeminiStreamDecoder:
         """The answer text decoded so far."""
         return "".join(self._text)
 
+    @property
+    def usage_so_far(self) -> Usage | None:
+        """The usage the provider reported so far (None if none): it rides on a broken connection's error."""
+        return self._reported()
+
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         """Decode a network chunk; ``MidStreamError`` on an in-band error or an unskippable bad chunk.
 

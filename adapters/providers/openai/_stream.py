@@ -227,6 +227,11 @@ class OpenAIStreamDecoder:
         """The answer text decoded so far."""
         return "".join(self._text)
 
+    @property
+    def usage_so_far(self) -> Usage | None:
+        """The usage the provider reported so far (None if none): it rides on a broken connection's error."""
+        return self._usage
+
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         """Decode a network chunk; raises ``MidStreamError`` on an in-band error or bad JSON."""
         self._held.raise_pending()
