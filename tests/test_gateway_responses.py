@@ -32,7 +32,8 @@ from interlock import (
     UsageEvent,
 )
 from interlock.adapters.gateway._app import VirtualKey
-from interlock.adapters.gateway._responses import MemoryKept, ResponseStore, ResponseWriter, Shell, Stored
+from interlock.adapters.gateway._responses import ResponseWriter, Shell
+from interlock.adapters.gateway._responses_store import MemoryKept, ResponseStore, Stored
 from interlock.adapters.gateway._responses_wire import REQUEST_DECODER, ResponseOut, TextConfigOut, TextFormatIn
 from interlock.adapters.simulator._server import Drop, NoUsage, RateLimit, Refusal
 from tests.test_gateway import KEY, Gateway, gateway_at

@@ -28,9 +28,8 @@ first choice on a stream's headers (the rest at its end: ``_responses_answers``)
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import anyio.to_thread
 import msgspec
@@ -70,14 +69,12 @@ from interlock.adapters.gateway._edge import (
     start_stream,
     trace_of,
 )
-from interlock.adapters.gateway._failures import HttpFailure, failure
+from interlock.adapters.gateway._failures import failure
 from interlock.adapters.gateway._requests import decode_error, sensitivity_of, too_deep
 from interlock.adapters.gateway._responses_answers import Keep, Output, ResponseWriter, Shell
-from interlock.adapters.providers.openai._server_wire import ErrorBody, ErrorOut
+from interlock.adapters.gateway._responses_store import KeptValues, MemoryKept, ResponseStore, Stored, not_found
 from interlock.policies._tool_validate import check_tool_schemas
 
-STORE_CAPACITY = 1000  # responses an in-process store keeps (``MemoryKept``)
-STORE_TTL_S = 30 * 24 * 3600.0  # how long a stored response can be continued or read
 _DATA_URL = re.compile(r"^data:(?P<media>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)$", re.DOTALL)
 # Each option interlock cannot honour, and when it is set: to anything but the value that asks for nothing.
 _UNSUPPORTED: tuple[tuple[str, Callable[[w.ResponsesRequest], bool]], ...] = (
@@ -104,84 +101,6 @@ def responses_routes(edge: Edge) -> list[HttpRoute]:
         HttpRoute("/responses", guarded(api.create), methods=["POST"]),
         HttpRoute("/responses/{response_id}", guarded(api.retrieve), methods=["GET"]),
     ]
-
-
-# -- the store ----------------------------------------------------------------------------------
-
-
-class Stored(msgspec.Struct, frozen=True):
-    """A completed response and its whole conversation, its own output last."""
-
-    response: w.ResponseOut
-    conversation: tuple[Message, ...]
-
-
-class KeptValues(Protocol):
-    """Where stored responses live: ``interlock.Door``'s ``remember`` / ``recall`` (its state store)."""
-
-    async def remember(self, key: str, value: bytes, ttl_s: float) -> None: ...
-    async def recall(self, key: str) -> bytes | None: ...
-
-
-class MemoryKept:
-    """``KeptValues`` in this process: at most ``capacity`` values, least recently used dropped first.
-
-    It stands in for a door without a state store; expiry is left to the capacity.
-    """
-
-    def __init__(self, capacity: int = STORE_CAPACITY) -> None:
-        self._capacity = capacity
-        self._kept: OrderedDict[str, bytes] = OrderedDict()
-
-    async def remember(self, key: str, value: bytes, ttl_s: float) -> None:
-        """Keep ``value``, dropping the least recently used past the capacity."""
-        self._kept[key] = value
-        self._kept.move_to_end(key)
-        while len(self._kept) > self._capacity:
-            self._kept.popitem(last=False)
-
-    async def recall(self, key: str) -> bytes | None:
-        """The value kept under ``key``, or None; a read refreshes its place."""
-        found = self._kept.get(key)
-        if found is not None:
-            self._kept.move_to_end(key)
-        return found
-
-
-_encode_stored = msgspec.msgpack.Encoder().encode
-_decode_stored = msgspec.msgpack.Decoder(Stored).decode
-
-
-class ResponseStore:
-    """Completed responses by tenant and id, in ``KeptValues``."""
-
-    def __init__(self, kept: KeptValues) -> None:
-        self._kept = kept
-
-    async def get(self, tenant: str, response_id: str) -> Stored | None:
-        """The stored response, or None (also when another tenant stored it)."""
-        raw = await self._kept.recall(_key(tenant, response_id))
-        return None if raw is None else _decode_stored(raw)
-
-    async def put(self, tenant: str, stored: Stored) -> None:
-        """Keep ``stored`` for ``STORE_TTL_S``."""
-        await self._kept.remember(_key(tenant, stored.response.id), _encode_stored(stored), STORE_TTL_S)
-
-
-def _key(tenant: str, response_id: str) -> str:
-    # The tenant's length first: no tenant name can make another tenant's key.
-    return f"responses:{len(tenant)}:{tenant}:{response_id}"
-
-
-def not_found(response_id: str, param: str | None) -> HttpFailure:
-    """OpenAI's 404 for a response id it does not know."""
-    body = ErrorBody(
-        message=f"Response with id {response_id!r} not found.",
-        type="invalid_request_error",
-        param=param,
-        code="response_not_found",
-    )
-    return HttpFailure(404, ErrorOut(body), should_retry=False)
 
 
 # -- the endpoint -------------------------------------------------------------------------------
