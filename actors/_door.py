@@ -22,12 +22,11 @@ import anyio
 import msgspec
 
 from interlock._clock import Clock
+from interlock._embeddings import EmbedRequest, EmbedResponse
 from interlock._errors import InterlockError, RequestError
 from interlock._types import (
     ChatRequest,
     ChatResponse,
-    EmbedRequest,
-    EmbedResponse,
     Message,
     RequestOptions,
     RouteEvent,

@@ -7,7 +7,8 @@ a producer feels (enqueue, plus backpressure when the mailbox is full). The prod
 records from one shared sequence, so records arrive in the order of their ids, as a live ledger
 sees them (a request takes its time-ordered id when it enters).
 
-Four runs share the store's baseline:
+Four runs share the store's baseline. Each runs under the collector settings a door applies
+while it is open (``GC_TUNING``), as a door's ledger does:
 
 - flat out: producers tell as fast as they can; ``records_per_s`` is every record *written*
   (the clock stops when the last batch is on disk), i.e. the rate the ledger sustains;
@@ -129,6 +130,16 @@ async def ledger_run(
     path: Path, records: Sequence[RequestRecord], producers: int, rate: float | None, batch: int, flush_s: float
 ) -> Run:
     """Tell ``records`` from ``producers`` tasks (paced at ``rate``/s if given) and wait until all are written."""
+    GC_TUNING.enter()  # the collector as a door sets it, as in ``durable_run``: a door's ledger runs under it
+    try:
+        return await _ledger_run(path, records, producers, rate, batch, flush_s)
+    finally:
+        GC_TUNING.leave()
+
+
+async def _ledger_run(
+    path: Path, records: Sequence[RequestRecord], producers: int, rate: float | None, batch: int, flush_s: float
+) -> Run:
     waits: list[float] = []
     lags: list[float] = []
     cpu = time.process_time()

@@ -76,6 +76,7 @@ _EXPORTS: dict[str, str] = {
     "JsonObjectFormat": "_types",
     "JsonSchemaFormat": "_types",
     "ChatRequest": "_types",
+    "Reasoning": "_types",
     "Usage": "_types",
     "TextDelta": "_types",
     "ThinkingDelta": "_types",
@@ -91,8 +92,8 @@ _EXPORTS: dict[str, str] = {
     "Route": "_types",
     "RouteEvent": "_types",
     "ChatResponse": "_types",
-    "EmbedRequest": "_types",
-    "EmbedResponse": "_types",
+    "EmbedRequest": "_embeddings",
+    "EmbedResponse": "_embeddings",
     "AttemptRecord": "_records",
     "RequestRecord": "_records",
     "LedgerRecord": "_records",
@@ -107,6 +108,8 @@ if TYPE_CHECKING:
     from ._clock import Clock as Clock
     from ._clock import FakeClock as FakeClock
     from ._clock import RealClock as RealClock
+    from ._embeddings import EmbedRequest as EmbedRequest
+    from ._embeddings import EmbedResponse as EmbedResponse
     from ._errors import (
         ActorStopped as ActorStopped,
     )
@@ -177,8 +180,6 @@ if TYPE_CHECKING:
     from ._types import (
         ChatResponse as ChatResponse,
     )
-    from ._types import EmbedRequest as EmbedRequest
-    from ._types import EmbedResponse as EmbedResponse
     from ._types import (
         Finish as Finish,
     )
@@ -197,6 +198,7 @@ if TYPE_CHECKING:
     from ._types import (
         Part as Part,
     )
+    from ._types import Reasoning as Reasoning
     from ._types import RefusalDelta as RefusalDelta
     from ._types import RequestOptions as RequestOptions
     from ._types import (

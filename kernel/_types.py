@@ -121,11 +121,27 @@ class JsonSchemaFormat(msgspec.Struct, frozen=True, tag="json_schema"):
 ResponseFormat = TextFormat | JsonObjectFormat | JsonSchemaFormat
 
 
+ReasoningEffort = Literal["minimal", "low", "medium", "high"]
+
+
+class Reasoning(msgspec.Struct, frozen=True, kw_only=True):
+    """How hard the model should think before answering: an ``effort``, or a ``budget_tokens``.
+
+    Either may be given; each provider gets the one it takes (OpenAI ``reasoning_effort``,
+    Anthropic ``thinking.budget_tokens``, Gemini ``thinkingConfig.thinkingBudget``), the other
+    derived (``policies._reasoning``). Only models marked ``reasoning = true`` take it.
+    """
+
+    effort: ReasoningEffort | None = None
+    budget_tokens: int | None = None
+
+
 class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
     """What a caller asks for; routing fields (task, model, tenant...) ride along with the prompt.
 
     ``cache_system`` and ``cache_tools`` mark provider prompt-cache breakpoints after the system
     prompt and after the tool list; a message's own ``cache_breakpoint`` marks a prefix.
+    ``reasoning`` asks for the model's extended thinking (routed only to models that take it).
     """
 
     messages: tuple[Message, ...]
@@ -148,6 +164,7 @@ class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
     cache_system: bool = False
     cache_tools: bool = False
     request_id: str = ""
+    reasoning: Reasoning | None = None
 
 
 class RequestOptions(TypedDict, total=False):
@@ -175,25 +192,7 @@ class RequestOptions(TypedDict, total=False):
     cache_system: bool
     cache_tools: bool
     request_id: str
-
-
-class EmbedRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """Texts to embed, with the routing fields a ``ChatRequest`` has (task, model, tenant...).
-
-    ``dimensions`` asks for shorter vectors where the model can give them (None: its own size).
-    Only models marked ``kind = "embedding"`` may serve it; a chat model never does.
-    """
-
-    inputs: tuple[str, ...]
-    task: str | None = None
-    model: str | None = None
-    model_class: str | None = None
-    tenant: str = "default"
-    caller: str = "default"
-    sensitivity: Sensitivity = "internal"
-    dimensions: int | None = None
-    metadata: dict[str, str] = msgspec.field(default_factory=dict)
-    request_id: str = ""
+    reasoning: Reasoning | None
 
 
 # -- stream events ---------------------------------------------------------------------------
@@ -381,15 +380,3 @@ class ChatResponse(msgspec.Struct, frozen=True, kw_only=True):
     route: Route | None = None
     refusal: str = ""
     provider_finish_reason: str = ""
-
-
-class EmbedResponse(msgspec.Struct, frozen=True, kw_only=True):
-    """One vector per input, in input order, with the usage billed and the route that served them.
-
-    ``usage`` is None when the provider reported none (Gemini does not): the route's cost is then
-    an estimate, and says so (``usage_estimated``).
-    """
-
-    vectors: tuple[tuple[float, ...], ...]
-    usage: Usage | None = None
-    route: Route | None = None

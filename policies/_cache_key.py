@@ -34,6 +34,7 @@ import msgspec
 from interlock._types import (
     ChatRequest,
     Message,
+    Reasoning,
     ResponseFormat,
     Sensitivity,
     TextFormat,
@@ -42,7 +43,7 @@ from interlock._types import (
 )
 
 # Bump when the material or its normalization changes: old entries then simply stop matching.
-CACHE_KEY_VERSION: Final = 1
+CACHE_KEY_VERSION: Final = 2  # 2: the reasoning asked for is keyed
 _PERSON: Final = b"interlock.cache"  # BLAKE2b personalization: keys of nothing else collide
 
 KEYED_FIELDS: Final[frozenset[str]] = frozenset(
@@ -60,6 +61,7 @@ KEYED_FIELDS: Final[frozenset[str]] = frozenset(
         "model",
         "model_class",
         "sensitivity",
+        "reasoning",
     }
 )
 ROUTING_ONLY_FIELDS: Final[frozenset[str]] = frozenset(
@@ -86,6 +88,7 @@ class _KeyMaterial(msgspec.Struct, frozen=True, array_like=True):
     model: str | None
     model_class: str | None
     sensitivity: Sensitivity
+    reasoning: Reasoning | None
 
 
 _encoder: Final = msgspec.msgpack.Encoder(order="deterministic")
@@ -123,6 +126,7 @@ def key_material(request: ChatRequest, task: str, tenant: str) -> bytes:
         model=request.model,
         model_class=request.model_class,
         sensitivity=request.sensitivity,
+        reasoning=request.reasoning,
     )
     return _encoder.encode(material)
 

@@ -81,11 +81,10 @@ class ProviderConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
 
 class ModelConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A concrete model at a provider: its pinned ``id``, routing ``class`` and what it costs.
-
-    ``billing = "metered"`` needs ``price`` (USD per million tokens); ``"subscription"`` needs
-    ``token_cap_per_day`` instead. A floating id (``-latest``, no date) needs ``allow_floating``.
-    ``kind = "embedding"`` embeds texts and never chats; it needs ``dimensions`` (its vectors' length).
+    """A concrete model at a provider: its pinned ``id``, routing ``class`` and what it costs;
+    ``billing = "metered"`` needs ``price`` (USD per million tokens), ``"subscription"``
+    ``token_cap_per_day``. A floating id (``-latest``, no date) needs ``allow_floating``. ``kind =
+    "embedding"`` embeds texts and never chats; it needs ``dimensions`` (its vectors' length).
     """
 
     provider: str
@@ -101,6 +100,7 @@ class ModelConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     prefill: bool | None = None  # overrides the provider's ``prefill`` for this model
     kind: Literal["chat", "embedding"] = "chat"  # routing keeps the two apart (``policies._routing``)
     dimensions: PosInt | None = None
+    reasoning: bool = False  # takes a reasoning effort / thinking budget (``ChatRequest.reasoning``)
 
     @property
     def blended_price(self) -> float:

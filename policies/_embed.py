@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 
 import msgspec
 
-from interlock._types import EmbedRequest
+from interlock._embeddings import EmbedRequest
 
 _PERSON = b"interlock-embed"  # keeps embed keys apart from chat keys even on equal material
 _encode = msgspec.msgpack.Encoder().encode

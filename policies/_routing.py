@@ -15,7 +15,8 @@ Pure: a function of the config, the request and its input-token estimate. The st
    With ``on_exhausted = "degrade"`` the ``max_degrade`` classes follow, marked ``degrade``
    (not after a pin alone: the caller asked for that model and nothing else).
 4. Each candidate must pass, in order: its capability (an ``embed`` operation reaches only
-   ``kind = "embedding"`` models, a chat never does; for an embed, the context window bounds
+   ``kind = "embedding"`` models, a chat never does; a request asking for ``reasoning`` only
+   models with ``reasoning = true``; for an embed, the context window bounds
    each input alone, so ``input_tokens`` is the longest input's estimate), the PII guard
    (``sensitivity = "pii"`` only reaches ``privacy.pii_classes``; applied to every candidate,
    pins and degrade ones included, so nothing can add a non-local model back), every matching
@@ -124,7 +125,9 @@ def resolve(
     skipped: list[Skipped] = []
     for name, degrade in [*((n, False) for n in names), *((n, True) for n in extra)]:
         model = config.models[name]
-        skip = _capability(name, model, operation) or _gate(config, request, tenant, matched, input_tokens, name, model)
+        skip = _capability(name, model, operation, request) or _gate(
+            config, request, tenant, matched, input_tokens, name, model
+        )
         costlier = bool(candidates) and model.blended_price > candidates[0].model.blended_price
         if skip is None and costlier and not sel.policy.allow_costlier_fallback:
             first = candidates[0]
@@ -219,12 +222,15 @@ def _expand(config: Config, entries: Names) -> Names:
     return tuple(out)
 
 
-def _capability(name: str, model: ModelConfig, operation: Operation) -> Skipped | None:
-    """An embedding model serves only embed requests, and every other model only chats."""
-    if (model.kind == "embedding") == (operation == "embed"):
-        return None
-    detail = "an embedding model cannot chat" if operation == "chat" else "not an embedding model"
-    return Skipped(model=name, reason="capability", detail=detail)
+def _capability(name: str, model: ModelConfig, operation: Operation, request: ChatRequest) -> Skipped | None:
+    """An embedding model serves only embed requests, every other model only chats; reasoning
+    asked for reaches only models that take it (``reasoning = true``): never silently dropped."""
+    if (model.kind == "embedding") != (operation == "embed"):
+        detail = "an embedding model cannot chat" if operation == "chat" else "not an embedding model"
+        return Skipped(model=name, reason="capability", detail=detail)
+    if operation == "chat" and request.reasoning is not None and not model.reasoning:
+        return Skipped(model=name, reason="capability", detail="takes no reasoning budget")
+    return None
 
 
 def _gate(

@@ -67,7 +67,7 @@ def test_equal_requests_built_apart_share_a_key() -> None:
     assert key(other) == key(base_request())
 
 
-PINNED_KEY = "040293cff91412cac0105868b815e38d9877fbfc287b76f365f6e61f5e7e4df5"
+PINNED_KEY = "55b3e798ec7fb4ec56bc020521e0aa44a70de8105a331168fd7892f56cc01be3"  # version 2: reasoning keyed
 
 
 def test_key_is_pinned_across_processes_and_releases() -> None:

@@ -302,7 +302,8 @@ async def test_x_api_key_authenticates_and_a_wrong_key_is_401_in_anthropic_shape
     [
         ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0].type", "request_error"),
         ({"top_k": 5}, "top_k", "unsupported_parameter"),
-        ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "thinking", "unsupported_parameter"),
+        ({"thinking": {"type": "adaptive"}}, "thinking", "unsupported_parameter"),
+        ({"thinking": {"type": "enabled"}}, "thinking.budget_tokens", "invalid_value"),
         ({"messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]},
          "messages[0].content[0]", "request_error"),
         ({"tool_choice": {"type": "tool", "name": "nope"}}, "tool_choice.name", "request_error"),

@@ -431,7 +431,7 @@ async def test_store_drops_the_least_recently_used_past_its_capacity() -> None:
         ({"include": ["reasoning.encrypted_content"]}, "include"),
         ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
         ({"tools": [WEATHER, {"type": "file_search", "vector_store_ids": ["v"]}]}, "tools[1].type"),
-        ({"reasoning": {"effort": "high"}}, "reasoning"),
+        ({"reasoning": {"effort": "high", "summary": "auto"}}, "reasoning.summary"),
         ({"truncation": "auto"}, "truncation"),
         ({"tool_choice": {"type": "web_search_preview"}}, "tool_choice.type"),
         ({"input": [{"type": "item_reference", "id": "x"}]}, "input[0].type"),

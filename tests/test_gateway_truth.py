@@ -265,3 +265,13 @@ async def test_an_input_no_window_holds_is_context_length_exceeded(make_gateway:
     assert info.value.code == "context_length_exceeded"
     assert info.value.response.headers["x-should-retry"] == "false"
     assert "context window" in info.value.message
+
+
+def test_documented_refused_parameters_are_the_gateways_own() -> None:
+    """docs/errors.md lists exactly the chat options the gateway refuses by name."""
+    from interlock.adapters.gateway._requests import UNSUPPORTED_PARAMETERS
+
+    text = (ROOT / "docs/errors.md").read_text()
+    section = text.split("## Parameters interlock refuses", 1)[1].split("\n## ", 1)[0]
+    listed = [line[3:-1] for line in section.splitlines() if line.startswith("- `") and line.endswith("`")]
+    assert listed == list(UNSUPPORTED_PARAMETERS)

@@ -297,3 +297,34 @@ async def test_the_ledger_checkpoints_beside_its_writes_every_so_many_records(
                 while Counting.checkpoints == 0:
                     await anyio.sleep(0.001)
         assert await store.count_requests() == 250
+
+
+async def test_the_ledger_checkpoints_every_so_many_commits_however_small(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small commits grow the WAL by pages, not records: after ``CHECKPOINT_COMMITS`` batches a
+    checkpoint runs even though few records were written (else the writer's own autocheckpoint
+    fires inside a commit, and a final event waits behind its fsync)."""
+
+    class Counting(SqliteLedgerStore):
+        checkpoints = 0
+
+        async def checkpoint(self) -> None:
+            await super().checkpoint()
+            Counting.checkpoints += 1
+
+    monkeypatch.setattr(ledger_actor, "CHECKPOINT_EVERY", 10**9)
+    monkeypatch.setattr(ledger_actor, "CHECKPOINT_COMMITS", 3)
+    async with Counting(tmp_path / "l.sqlite") as store:
+        async with Runtime(clock=FakeClock()) as rt:
+            ref = await rt.spawn(lambda: LedgerActor(store, LedgerBuffer(), batch_size=50), name="ledger")
+            for i in range(2):
+                await ref.tell(rec(i))
+                await ref.ask(Flush())
+            assert Counting.checkpoints == 0  # two commits: not yet
+            await ref.tell(rec(2))
+            await ref.ask(Flush())
+            with anyio.fail_after(5):
+                while Counting.checkpoints == 0:
+                    await anyio.sleep(0.001)
+        assert await store.count_requests() == 3

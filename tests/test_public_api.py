@@ -28,7 +28,7 @@ INTENDED = {
     "TextPart", "ImagePart", "ToolCallPart", "ToolResultPart", "Part", "Message", "ToolSpec",
     "ToolChoice", "ToolChoiceMode", "ToolChoiceNamed", "ResponseFormat", "TextFormat",
     "JsonObjectFormat", "JsonSchemaFormat", "ChatRequest", "Usage", "TextDelta", "ThinkingDelta",
-    "RefusalDelta", "ToolCallDelta", "ToolCallDone", "UsageEvent", "Finish", "StreamEvent", "ToolCall",
+    "RefusalDelta", "Reasoning", "ToolCallDelta", "ToolCallDone", "UsageEvent", "Finish", "StreamEvent", "ToolCall",
     "AttemptSummary", "SkippedCandidate", "Route", "RouteEvent", "ChatResponse", "EmbedRequest", "EmbedResponse",
     "AttemptRecord", "RequestRecord", "LedgerRecord",
 }

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 import msgspec
 
 from interlock._clock import Clock
+from interlock._embeddings import EmbedResponse
 from interlock._types import (
     ChatRequest,
     ChatResponse,
-    EmbedResponse,
     Finish,
     RefusalDelta,
     Route,

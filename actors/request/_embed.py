@@ -28,6 +28,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from interlock._embeddings import EmbedRequest, EmbedResponse
 from interlock._errors import (
     ActorStopped,
     AdmissionRejected,
@@ -39,7 +40,7 @@ from interlock._errors import (
 )
 from interlock._records import LedgerRecord
 from interlock._streams import EventStream, Reply
-from interlock._types import ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Finish, Message, Usage
+from interlock._types import ChatRequest, ChatResponse, Finish, Message, Usage
 from interlock.actors._ledger_actor import tell_records, wait_committed
 from interlock.actors._provider_actor import Cancel, EmbedCall
 from interlock.actors._router_actor import Plan, RouteRequest, new_request_id

@@ -24,8 +24,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from interlock._embeddings import EmbedRequest, EmbedResponse
 from interlock._errors import RequestError
-from interlock._types import EmbedRequest, EmbedResponse
 from interlock.adapters.gateway._answers import route_headers
 from interlock.adapters.gateway._edge import Edge, Reject, guarded, json_response, trace_of
 from interlock.adapters.gateway._failures import failure

@@ -8,10 +8,11 @@ and any provider family may serve it (the canonical types are the bridge):
   custom ``tools`` (a server tool is a 400 naming ``tools[i].type``), ``tool_choice``,
   ``stop_sequences``, ``max_tokens`` (required), ``temperature``, ``top_p``, ``metadata.user_id``,
   ``output_config.format`` (json_schema), ``cache_control`` breakpoints. An option the canonical
-  request cannot carry (``top_k``, ``thinking`` other than disabled, ``output_config.effort``,
-  ``container``, ``mcp_servers``...) is a 400 naming it. Earlier turns' ``thinking`` blocks are
-  dropped: the canonical conversation carries no reasoning, and no provider needs it back unless
-  thinking was asked for, which is refused. ``anthropic-version`` is accepted, whatever it says.
+  request cannot carry (``top_k``, ``output_config.effort``, ``container``, ``mcp_servers``...) is
+  a 400 naming it. ``thinking: {"type": "enabled", "budget_tokens": N}`` asks for the model's
+  thinking (``ChatRequest.reasoning``; only models with ``reasoning = true`` serve it). Earlier
+  turns' ``thinking`` blocks are dropped: the canonical conversation carries no reasoning.
+  ``anthropic-version`` is accepted, whatever it says.
 - Answers: a ``message`` with content blocks in the order the model produced them (thinking,
   text, tool_use), or the event stream (``message_start``, ``ping``, content block events,
   ``message_delta``, ``message_stop``; ``event: error`` on a failure after the start). The stop
@@ -31,11 +32,8 @@ and any provider family may serve it (the canonical types are the bridge):
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from typing import TypeVar
 
-import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -57,16 +55,12 @@ from interlock.policies._tokens import estimate_input_tokens
 
 __all__ = ["Messages", "anthropic_error"]
 
-_EMPTY = msgspec.Raw(b"{}")
 _NEUTRAL_RAW = frozenset({b"", b"null", b"[]", b"{}"})  # what asks for nothing, sent or not
-_TOOL_FIELD = re.compile(r"^tools\[(?P<i>\d+)\]\.parameters$")
-_ANY_JSON = msgspec.json.Decoder()
-_T = TypeVar("_T")
 
 # Each option interlock cannot honour, and when it is sent asking for something.
 _UNSUPPORTED: tuple[tuple[str, Callable[[w.MessagesIn], bool]], ...] = (
     ("top_k", lambda b: bytes(b.top_k) not in _NEUTRAL_RAW),
-    ("thinking", lambda b: b.thinking is not None and b.thinking.type != "disabled"),
+    ("thinking", lambda b: b.thinking is not None and b.thinking.type not in ("disabled", "enabled")),
     ("output_config.effort", lambda b: b.output_config is not None and b.output_config.effort is not None),
     ("container", lambda b: bytes(b.container) not in _NEUTRAL_RAW),
     ("mcp_servers", lambda b: bytes(b.mcp_servers) not in _NEUTRAL_RAW),

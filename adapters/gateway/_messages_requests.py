@@ -7,7 +7,6 @@ Every field the canonical request cannot carry is a ``RequestError`` naming its 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import TypeVar
 
 import anyio.to_thread
@@ -20,6 +19,7 @@ from interlock._types import (
     JsonSchemaFormat,
     Message,
     Part,
+    Reasoning,
     Sensitivity,
     TextPart,
     ToolCallPart,
@@ -33,24 +33,8 @@ from interlock.adapters.gateway import _messages_wire as w
 from interlock.adapters.gateway._requests import decode_error, too_deep
 from interlock.policies._tool_validate import check_tool_schemas
 
-_EMPTY = msgspec.Raw(b"{}")
-_NEUTRAL_RAW = frozenset({b"", b"null", b"[]", b"{}"})  # what asks for nothing, sent or not
 _TOOL_FIELD = re.compile(r"^tools\[(?P<i>\d+)\]\.parameters$")
-_ANY_JSON = msgspec.json.Decoder()
 _T = TypeVar("_T")
-
-# Each option interlock cannot honour, and when it is sent asking for something.
-_UNSUPPORTED: tuple[tuple[str, Callable[[w.MessagesIn], bool]], ...] = (
-    ("top_k", lambda b: bytes(b.top_k) not in _NEUTRAL_RAW),
-    ("thinking", lambda b: b.thinking is not None and b.thinking.type != "disabled"),
-    ("output_config.effort", lambda b: b.output_config is not None and b.output_config.effort is not None),
-    ("container", lambda b: bytes(b.container) not in _NEUTRAL_RAW),
-    ("mcp_servers", lambda b: bytes(b.mcp_servers) not in _NEUTRAL_RAW),
-    ("context_management", lambda b: bytes(b.context_management) not in _NEUTRAL_RAW),
-    ("inference_geo", lambda b: bytes(b.inference_geo) not in _NEUTRAL_RAW),
-    ("service_tier", lambda b: b.service_tier not in (None, "auto", "standard_only")),
-    ("speed", lambda b: b.speed not in (None, "standard")),
-)
 
 
 
@@ -84,12 +68,22 @@ def to_chat_request(
         temperature=body.temperature,
         top_p=body.top_p,
         max_tokens=body.max_tokens,
+        reasoning=_reasoning(body.thinking),
         tenant=tenant,
         caller=caller,
         sensitivity=sensitivity,
         metadata={**extra, **metadata},
         request_id=request_id,
     )
+
+
+def _reasoning(thinking: w.ThinkingConfigIn | None) -> Reasoning | None:
+    """Extended thinking asked for: its ``budget_tokens`` (required when enabled, as Anthropic says)."""
+    if thinking is None or thinking.type != "enabled":
+        return None
+    if thinking.budget_tokens is None or thinking.budget_tokens < 1:
+        raise RequestError("thinking.budget_tokens", "enabled thinking needs a budget_tokens of at least 1")
+    return Reasoning(budget_tokens=thinking.budget_tokens)
 
 
 def prompt_request(body: w.CountTokensIn) -> ChatRequest:

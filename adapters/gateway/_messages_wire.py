@@ -126,7 +126,7 @@ class ToolChoiceIn(msgspec.Struct, frozen=True):
 
 
 class ThinkingConfigIn(msgspec.Struct, frozen=True):
-    """Extended thinking: only ``disabled`` can be honoured (the canonical request carries no budget)."""
+    """Extended thinking: ``enabled`` with a ``budget_tokens`` (``ChatRequest.reasoning``), or ``disabled``."""
 
     type: str
     budget_tokens: int | None = None

@@ -29,6 +29,8 @@ from interlock._types import (
     JsonSchemaFormat,
     Message,
     Part,
+    Reasoning,
+    ReasoningEffort,
     ResponseFormat,
     Sensitivity,
     TextFormat,
@@ -84,7 +86,6 @@ _UNSUPPORTED: tuple[tuple[str, Callable[[ChatCompletionRequest], bool]], ...] = 
     ("functions", lambda b: bool(b.functions)),
     ("function_call", lambda b: b.function_call is not None),
     ("web_search_options", lambda b: b.web_search_options is not None),
-    ("reasoning_effort", lambda b: b.reasoning_effort is not None),
     ("verbosity", lambda b: b.verbosity is not None),
     ("service_tier", lambda b: b.service_tier not in (None, "auto", "default")),
     ("store", lambda b: b.store is True),
@@ -95,6 +96,22 @@ UNSUPPORTED_PARAMETERS = tuple(name for name, _ in _UNSUPPORTED)
 def unsupported_parameter(body: ChatCompletionRequest) -> str | None:
     """The first option of ``body`` that asks for what interlock cannot give, or None."""
     return next((name for name, is_set in _UNSUPPORTED if is_set(body)), None)
+
+
+_EFFORTS: tuple[ReasoningEffort, ...] = ("minimal", "low", "medium", "high")
+
+
+def reasoning_of(effort: object, field: str) -> Reasoning | None:
+    """The reasoning an effort level asks for (OpenAI's ``reasoning_effort``, Responses' ``reasoning.effort``).
+
+    ``none`` (or nothing) asks for none; anything but the four levels is a ``RequestError`` naming ``field``.
+    """
+    if effort is None or effort == "none":
+        return None
+    for level in _EFFORTS:
+        if effort == level:
+            return Reasoning(effort=level)
+    raise RequestError(field, f"expected one of none, {', '.join(_EFFORTS)}; got {effort!r}")
 
 
 def sensitivity_of(header: str | None) -> Sensitivity:
@@ -140,6 +157,7 @@ def to_chat_request(
         stop=stop,
         seed=body.seed,
         max_tokens=_max_tokens(body, max_tokens_ceiling),
+        reasoning=reasoning_of(body.reasoning_effort, "reasoning_effort"),
         model=body.model,
         tenant=tenant,
         caller=caller,

@@ -10,7 +10,8 @@ Mapping: ``input`` is a string or items: messages (``input_text`` / ``input_imag
 them) and ``function_call_output`` items (tool results); ``reasoning`` items are dropped.
 ``instructions`` is the system prompt, and is not carried over to a continuation, as OpenAI does.
 Only function tools are served; anything else interlock cannot honour (built-in tools,
-``background``, ``include``, ``reasoning``...) is a 400 ``unsupported_parameter`` naming the field.
+``background``, ``include``, a reasoning ``summary``...) is a 400 ``unsupported_parameter`` naming
+the field; ``reasoning.effort`` asks for the model's thinking (``ChatRequest.reasoning``).
 
 Stored responses: a completed response (``store`` is true unless set false) is kept with its whole
 conversation, so that ``previous_response_id`` continues it and ``GET`` returns it, keyed by tenant
@@ -70,7 +71,7 @@ from interlock.adapters.gateway._edge import (
     trace_of,
 )
 from interlock.adapters.gateway._failures import failure
-from interlock.adapters.gateway._requests import decode_error, sensitivity_of, too_deep
+from interlock.adapters.gateway._requests import decode_error, reasoning_of, sensitivity_of, too_deep
 from interlock.adapters.gateway._responses_answers import Keep, Output, ResponseWriter, Shell
 from interlock.adapters.gateway._responses_store import KeptValues, MemoryKept, ResponseStore, Stored, not_found
 from interlock.policies._tool_validate import check_tool_schemas
@@ -80,7 +81,8 @@ _DATA_URL = re.compile(r"^data:(?P<media>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)$
 _UNSUPPORTED: tuple[tuple[str, Callable[[w.ResponsesRequest], bool]], ...] = (
     ("background", lambda b: b.background is True),
     ("include", lambda b: bool(b.include)),
-    ("reasoning", lambda b: any(v is not None for v in (b.reasoning or {}).values())),
+    ("reasoning.summary", lambda b: (b.reasoning or {}).get("summary") is not None),
+    ("reasoning.generate_summary", lambda b: (b.reasoning or {}).get("generate_summary") is not None),
     ("prompt", lambda b: b.prompt is not None),
     ("conversation", lambda b: b.conversation is not None),
     ("truncation", lambda b: b.truncation not in (None, "disabled")),
@@ -202,6 +204,7 @@ def _chat_request(
         temperature=wire.temperature,
         top_p=wire.top_p,
         max_tokens=_max_tokens(wire.max_output_tokens, ceiling),
+        reasoning=reasoning_of((wire.reasoning or {}).get("effort"), "reasoning.effort"),
         model=wire.model,
         tenant=who.tenant,
         caller=who.caller,

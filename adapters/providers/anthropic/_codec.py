@@ -46,6 +46,7 @@ from interlock.adapters.providers._codec import WireRequest
 from interlock.adapters.providers._retry_after import parse_retry_after
 from interlock.adapters.providers.anthropic import _wire as w
 from interlock.adapters.providers.anthropic._stream import AnthropicStreamDecoder, error_kind, final_events
+from interlock.policies._reasoning import ANTHROPIC_MIN_BUDGET, budget_of
 
 __all__ = ["AnthropicCodec"]
 
@@ -85,9 +86,10 @@ class AnthropicCodec:
     def encode(self, request: ChatRequest, model_id: str, *, stream: bool) -> WireRequest:
         """Build ``POST /v1/messages``; raises ``RequestError`` for what Anthropic cannot take."""
         tools = _tools(request)
+        max_tokens = request.max_tokens or self._default_max_tokens
         body = w.MessagesRequest(
             model=model_id,
-            max_tokens=request.max_tokens or self._default_max_tokens,
+            max_tokens=max_tokens,
             messages=_turns(request.messages),
             system=_system(request),
             temperature=request.temperature,
@@ -96,9 +98,19 @@ class AnthropicCodec:
             tools=tools,
             tool_choice=_tool_choice(request, tools),
             output_config=self._output_config(request),
+            thinking=self._thinking(request, max_tokens),
             stream=True if stream else None,
         )
         return WireRequest("POST", "/v1/messages", self._headers(body=True), w.REQUEST_ENCODER.encode(body))
+
+    def _thinking(self, request: ChatRequest, max_tokens: int) -> w.ThinkingConfig | None:
+        """Extended thinking for ``request.reasoning``: a budget of at least 1024, below ``max_tokens``."""
+        if request.reasoning is None:
+            return None
+        if max_tokens <= ANTHROPIC_MIN_BUDGET:
+            problem = f"{self.provider}: thinking needs max_tokens above {ANTHROPIC_MIN_BUDGET}, got {max_tokens}"
+            raise RequestError("max_tokens", problem)
+        return w.ThinkingConfig(max(ANTHROPIC_MIN_BUDGET, budget_of(request.reasoning, max_tokens)))
 
     def _output_config(self, request: ChatRequest) -> w.OutputConfig | None:
         fmt = request.response_format

@@ -113,6 +113,13 @@ class OutputConfig(msgspec.Struct, frozen=True, omit_defaults=True):
     format: JsonSchemaOutput | None = None
 
 
+class ThinkingConfig(msgspec.Struct, frozen=True):
+    """Extended thinking: ``{"type": "enabled", "budget_tokens": N}`` (N >= 1024, below ``max_tokens``)."""
+
+    budget_tokens: int
+    type: str = "enabled"
+
+
 class MessagesRequest(msgspec.Struct, frozen=True, omit_defaults=True):
     """The body of ``POST /v1/messages``."""
 
@@ -126,6 +133,7 @@ class MessagesRequest(msgspec.Struct, frozen=True, omit_defaults=True):
     tools: tuple[WireTool, ...] | None = None
     tool_choice: WireToolChoice | None = None
     output_config: OutputConfig | None = None
+    thinking: ThinkingConfig | None = None
     stream: bool | None = None
 
 

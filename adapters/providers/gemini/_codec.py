@@ -47,6 +47,7 @@ from interlock.adapters.providers._retry_after import parse_retry_after
 from interlock.adapters.providers.gemini import _wire as w
 from interlock.adapters.providers.gemini._schema import function_declarations, to_gemini_schema
 from interlock.adapters.providers.gemini._stream import GeminiStreamDecoder, error_kind
+from interlock.policies._reasoning import BUDGETS, budget_of
 
 __all__ = ["GeminiCodec"]
 
@@ -252,5 +253,14 @@ def _generation_config(request: ChatRequest, provider: str) -> w.GGenerationConf
         seed=request.seed,
         response_mime_type=mime,
         response_schema=schema,
+        thinking_config=_thinking(request),
     )
     return config if config != w.GGenerationConfig() else None
+
+
+def _thinking(request: ChatRequest) -> w.GThinkingConfig | None:
+    """A thinking budget for ``request.reasoning``, its thoughts returned (they stream as thinking)."""
+    if request.reasoning is None:
+        return None
+    budget = budget_of(request.reasoning, request.max_tokens or BUDGETS["high"] + 1)
+    return w.GThinkingConfig(budget, include_thoughts=True)

@@ -102,6 +102,13 @@ class GToolConfig(msgspec.Struct, frozen=True, rename="camel"):
     function_calling_config: GFunctionCallingConfig
 
 
+class GThinkingConfig(msgspec.Struct, frozen=True, rename="camel", omit_defaults=True):
+    """How many tokens a thinking model may think for, and whether its thoughts come back."""
+
+    thinking_budget: int
+    include_thoughts: bool = False
+
+
 class GGenerationConfig(msgspec.Struct, frozen=True, rename="camel", omit_defaults=True):
     """Sampling and output settings."""
 
@@ -112,6 +119,7 @@ class GGenerationConfig(msgspec.Struct, frozen=True, rename="camel", omit_defaul
     seed: int | None = None
     response_mime_type: str | None = None
     response_schema: dict[str, Any] | None = None
+    thinking_config: GThinkingConfig | None = None
 
 
 class GRequest(msgspec.Struct, frozen=True, rename="camel", omit_defaults=True):

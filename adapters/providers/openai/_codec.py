@@ -90,6 +90,7 @@ from interlock.adapters.providers.openai._wire import (
     WireToolMessage,
     WireUserMessage,
 )
+from interlock.policies._reasoning import effort_of
 
 __all__ = ["OpenAICodec"]
 
@@ -146,6 +147,7 @@ class OpenAICodec:
             seed=request.seed,
             max_completion_tokens=None if self._compatible else max_tokens,
             max_tokens=max_tokens if self._compatible else None,
+            reasoning_effort=effort_of(request.reasoning) if request.reasoning is not None else None,
             stream=True if stream else None,
             stream_options=WireStreamOptions(include_usage=True) if stream else None,
         )

@@ -174,6 +174,7 @@ class WireChatRequest(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=T
     seed: int | None = None
     max_completion_tokens: int | None = None
     max_tokens: int | None = None
+    reasoning_effort: str | None = None
     stream: bool | None = None
     stream_options: WireStreamOptions | None = None
 
