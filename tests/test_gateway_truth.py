@@ -122,24 +122,26 @@ class ByteUpstream:
         return response
 
 
-def _config(url: str, kind: str) -> str:
+def _config(url: str, kind: str, *, cache: bool = False) -> str:
     return (
         f'[providers.up]\nkind = "{kind}"\nbase_url = "{url}"\napi_key_env = "TEST_KEY"\n'
         "probe = { interval_s = 3600 }\n"
         '[models.m]\nprovider = "up"\nid = "m-2025-01-01"\nclass = "fast"\ncontext_window = 100000\n'
         "max_output_tokens = 1000\nprice = { input = 1.0, output = 2.0 }\n"
-        '[jobs.default]\nchain = ["m"]\n'
+        '[jobs.default]\nchain = ["m"]\n' + ("cache_ttl_s = 600\n" if cache else "")
     )
 
 
 @pytest.fixture
 def make_gateway(tmp_path: Path) -> Any:
+    calls: list[ByteUpstream] = []  # each gateway's upstream, for the tests that count its calls
     @contextlib.asynccontextmanager
-    async def opened(body: bytes, kind: str) -> AsyncIterator[openai.AsyncOpenAI]:
+    async def opened(body: bytes, kind: str, *, cache: bool = False) -> AsyncIterator[openai.AsyncOpenAI]:
         upstream = ByteUpstream(body)
+        calls.append(upstream)
         async with serve(upstream.handle) as url:
             base = url + "/v1" if kind == "openai_compatible" else url
-            config = parse_config(_config(base, kind))
+            config = parse_config(_config(base, kind, cache=cache))
             environ = {"TEST_KEY": "sk-test-upstream"}
             async with (
                 interlock.open(config, ledger_path=tmp_path / "ledger.sqlite", environ=environ) as door,
@@ -148,6 +150,7 @@ def make_gateway(tmp_path: Path) -> Any:
             ):
                 yield client
 
+    opened.upstreams = calls  # type: ignore[attr-defined]
     return opened
 
 
@@ -275,3 +278,21 @@ def test_documented_refused_parameters_are_the_gateways_own() -> None:
     section = text.split("## Parameters interlock refuses", 1)[1].split("\n## ", 1)[0]
     listed = [line[3:-1] for line in section.splitlines() if line.startswith("- `") and line.endswith("`")]
     assert listed == list(UNSUPPORTED_PARAMETERS)
+
+
+async def test_a_cache_hit_names_who_made_it_in_headers_and_final_chunk(make_gateway: Any) -> None:
+    """A repeat is served from the cache, and says so: same model and provider, flagged as a hit, zero cost."""
+    async with make_gateway(OPENAI_TEXT_NO_USAGE, "openai_compatible", cache=True) as client:
+        first = await client.chat.completions.with_raw_response.create(model="default", messages=HELLO)
+        again = await client.chat.completions.with_raw_response.create(model="default", messages=HELLO)
+        chunks = [c async for c in await client.chat.completions.create(model="default", messages=HELLO, stream=True)]
+    (upstream,) = make_gateway.upstreams
+    assert len(upstream.bodies) == 1  # the repeats called nobody
+    assert first.headers["x-interlock-cache-hit"] == "false"
+    assert again.headers["x-interlock-cache-hit"] == "true"
+    assert (again.headers["x-interlock-model"], again.headers["x-interlock-provider"]) == ("m", "up")
+    assert float(again.headers["x-interlock-cost-cents"]) == 0.0
+    assert again.parse().choices[0].message.content == "Hej d\u00e5!"
+    final = next(c for c in chunks if c.choices and c.choices[0].finish_reason)
+    info = final.model_extra["interlock"]  # type: ignore[index]
+    assert (info["cache_hit"], info["model"], info["provider"]) == (True, "m", "up")
