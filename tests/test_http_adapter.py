@@ -463,6 +463,7 @@ class _ExplodingCodec:
 
 class _ExplodingDecoder:
     partial_text = ""
+    usage_so_far = None
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         raise RuntimeError("decoder bug")

@@ -25,7 +25,7 @@ from loopback import SSE_HEADERS, Handler, adapter, run, serve, text_of
 
 from interlock._errors import ErrorClass, MidStreamError, ProviderError
 from interlock._secret import Secret
-from interlock._types import ChatRequest, Finish, StreamEvent, ToolCallDone
+from interlock._types import ChatRequest, Finish, StreamEvent, ToolCallDone, Usage
 from interlock.adapters.providers._codec import MALFORMED_LIMIT, Codec, StreamDecoder, WireRequest
 from interlock.adapters.providers._http_client import TransportName
 from interlock.adapters.providers.anthropic._codec import AnthropicCodec
@@ -196,6 +196,10 @@ class _Counting:
     @property
     def partial_text(self) -> str:
         return self._inner.partial_text
+
+    @property
+    def usage_so_far(self) -> Usage | None:
+        return self._inner.usage_so_far
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         self._codec.took(chunk)  # before the inner feed: a decoder that raises must not hang the server

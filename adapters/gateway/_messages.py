@@ -49,8 +49,8 @@ from interlock.adapters.gateway._messages_answers import (
     headers_of,
     json_out,
 )
-from interlock.adapters.gateway._messages_requests import check_tools, decode_body, prompt_request, to_chat_request
-from interlock.adapters.gateway._requests import sensitivity_of
+from interlock.adapters.gateway._messages_requests import decode_body, prompt_request, to_chat_request
+from interlock.adapters.gateway._requests import check_tools, sensitivity_of
 from interlock.policies._tokens import estimate_input_tokens
 
 __all__ = ["Messages", "anthropic_error"]
@@ -112,7 +112,7 @@ class Messages:
             sensitivity=sensitivity_of(request.headers.get("x-interlock-sensitivity")),
             max_tokens_ceiling=edge.ceiling,
         )
-        await check_tools(chat)  # before the door: a bad schema is never paid for upstream
+        await check_tools(chat, "tools[{i}].input_schema")  # before the door: a bad schema is never paid for upstream
         message_id = f"msg_{request_id}"
         if body.stream:
             planned: list[str] = []

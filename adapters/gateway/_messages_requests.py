@@ -6,10 +6,8 @@ Every field the canonical request cannot carry is a ``RequestError`` naming its 
 
 from __future__ import annotations
 
-import re
 from typing import TypeVar
 
-import anyio.to_thread
 import msgspec
 
 from interlock._errors import RequestError
@@ -31,9 +29,7 @@ from interlock._types import (
 )
 from interlock.adapters.gateway import _messages_wire as w
 from interlock.adapters.gateway._requests import decode_error, too_deep
-from interlock.policies._tool_validate import check_tool_schemas
 
-_TOOL_FIELD = re.compile(r"^tools\[(?P<i>\d+)\]\.parameters$")
 _T = TypeVar("_T")
 
 
@@ -177,20 +173,6 @@ def _tool_choice(choice: w.ToolChoiceIn | None, tools: tuple[ToolSpec, ...]) -> 
     if choice.type == "any" and not tools:
         raise RequestError("tool_choice", "'any' needs at least one tool")
     return ToolChoiceMode("required" if choice.type == "any" else "none" if choice.type == "none" else "auto")
-
-
-async def check_tools(chat: ChatRequest) -> None:
-    """``check_tool_schemas``, its error naming the field as on this wire: ``tools[i].input_schema``."""
-    if not chat.tools:
-        return
-    try:
-        # A schema seen for the first time costs jsonschema milliseconds: a worker thread pays them.
-        await anyio.to_thread.run_sync(check_tool_schemas, chat.tools)
-    except RequestError as exc:
-        match = _TOOL_FIELD.match(exc.field)
-        if match is None:
-            raise
-        raise RequestError(f"tools[{match['i']}].input_schema", exc.problem) from None
 
 
 # -- answers ------------------------------------------------------------------------------------

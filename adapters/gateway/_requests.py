@@ -312,8 +312,11 @@ def _render(path: list[str | int | None]) -> str:
     return out
 
 
-async def check_tools(chat: ChatRequest) -> None:
-    """``check_tool_schemas`` of the request's tools, its error naming the field as on the wire."""
+async def check_tools(chat: ChatRequest, field: str = "tools[{i}].function.parameters") -> None:
+    """``check_tool_schemas`` of the request's tools, its error naming the field as on the wire.
+
+    ``field`` is where a dialect's wire holds tool ``{i}``'s schema (OpenAI chat's by default).
+    """
     if not chat.tools:
         return
     try:
@@ -323,4 +326,4 @@ async def check_tools(chat: ChatRequest) -> None:
         match = _TOOL_FIELD.match(exc.field)
         if match is None:
             raise
-        raise RequestError(f"tools[{match['i']}].function.parameters", exc.problem) from None
+        raise RequestError(field.format(i=match["i"]), exc.problem) from None

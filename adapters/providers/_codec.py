@@ -22,7 +22,7 @@ import msgspec
 
 from interlock._errors import MidStreamError, ProviderError
 from interlock._secret import Secret
-from interlock._types import ChatRequest, StreamEvent
+from interlock._types import ChatRequest, StreamEvent, Usage
 
 
 class WireRequest(msgspec.Struct, frozen=True):
@@ -44,6 +44,11 @@ class StreamDecoder(Protocol):
     @property
     def partial_text(self) -> str:
         """The answer text decoded so far; attached to a mid-stream error."""
+        ...
+
+    @property
+    def usage_so_far(self) -> Usage | None:
+        """The usage the provider reported so far (None if none); rides on a broken connection's error."""
         ...
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:

@@ -291,9 +291,8 @@ class HttpAdapter:
         if call.started:
             decoder = call.decoder
             partial = decoder.partial_text if decoder is not None else ""
-            # Usage the provider reported before the connection broke was billed all the same: it
-            # rides on the error (a decoder that does not track it, a test's fake, gives none).
-            usage = getattr(decoder, "usage_so_far", None)
+            # Usage the provider reported before the connection broke was billed all the same.
+            usage = decoder.usage_so_far if decoder is not None else None
             return MidStreamError(kind, self._name, partial=partial, model=call.model_id, detail=detail, usage=usage)
         return ProviderError(kind, self._name, model=call.model_id, detail=detail)
 

@@ -124,12 +124,17 @@ class GeminiCodec:
         )
 
     def _headers(self, *, json_body: bool) -> dict[str, str]:
-        headers = dict(self._extra)
-        if json_body:
-            headers["content-type"] = "application/json"
-        if self._key is not None:
-            headers["x-goog-api-key"] = self._key.reveal()
-        return headers
+        return request_headers(self._key, self._extra, json_body=json_body)
+
+
+def request_headers(key: Secret | None, extra: Mapping[str, str], *, json_body: bool) -> dict[str, str]:
+    """A Gemini request's headers: the configured extras, the JSON content type, the key in ``x-goog-api-key``."""
+    headers = dict(extra)
+    if json_body:
+        headers["content-type"] = "application/json"
+    if key is not None:
+        headers["x-goog-api-key"] = key.reveal()
+    return headers
 
 
 def _error_body(body: bytes) -> w.GErrorBody | None:

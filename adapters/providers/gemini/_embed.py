@@ -17,6 +17,7 @@ from interlock._errors import ErrorClass, ProviderError
 from interlock._secret import Secret
 from interlock.adapters.providers._codec import WireRequest
 from interlock.adapters.providers._embed import Embedded
+from interlock.adapters.providers.gemini._codec import request_headers
 
 __all__ = ["GeminiEmbedCodec"]
 
@@ -78,9 +79,7 @@ class GeminiEmbedCodec:
         name = f"models/{bare}"
         requests = [_EmbedContent(name, _Content((_Part(text),)), dimensions) for text in inputs]
         path = f"/{self._version}/models/{quote(bare, safe='-._')}:batchEmbedContents"
-        headers = {**self._extra, "content-type": "application/json"}
-        if self._key is not None:
-            headers["x-goog-api-key"] = self._key.reveal()
+        headers = request_headers(self._key, self._extra, json_body=True)
         return WireRequest("POST", path, headers, _ENCODER.encode(_Batch(requests)))
 
     def decode_embed(self, body: bytes, model_id: str, count: int) -> Embedded:
