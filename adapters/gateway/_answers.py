@@ -109,6 +109,17 @@ def route_headers(route: Route | None, request_id: str, provider_reason: str = "
     return headers
 
 
+def stream_headers(request_id: str, planned: list[str]) -> dict[str, str]:
+    """A stream's headers, sent before its route is known: the request id and the job's first choice.
+
+    ``planned`` is what the door's ``on_plan`` appended (the first choice, once planned).
+    """
+    headers = route_headers(None, request_id)
+    if planned and planned[0]:
+        headers["x-interlock-first-choice"] = planned[0]
+    return headers
+
+
 def _flag(value: bool) -> str:
     return "true" if value else "false"
 

@@ -40,7 +40,7 @@ from starlette.routing import Route
 
 from interlock._clock import Clock, RealClock
 from interlock._errors import InterlockError
-from interlock.adapters.gateway._answers import Answer, ChunkWriter, route_headers
+from interlock.adapters.gateway._answers import Answer, ChunkWriter, stream_headers
 from interlock.adapters.gateway._edge import (
     CLIENT_GONE,
     OPEN_ACCESS,
@@ -144,7 +144,7 @@ class _Gateway:
             events = self._door.send(chat, on_plan=planned.append)
             usage = wire.stream_options is not None and wire.stream_options.include_usage
             writer = ChunkWriter(request_id, int(wall), wire.model, include_usage=usage)
-            return await start_stream(request.receive, events, writer, lambda: _stream_headers(request_id, planned))
+            return await start_stream(request.receive, events, writer, lambda: stream_headers(request_id, planned))
         answer = Answer()
         if await fold_unless_gone(request.receive, self._door.send(chat), answer.add):
             return Response(status_code=CLIENT_GONE)
@@ -189,14 +189,6 @@ class _Gateway:
         }
         ready = any(s.healthy and s.breaker != "open" for s in states.values())
         return json_response(ReadinessOut("ready" if ready else "unavailable", providers), status=200 if ready else 503)
-
-
-def _stream_headers(request_id: str, planned: list[str]) -> dict[str, str]:
-    """A stream's headers, sent before its route is known: the request id and the job's first choice."""
-    headers = route_headers(None, request_id)
-    if planned and planned[0]:
-        headers["x-interlock-first-choice"] = planned[0]
-    return headers
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:

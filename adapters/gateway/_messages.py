@@ -39,6 +39,7 @@ from starlette.responses import Response
 
 from interlock._errors import InterlockError
 from interlock.adapters.gateway import _messages_wire as w
+from interlock.adapters.gateway._answers import stream_headers
 from interlock.adapters.gateway._edge import CLIENT_GONE, Edge, Reject, fold_unless_gone, start_stream, trace_of
 from interlock.adapters.gateway._failures import failure, http_failure
 from interlock.adapters.gateway._messages_answers import (
@@ -46,7 +47,6 @@ from interlock.adapters.gateway._messages_answers import (
     MessageFold,
     anthropic_error,
     error_response,
-    headers_of,
     json_out,
 )
 from interlock.adapters.gateway._messages_requests import decode_body, prompt_request, to_chat_request
@@ -119,11 +119,8 @@ class Messages:
             events = edge.door.send(chat, on_plan=planned.append)
             writer = EventWriter(message_id, request_id, body.model)
 
-            def headers() -> dict[str, str]:
-                found = headers_of(None, request_id)
-                if planned and planned[0]:
-                    found["x-interlock-first-choice"] = planned[0]
-                return found
+            def headers() -> dict[str, str]:  # and ``request-id``, where Anthropic's clients read it
+                return {**stream_headers(request_id, planned), "request-id": request_id}
 
             return await start_stream(request.receive, events, writer, headers)
         fold = MessageFold()

@@ -58,7 +58,7 @@ from interlock._types import (
     ToolSpec,
 )
 from interlock.adapters.gateway import _responses_wire as w
-from interlock.adapters.gateway._answers import route_headers
+from interlock.adapters.gateway._answers import route_headers, stream_headers
 from interlock.adapters.gateway._edge import (
     CLIENT_GONE,
     Edge,
@@ -139,7 +139,7 @@ class Responses:
             planned: list[str] = []
             events = edge.door.send(chat, on_plan=planned.append)
             writer = ResponseWriter(shell, keep)
-            return await start_stream(request.receive, events, writer, lambda: _stream_headers(request_id, planned))
+            return await start_stream(request.receive, events, writer, lambda: stream_headers(request_id, planned))
         output = Output(shell)
         if await fold_unless_gone(request.receive, edge.door.send(chat), output.fold):
             return Response(status_code=CLIENT_GONE)
@@ -172,13 +172,6 @@ class Responses:
             await self._store.put(tenant, Stored(response, (*conversation, *turn)))
 
         return keep
-
-
-def _stream_headers(request_id: str, planned: list[str]) -> dict[str, str]:
-    headers = route_headers(None, request_id)
-    if planned and planned[0]:
-        headers["x-interlock-first-choice"] = planned[0]
-    return headers
 
 
 # -- request mapping ----------------------------------------------------------------------------
