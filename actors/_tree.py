@@ -46,10 +46,20 @@ from interlock.actors.request._serving import RequestRails, ServingContext
 from interlock.adapters._config_file import default_config, load_config
 from interlock.adapters.providers._protocol import ProviderAdapter
 from interlock.adapters.simulator._server import SimConfig, Simulator
-from interlock.adapters.stores._ledger_store import SqliteLedgerStore
-from interlock.adapters.stores._state_store import SqliteStateStore
+from interlock.adapters.stores._ledger_open import open_ledger_store
+from interlock.adapters.stores._state_open import open_state_store
+from interlock.adapters.stores._state_store import StateStore
 from interlock.adapters.telemetry._otel import OtelMirror, OtelNaming, setup_from_env
 from interlock.policies._config import Config, ProviderConfig
+from interlock.policies._store_url import (
+    LEDGER_ENV,
+    LEDGER_KINDS,
+    STATE_ENV,
+    STATE_KINDS,
+    StoreUrl,
+    parse_store_url,
+    resolve_store_url,
+)
 from interlock.policies._verify import Verifier
 
 DRAIN_S = 30.0  # how long closing the door waits for requests in flight
@@ -65,7 +75,7 @@ class TreeParts:
     ledger: ActorRef[LedgerMsg]
     buffer: LedgerBuffer
     simulator: Simulator | None
-    state: SqliteStateStore
+    state: StateStore
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,9 +95,9 @@ async def build_tree(options: TreeOptions, stack: contextlib.AsyncExitStack, in_
     config = load(options.config)
     clock = options.clock
     sim = await _maybe_simulator(config, clock, stack)
-    ledger_file = options.ledger_path or config.ledger.path
-    store = await stack.enter_async_context(SqliteLedgerStore(ledger_file))
-    state = await stack.enter_async_context(SqliteStateStore(config.state.path or ledger_file))
+    ledger_at, state_at = store_urls(config, options.ledger_path, options.environ)
+    store = await stack.enter_async_context(open_ledger_store(ledger_at))
+    state = await stack.enter_async_context(open_state_store(state_at))
     rails = fold_rails(config, state, clock, options.verifiers)
     mirror = await _maybe_telemetry(config, stack)  # before the runtime: it flushes after the ledger
     rt = await stack.enter_async_context(Runtime(clock=clock))
@@ -116,6 +126,28 @@ async def build_tree(options: TreeOptions, stack: contextlib.AsyncExitStack, in_
     return TreeParts(context=context, providers=providers, ledger=ledger, buffer=buffer, simulator=sim, state=state)
 
 
+def store_urls(config: Config, ledger_path: str | Path | None, environ: Mapping[str, str]) -> tuple[StoreUrl, StoreUrl]:
+    """Where the ledger and the state store are: ``interlock.open(ledger=...)``, then the environment, then the config.
+
+    With no state store named, the state lives in the ledger's SQLite file (or, when the ledger
+    is a server, in the file ``[ledger] path`` names): one file is the embedded default.
+    """
+    if ledger_path is not None:
+        ledger = parse_store_url(str(ledger_path), key="ledger", allowed=LEDGER_KINDS)
+    else:
+        found = resolve_store_url(
+            configured_url=config.ledger.url, configured_path=config.ledger.path, environ=environ,
+            env=LEDGER_ENV, key="ledger.url", allowed=LEDGER_KINDS,
+        )  # fmt: skip
+        ledger = found or parse_store_url(config.ledger.path, key="ledger.path", allowed=("sqlite",))
+    local = ledger.path or config.ledger.path
+    state = resolve_store_url(
+        configured_url=config.state.url, configured_path=config.state.path, environ=environ,
+        env=STATE_ENV, key="state.url", allowed=STATE_KINDS,
+    )  # fmt: skip
+    return ledger, state if state is not None else parse_store_url(local, key="state.path", allowed=("sqlite",))
+
+
 def load(config: Config | str | Path | None) -> Config:
     """The configuration in force: the embedded default, a decoded ``Config``, or a TOML file's."""
     if config is None:
@@ -126,7 +158,7 @@ def load(config: Config | str | Path | None) -> Config:
 
 
 def fold_rails(
-    config: Config, state: SqliteStateStore, clock: Clock, verifiers: Mapping[str, Sequence[Verifier]]
+    config: Config, state: StateStore, clock: Clock, verifiers: Mapping[str, Sequence[Verifier]]
 ) -> RequestRails:
     """Fold the rails once: cache, then per attempt budget and the cross-process slot; verifiers."""
     for job in verifiers:

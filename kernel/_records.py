@@ -66,6 +66,8 @@ class AttemptRecord(msgspec.Struct, frozen=True, kw_only=True, tag="attempt"):
     provider_finish_reason: str = ""
     # What was asked of the model: "chat", or "embed" (texts to vectors).
     operation: str = "chat"
+    # The provider batch this attempt went in (its id), "" for an interactive call.
+    batch_id: str = ""
 
 
 class RequestRecord(msgspec.Struct, frozen=True, kw_only=True, tag="request"):
@@ -109,6 +111,8 @@ class RequestRecord(msgspec.Struct, frozen=True, kw_only=True, tag="request"):
     aux_cost_cents: float = 0.0
     # What was asked: "chat", or "embed" (texts to vectors).
     operation: str = "chat"
+    # The personal-data detectors that fired on the prompt, comma-separated, never the values.
+    pii_detected: str = ""
 
 
 class BeginRecord(msgspec.Struct, frozen=True, kw_only=True, tag="begin"):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from interlock._errors import ConfigError
+from interlock.policies._store_url import LEDGER_KINDS, STATE_KINDS, parse_store_url
 from interlock.policies._verify import is_other_lab
 
 if TYPE_CHECKING:  # _config imports this module: the Structs are only needed for annotations
@@ -68,6 +69,7 @@ def check_config(config: Config) -> Config:
     for cls in config.privacy.pii_classes or ():
         _known_class("privacy.pii_classes", cls, classes)
     _check_budgets_and_limits(config)
+    _check_store_urls(config)
     return msgspec.structs.replace(config, providers=providers)
 
 
@@ -274,3 +276,11 @@ def _known_class(key: str, cls: str, classes: dict[str, Names]) -> None:
 
 def _list(names: Any) -> str:
     return ", ".join(sorted(names)) or "(none)"
+
+
+def _check_store_urls(config: Config) -> None:
+    """A store URL's scheme fits its section, and a config file's URL holds no password."""
+    if config.state.url is not None:
+        parse_store_url(config.state.url, key="state.url", allowed=STATE_KINDS)
+    if config.ledger.url is not None:
+        parse_store_url(config.ledger.url, key="ledger.url", allowed=LEDGER_KINDS)

@@ -216,6 +216,14 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "ALTER TABLE attempts ADD COLUMN operation TEXT NOT NULL DEFAULT 'chat'",
         ),
     ),
+    Migration(
+        11,
+        "evidence: the provider batch an attempt went in, the PII detectors that fired on a request",
+        (
+            "ALTER TABLE attempts ADD COLUMN batch_id TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE requests ADD COLUMN pii_detected TEXT NOT NULL DEFAULT ''",
+        ),
+    ),
 )
 
 SCHEMA_VERSION: Final[int] = MIGRATIONS[-1].version

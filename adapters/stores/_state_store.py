@@ -140,6 +140,25 @@ class LeaseStore(Protocol):
         ...
 
 
+class StateStore(Protocol):
+    """A state store: the three views the rails use. ``SqliteStateStore`` is the embedded one."""
+
+    @property
+    def cache(self) -> CacheStore:
+        """The response cache."""
+        ...
+
+    @property
+    def budgets(self) -> BudgetStore:
+        """Daily spend and reservations."""
+        ...
+
+    @property
+    def leases(self) -> LeaseStore:
+        """The cross-process concurrency limit."""
+        ...
+
+
 def _checked(unit: Unit, amount: float) -> float | int:
     """``amount`` as its column stores it: finite cents >= 0, or a whole number of tokens >= 0."""
     if not (math.isfinite(amount) and amount >= 0):
