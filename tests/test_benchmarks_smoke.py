@@ -80,3 +80,14 @@ def test_hedging_benchmark_reports_ttft_ratio_and_extra_requests() -> None:
     assert summary["off_upstream_requests"] == 40  # without hedges every request makes exactly one call
     # Each hedge adds at most one call (one cancelled at once may never reach the simulator).
     assert 40 <= summary["on_upstream_requests"] <= 40 + summary["on_hedged_replies"]
+
+
+@pytest.mark.slow
+def test_serve_workers_benchmark_compares_two_workers_with_one() -> None:
+    """The workers benchmark streams through real ``interlock serve`` processes with 1 and 2 workers."""
+    summary = run_benchmark(
+        "serve_workers.py", "--requests", "40", "--warmup", "4", "--concurrency", "8", "--tokens", "4",
+    )  # fmt: skip
+    assert_figures(summary, ("workers_1_requests_per_s", "workers_2_requests_per_s", "ratio", "workers_2_p99_ms"))
+    assert summary["workers"] == 2
+    assert summary["ratio"] > 0

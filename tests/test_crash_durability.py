@@ -29,6 +29,7 @@ import httpx
 import pytest
 
 from interlock.adapters.stores._ledger_store import SqliteLedgerStore
+from interlock.adapters.stores._ledger_writer import WRITE_LOCK
 
 pytestmark = pytest.mark.anyio
 
@@ -177,7 +178,8 @@ async def test_sigkill_of_a_door_process_loses_no_answer_and_leaves_no_request_o
     assert rows(ledger, interrupted, "stuck-0") == [("acme", "stuck", "interrupted", 1, "stuck_model", "sim")]
     assert rows(ledger, interrupted, "stuck-1") == [("acme", "fallback", "interrupted", 3, "stuck_model", "sim")]
     assert_interrupted_rows_name_their_latest_attempt(ledger)
-    assert not list((tmp_path / "ledger.sqlite-sessions").iterdir())  # the dead session's lock went with it
+    # The dead session's lock went with it; the shared write turn stays for the next writer.
+    assert [p.name for p in (tmp_path / "ledger.sqlite-sessions").iterdir()] == [WRITE_LOCK]
 
 
 async def test_sigkill_of_interlock_serve_loses_no_answer_and_restart_closes_the_rest(tmp_path: Path) -> None:

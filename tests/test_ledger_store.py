@@ -26,6 +26,7 @@ from interlock.adapters.stores._ledger_store import (
     _attempt_row,
     _request_row,
 )
+from interlock.adapters.stores._ledger_writer import WRITE_LOCK
 
 T0 = 1_700_000_000.0
 
@@ -443,7 +444,7 @@ async def test_a_live_session_keeps_its_begun_requests_and_closes_them_itself(tm
         "interrupted", "interrupted", 1, "acme", "summarize",
     )  # fmt: skip
     assert raw(path, "SELECT COUNT(*) FROM begun") == [(0,)]
-    assert list((tmp_path / "ledger.db-sessions").iterdir()) == []
+    assert [p.name for p in (tmp_path / "ledger.db-sessions").iterdir()] == [WRITE_LOCK]  # no session left
 
 
 def raw_columns(conn: sqlite3.Connection, table: str) -> list[str]:

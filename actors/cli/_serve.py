@@ -3,7 +3,7 @@
 ::
 
     interlock serve [--config FILE] [--host 127.0.0.1] [--port 4000] [--keys FILE] [--ledger FILE]
-                    [--max-body-bytes N] [--grace SECONDS] [--log-level info]
+                    [--workers N] [--max-body-bytes N] [--grace SECONDS] [--log-level info]
 
 With no ``--config`` it serves the embedded default (the simulated fleet), so it works with no
 keys; with a config, hosted providers are enabled by their keys in the environment. ``--keys``
@@ -17,6 +17,10 @@ Without it any key (or none) is accepted as tenant ``default``, and the start-up
 after the URL to point clients at. A key is never printed: messages show its first 6 characters
 at most. The server's libraries (starlette, uvicorn) are in the base install; when they are
 missing anyway the command says, in one line, to ``pip install 'interlock[server]'``.
+
+``--workers N`` runs N such gateways on the one port, each a process with its own door, under a
+supervisor that restarts a worker that dies (``_workers``): they share state and ledger through
+the configured stores, as gateways on several hosts do.
 
 SIGINT / SIGTERM stop uvicorn gracefully (in-flight answers get ``--grace`` seconds), then the
 door closes, which drains the requests in flight and commits every ledger record before the process exits.
@@ -46,6 +50,8 @@ from interlock.adapters._config_file import default_config, load_config
 from interlock.policies._config import Config
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from interlock.actors._door import Door
     from interlock.adapters.gateway._app import VirtualKey
 
@@ -93,6 +99,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024, help="request body limit")
     parser.add_argument("--grace", type=float, default=30.0, help="seconds in-flight answers get on shutdown")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument("--workers", type=int, default=1, help="gateway processes sharing the port (default 1)")
+    # A worker of ``--workers N``: the listening socket, and the pipes to its supervisor (``_workers``).
+    for hidden in ("--worker-fd", "--ready-fd", "--lifeline-fd", "--worker-index"):
+        parser.add_argument(hidden, type=int, default=None, help=argparse.SUPPRESS)
     return parser
 
 
@@ -120,8 +130,33 @@ def _run(ns: argparse.Namespace) -> int:
     config = load_config(ns.config) if ns.config else default_config()
     # Looked at before the door opens: a bad path is one line, and a foreign file is never migrated.
     check_ledger_path(ns.ledger or config.ledger.path)
+    if ns.workers < 1:
+        raise ConfigError("--workers", "must be at least 1")
+    if ns.workers > 1 and ns.worker_fd is None:
+        return _supervise(ns, config, keys)
     anyio.run(_serve, ns, config, keys)
     return 0
+
+
+def _supervise(ns: argparse.Namespace, config: Config, keys: dict[str, VirtualKey] | None) -> int:
+    """Bind the port once and run ``ns.workers`` gateway processes on it (``_workers.Supervisor``)."""
+    import os
+
+    from interlock.actors._wiring import is_enabled
+    from interlock.actors.cli._workers import Supervisor, listen
+
+    sock = listen(ns.host, ns.port)
+    url = _url(ns.host, int(sock.getsockname()[1]))
+    argv = [f"--{name.replace('_', '-')}={value}" for name, value in vars(ns).items()
+            if value is not None and name not in ("workers", "host", "port")]  # fmt: skip
+    enabled = sorted(n for n, p in config.providers.items() if is_enabled(n, p, os.environ))
+
+    def announce(pids: list[int]) -> None:
+        _say(f"listening on {url}; OpenAI base URL {url}/v1, Anthropic base URL {url}")
+        _say(f"{len(pids)} workers (pids {', '.join(map(str, pids))}) sharing the port, state and ledger")
+        _banner_tail(ns, keys, ", ".join(enabled) or "none (set the providers' key variables)")
+
+    return Supervisor(argv, ns.workers, sock, ns.grace).run(announce)
 
 
 async def _serve(ns: argparse.Namespace, config: Config, keys: dict[str, VirtualKey] | None) -> None:
@@ -136,7 +171,9 @@ async def _serve(ns: argparse.Namespace, config: Config, keys: dict[str, Virtual
 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
-            if self.started:
+            if self.started and ns.ready_fd is not None:
+                _worker_ready(ns.ready_fd)  # the supervisor says the banner, once, for all workers
+            elif self.started:
                 port = int(self.servers[0].sockets[0].getsockname()[1])
                 await _announce(door, keys, ns, _url(ns.host, port))
 
@@ -146,8 +183,12 @@ async def _serve(ns: argparse.Namespace, config: Config, keys: dict[str, Virtual
             app, host=ns.host, port=ns.port, log_level=ns.log_level, lifespan="off", ws="none",
             timeout_graceful_shutdown=ns.grace, server_header=False,
         )
+        serving = Server(server)
+        shared = None if ns.worker_fd is None else [socket.socket(fileno=ns.worker_fd)]
+        if ns.lifeline_fd is not None:
+            _stop_when_orphaned(serving, ns.lifeline_fd)
         with _signals_absorbed():
-            await Server(server).serve()
+            await serving.serve(sockets=shared)
     _say(f"stopped; ledger flushed to {ns.ledger or door.config.ledger.path}")
 
 
@@ -160,12 +201,38 @@ def _url(host: str, port: int) -> str:
 async def _announce(door: Door, keys: dict[str, VirtualKey] | None, ns: argparse.Namespace, url: str) -> None:
     providers = ", ".join(sorted(await door.health())) or "none (set the providers' key variables)"
     _say(f"listening on {url}; OpenAI base URL {url}/v1, Anthropic base URL {url}")
+    _banner_tail(ns, keys, providers)
+
+
+def _banner_tail(ns: argparse.Namespace, keys: dict[str, VirtualKey] | None, providers: str) -> None:
     _say(f"config {ns.config or 'embedded default (simulated fleet)'}; providers: {providers}")
     if keys is None:
         _say("no --keys file: any API key is accepted (or none), as tenant 'default'")
     else:
         tenants = sorted({k.tenant for k in keys.values()})
         _say(f"{len(keys)} virtual key(s) from {ns.keys}, tenants: {', '.join(tenants) or 'none'}")
+
+
+def _worker_ready(fd: int) -> None:
+    """Tell the supervisor this worker listens (one byte on its ready pipe)."""
+    import os
+
+    with contextlib.suppress(OSError):
+        os.write(fd, b"1")
+        os.close(fd)
+
+
+def _stop_when_orphaned(server: uvicorn.Server, fd: int) -> None:
+    """Stop ``server`` gracefully once the supervisor is gone: its end of the lifeline pipe closes."""
+    import os
+
+    def watch() -> None:
+        with contextlib.suppress(OSError):
+            while os.read(fd, 64):
+                pass
+        server.should_exit = True  # read by uvicorn's main loop every 0.1 s
+
+    threading.Thread(target=watch, name="interlock-lifeline", daemon=True).start()
 
 
 def _say(line: str) -> None:

@@ -12,6 +12,15 @@ attempt's model and provider) and its begun row is deleted, in one transaction. 
 session's begun rows are left alone, so a report, or a second server on the same file, never
 closes requests still running. ``flock`` locks belong to an open file, not to a process: two
 stores of one process see each other as alive too. POSIX only.
+
+Writers of one ledger file take turns through one more ``flock``, on ``writes.flock`` in the same
+folder, held for exactly one batch's transaction. SQLite's own lock would serialize them too, but
+a writer that finds it taken sleeps in SQLite's busy handler, 1 ms, then 2, 5, 10... up to 100 ms
+a try: with several processes committing small batches (``interlock serve --workers N``), those
+sleeps were the final event's tail (p99 over a second with two workers, measured). Tried every
+``LOCK_POLL_S`` instead, a waiting writer goes within a fraction of a millisecond of the lock's
+release; it gives up as SQLite would, after the busy timeout, with SQLite's own "database is
+locked".
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import fcntl
 import os
 import secrets
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
@@ -53,6 +63,8 @@ CONNECTION_PRAGMAS: Final = (
 _WRITER_PRAGMAS: Final = (*CONNECTION_PRAGMAS[:2], "PRAGMA wal_autocheckpoint=16000")  # ~64 MiB
 
 INTERRUPTED_DETAIL: Final = "the process ended while the request ran"
+WRITE_LOCK: Final = "writes.flock"  # in the sessions folder: one batch at a time across processes
+LOCK_POLL_S: Final = 0.0002
 
 # The attempts begun, as the latest begin counted them; attempt rows on file (none in practice: a
 # request's rows are written with its end) can only add to that count, never lower it.
@@ -81,9 +93,11 @@ class LedgerWriter:
             self._folder = sessions_folder(path)
             self._folder.mkdir(exist_ok=True)
             self._lock_file, self._fd = _claim(self._folder)
+            self._write_fd = os.open(self._folder / WRITE_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         except BaseException:
             conn.close()
             raise
+        self._lock_tries = max(1, int(busy_timeout / LOCK_POLL_S))
         self._conn = conn
         self.begins = OpenBegins(self._lock_file.stem)
         try:
@@ -99,8 +113,22 @@ class LedgerWriter:
         return self.begins.session
 
     def write(self, records: Sequence[LedgerRecord]) -> None:
-        """Write one batch in one transaction (``write_batch``)."""
-        write_batch(self._conn, records, self.begins)
+        """Write one batch in one transaction (``write_batch``), holding the file's write turn."""
+        self._take_turn()
+        try:
+            write_batch(self._conn, records, self.begins)
+        finally:
+            fcntl.flock(self._write_fd, fcntl.LOCK_UN)
+
+    def _take_turn(self) -> None:
+        fd = self._write_fd
+        for _ in range(self._lock_tries):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                time.sleep(LOCK_POLL_S)  # a worker thread: the event loop runs meanwhile
+        raise sqlite3.OperationalError("database is locked (another process held the ledger's write turn)")
 
     def close(self) -> None:
         """Close this session's own begun requests (no end can come now), drop its lock, close."""
@@ -114,6 +142,7 @@ class LedgerWriter:
         with contextlib.suppress(FileNotFoundError):
             self._lock_file.unlink()
         os.close(self._fd)
+        os.close(self._write_fd)
         self._conn.close()
 
     def _close_dead_sessions(self) -> int:
