@@ -34,6 +34,8 @@ from interlock._types import (
     StreamEvent,
     ToolSpec,
 )
+from interlock.actors._batch import BatchPolling, BatchRun
+from interlock.actors._explain import explain
 from interlock.actors._ledger_actor import Flush, LedgerStatistics
 from interlock.actors._provider_actor import GetHealth, ProviderHealth
 from interlock.actors._router_actor import new_request_id
@@ -43,6 +45,8 @@ from interlock.actors.request._embed import embed
 from interlock.actors.request._serving import serve
 from interlock.adapters.simulator._server import Simulator
 from interlock.policies._config import Config
+from interlock.policies._eval import EvalOptions, EvalPrompt, EvalReport
+from interlock.policies._explain import Explanation
 from interlock.policies._verify import Verifier
 
 Prompt = str | Message | Sequence[Message]
@@ -62,6 +66,7 @@ class Door:
         self._sim = parts.simulator
         self._clock: Clock = parts.context.clock
         self._state = parts.state
+        self._environ = parts.environ
 
     @property
     def simulator(self) -> Simulator | None:
@@ -185,6 +190,47 @@ class Door:
     async def recall(self, key: str) -> bytes | None:
         """What ``remember`` kept under ``key``, or None when it is absent or expired."""
         return await self._state.cache.get(_KEPT + key, self._context.clock.wall())
+
+    async def explain(self, prompt: Prompt, **options: Unpack[RequestOptions]) -> Explanation:
+        """The route ``prompt`` would take, and why each model is in or out, without calling any model.
+
+        Takes ``ask``'s options. The plan is the router's own (rules, PII scan, hedge delay); each
+        candidate is then judged by its provider's breaker and health and by the budgets left
+        (``interlock.actors._explain``). Nothing is sent to a provider and nothing is recorded.
+        """
+        return await explain(self._context, self._providers, self._state, build_request(prompt, dict(options)))
+
+    def batch(
+        self, inputs: Sequence[Prompt] = (), *, batch_id: str = "", poll: BatchPolling | None = None,
+        **options: Unpack[RequestOptions],
+    ) -> BatchRun:  # fmt: skip
+        """Send ``inputs`` through the provider's batch API, billed at the model's ``batch_price``.
+
+        ``await`` it for ``map``'s shape: per input, in order, a ``ChatResponse`` or its
+        ``InterlockError``. It submits (or, after a restart, picks up from the state store the batch
+        sent for the same inputs), polls with back-off on the door's clock, collects into ledger
+        rows; ``batch_id`` picks up a known batch. Steps: ``submit``, ``status``, ``wait``, ``collect``, ``cancel``.
+        """
+        sim = self._sim.url if self._sim is not None else None
+        state = self._state.cache
+        return BatchRun(
+            self._context, state, inputs, options, build_request, sim, batch_id=batch_id, polling=poll,
+            environ=self._environ,
+        )
+
+    async def evaluate(
+        self, prompts: Sequence[EvalPrompt | str], *, candidates: Sequence[str], task: str | None = None,
+        verify: Sequence[Verifier] | None = None, repeat: int = 1, concurrency: int = 8, **options: Unpack[EvalOptions],
+    ) -> EvalReport:  # fmt: skip
+        """Every prompt on every candidate through the rails, judged and compared (``interlock eval``).
+
+        Returns each candidate's accept rate (Wilson 95% interval), cost, latencies and failures, and
+        the recommended model with the TOML change that moves ``task`` to it; see ``interlock.actors._evaluate``.
+        """
+        from interlock.actors._evaluate import evaluate
+
+        return await evaluate(self, prompts, candidates=candidates, task=task, verify=verify, repeat=repeat,
+                              concurrency=concurrency, **options)  # fmt: skip
 
     async def health(self) -> dict[str, ProviderHealth]:
         """Each enabled provider's breaker state, cooldown, health, free slots and recent breaker transitions.

@@ -6,6 +6,8 @@ its events straight into the caller's stream (one hop per event). The pure decis
 health, cooldown) live in ``interlock.policies``; this actor reads the clock and applies them.
 What they decide (breaker, health, cooldown) is kept in a ``ProviderState`` that outlives the
 actor instance, so a crash and restart neither closes an open breaker nor ends a cooldown.
+Its own transitions and cooldowns go to the fleet's peers through that state, and theirs are
+folded in at the next admission (``_provider_signals``; no store call on the way).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import msgspec
@@ -30,6 +32,8 @@ from interlock._types import (
     ToolCallDelta,
     ToolCallDone,
 )
+from interlock.actors._provider_signals import breaker_signal, cooldown_signal, fold_peer_signals
+from interlock.actors._provider_state import ProviderHealth as ProviderHealth  # its home before; the API names it here
 from interlock.actors._provider_state import ProviderState, probe_once
 from interlock.adapters.providers._embed import embedder
 from interlock.adapters.providers._protocol import ProviderAdapter
@@ -43,6 +47,7 @@ from interlock.policies._breaker import (
     on_health_probe,
     record,
 )
+from interlock.policies._breaker_fleet import is_own
 from interlock.policies._health import (
     CooldownConfig,
     ProbeConfig,
@@ -104,29 +109,6 @@ class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):
     probe_loop: bool = True
 
 
-class ProviderHealth(msgspec.Struct, frozen=True, kw_only=True):
-    """A provider as ``door.health()`` shows it.
-
-    ``healthy`` is False when its health probes fail or when its breaker is open (its real calls
-    failed at the trip rate: a brownout is unhealthy even while its model list answers).
-    ``cooldown_cause`` is the error class that started a running cooldown (``rate_limit`` or
-    ``quota``); ``recent_transitions`` are the breaker's last few, oldest first, each with its
-    wall-clock time and cause; ``breaker_transitions`` counts them all.
-    """
-
-    provider: str
-    breaker: Literal["closed", "open", "half_open"]
-    healthy: bool
-    cooling_down_s: float
-    free_slots: int
-    in_flight: int
-    max_concurrency: int
-    breaker_transitions: int
-    probes_healthy: bool = True
-    cooldown_cause: str | None = None
-    recent_transitions: tuple[BreakerRecord, ...] = ()
-
-
 class ProviderActor(Actor[ProviderMsg]):
     """Governs every call to one provider.
 
@@ -183,6 +165,8 @@ class ProviderActor(Actor[ProviderMsg]):
         match msg:
             case Call() | EmbedCall():
                 sink = self.detach_stream()
+                if self._state.inbox:  # a peer process's breaker or cooldown news
+                    self._fold_peer_signals()
                 rejection = self._admission_error()
                 if rejection is not None:
                     sink.fail(rejection)
@@ -214,7 +198,8 @@ class ProviderActor(Actor[ProviderMsg]):
         if breaker.transitions == old.transitions:
             return
         now, wall = self.clock.now(), self.clock.wall()
-        for change in new_transitions(old, breaker):
+        changes = new_transitions(old, breaker)
+        for change in changes:
             entry = BreakerRecord(
                 ts=wall - (now - change.at), provider=self._provider,
                 from_state=change.source, to_state=change.target, cause=change.reason,
@@ -222,11 +207,18 @@ class ProviderActor(Actor[ProviderMsg]):
             state.transitions.append(entry)
             if self._on_transition is not None:
                 self._on_transition(entry)
+        if state.share is not None and changes and is_own(changes[-1]):  # the fleet hears where it ended
+            state.share(breaker_signal(self._provider, breaker, changes[-1], now, wall))
         if breaker.name == "open" and self._probe_wait is not None:
             self._probe_wait.cancel()  # the probe loop's long sleep gives way to the open pace
 
+    def _fold_peer_signals(self) -> None:
+        clock = self.clock
+        self._set_breaker(fold_peer_signals(self._state, clock.now(), clock.wall(), self._settings.breaker))
+
     def health(self) -> ProviderHealth:
         """A snapshot of breaker, health, cooldown, slots and the breaker's recent transitions."""
+        self._fold_peer_signals()
         now = self.clock.now()
         self._set_breaker(advance(self._state.breaker, now, self._settings.breaker))
         state = self._state
@@ -311,6 +303,8 @@ class ProviderActor(Actor[ProviderMsg]):
                                current=state.cooldown_until)
         if until is not None and until > state.cooldown_until:
             state.cooldown_until, state.cooldown_cause = until, exc.kind
+            if state.share is not None:
+                state.share(cooldown_signal(self._provider, until, exc.kind, self.clock.now(), self.clock.wall()))
 
     async def _relay(
         self, call: Call | EmbedCall, sink: EventSink[Any], start: float, answered: Callable[[], None]
@@ -384,6 +378,7 @@ class ProviderActor(Actor[ProviderMsg]):
         return ok
 
     def _next_probe_in(self) -> float:
+        self._fold_peer_signals()
         breaker = advance(self._state.breaker, self.clock.now(), self._settings.breaker)
         return probe_interval(
             self._state.health, self._settings.probe, breaker_open=breaker.name == "open", draw=self._jitter.random()

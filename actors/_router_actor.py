@@ -23,7 +23,8 @@ from interlock.actors.request._race import HedgePolicy
 from interlock.policies._config import Config
 from interlock.policies._hedge import HedgeBudget, full_budget, hedge_delay_s, on_success, spend_hedge
 from interlock.policies._latency import RollingLatency
-from interlock.policies._routing import Operation, Resolution, resolve
+from interlock.policies._pii import detect, mark_pii, request_texts, unmarked
+from interlock.policies._routing import Operation, Resolution, pii_scan, resolve
 from interlock.policies._tokens import estimate_input_tokens, estimate_text_tokens
 from interlock.policies._tool_validate import check_tool_schemas
 
@@ -66,14 +67,28 @@ RouterMsg = RouteRequest | SpendHedge | Learned
 
 
 class Plan:
-    """The router's answer to ``RouteRequest``: the chain, the input-token estimate, the hedge policy."""
+    """The router's answer to ``RouteRequest``: the chain, the input-token estimate, the hedge policy.
 
-    __slots__ = ("hedge", "resolution", "tokens")
+    ``request`` is the request as planned: the one asked about, or, when the PII scan found
+    personal data in it, that request marked ``sensitivity = "pii"`` (``policies._pii.mark_pii``),
+    which the caller serves from then on. ``pii_detected`` names the detectors that fired.
+    """
 
-    def __init__(self, resolution: Resolution, tokens: int, hedge: HedgePolicy) -> None:
+    __slots__ = ("hedge", "pii_detected", "request", "resolution", "tokens")
+
+    def __init__(
+        self,
+        resolution: Resolution,
+        tokens: int,
+        hedge: HedgePolicy,
+        request: ChatRequest,
+        pii_detected: tuple[str, ...] = (),
+    ) -> None:
         self.resolution = resolution
         self.tokens = tokens
         self.hedge = hedge
+        self.request = request
+        self.pii_detected = pii_detected
 
 
 class RouterActor(Actor[RouterMsg]):
@@ -103,6 +118,11 @@ class RouterActor(Actor[RouterMsg]):
         Tool schemas are checked here, before any rail or upstream sees the request: a bad one is
         a ``RequestError`` naming the tool, never a call paid for upstream. An embed's context
         window bounds each text alone: its estimate is the longest text's.
+
+        A chat the caller did not mark is scanned for personal data here, the one place every
+        plan is made (``policies._pii``): when a detector fires it is re-resolved marked ``pii``.
+        A marked request costs one comparison; the scan runs only with its tenant's or job's
+        detectors on.
         """
         if request.tools:
             check_tool_schemas(request.tools)
@@ -111,7 +131,14 @@ class RouterActor(Actor[RouterMsg]):
         else:
             tokens = estimate_input_tokens(request)
         resolution = resolve(self._config, request, tokens, chain, operation)
-        return Plan(resolution, tokens, self._hedge_policy(resolution))
+        found: tuple[str, ...] = ()
+        if operation == "chat" and unmarked(request):
+            detectors, regions = pii_scan(self._config, request.tenant, resolution.job)
+            found = detect(request_texts(request), detectors, regions) if detectors else ()
+            if found:
+                request = mark_pii(request, found)
+                resolution = resolve(self._config, request, tokens, chain, operation)
+        return Plan(resolution, tokens, self._hedge_policy(resolution), request, found)
 
     def _hedge_policy(self, resolution: Resolution) -> HedgePolicy:
         spec = resolution.policy.hedge_delay

@@ -34,8 +34,8 @@ from interlock._supervisor import ChildSpec, Restart, Strategy
 from interlock.actors._breaker_log import BreakerLog
 from interlock.actors._ledger_actor import LedgerActor, LedgerBuffer, LedgerMsg
 from interlock.actors._provider_actor import ProviderActor, ProviderMsg, ProviderSettings
-from interlock.actors._provider_state import ProviderState
 from interlock.actors._router_actor import RouterActor
+from interlock.actors._shared_signals import SharedSignals, fleet_signals
 from interlock.actors._wiring import build_adapter, is_enabled
 from interlock.actors.rails._budget import BudgetRail
 from interlock.actors.rails._cache import CacheRail
@@ -76,6 +76,7 @@ class TreeParts:
     buffer: LedgerBuffer
     simulator: Simulator | None
     state: StateStore
+    environ: Mapping[str, str]  # where provider keys were read (a batch client reads them too)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,8 +97,9 @@ async def build_tree(options: TreeOptions, stack: contextlib.AsyncExitStack, in_
     clock = options.clock
     sim = await _maybe_simulator(config, clock, stack)
     ledger_at, state_at = store_urls(config, options.ledger_path, options.environ)
-    store = await stack.enter_async_context(open_ledger_store(ledger_at))
-    state = await stack.enter_async_context(open_state_store(state_at))
+    store = await stack.enter_async_context(open_ledger_store(ledger_at, spool=f"{config.ledger.path}-spool"))
+    state = await stack.enter_async_context(open_state_store(state_at, config.state))
+    signals = await stack.enter_async_context(fleet_signals(config, state_at, clock))  # stops after the providers
     rails = fold_rails(config, state, clock, options.verifiers)
     mirror = await _maybe_telemetry(config, stack)  # before the runtime: it flushes after the ledger
     rt = await stack.enter_async_context(Runtime(clock=clock))
@@ -113,7 +115,7 @@ async def build_tree(options: TreeOptions, stack: contextlib.AsyncExitStack, in_
     transitions = BreakerLog(ledger, mirror)
     stack.push_async_callback(transitions.flush)  # runs before the runtime stops the ledger
     sim_url = sim.url if sim is not None else None
-    specs = [_provider_spec(n, p, options, sim_url, transitions) for n, p in enabled.items()]
+    specs = [_provider_spec(n, p, options, sim_url, transitions, signals) for n, p in enabled.items()]
     await rt.spawn_supervisor("providers", specs, strategy=Strategy.ONE_FOR_ONE, max_restarts=5, period=10.0)
     providers: dict[str, ActorRef[ProviderMsg]] = {n: rt.lookup(f"provider:{n}") for n in enabled}
     router = await rt.spawn(lambda: RouterActor(config), name="router", shutdown=30.0)
@@ -123,7 +125,10 @@ async def build_tree(options: TreeOptions, stack: contextlib.AsyncExitStack, in_
         config=config, router=router, ledger=ledger, providers=providers.get, clock=clock, rails=rails,
         in_flight=in_flight,
     )
-    return TreeParts(context=context, providers=providers, ledger=ledger, buffer=buffer, simulator=sim, state=state)
+    return TreeParts(
+        context=context, providers=providers, ledger=ledger, buffer=buffer, simulator=sim, state=state,
+        environ=options.environ,
+    )
 
 
 def store_urls(config: Config, ledger_path: str | Path | None, environ: Mapping[str, str]) -> tuple[StoreUrl, StoreUrl]:
@@ -167,9 +172,11 @@ def fold_rails(
     # A rail with nothing configured would only cost every attempt a call: it is left out.
     rails: list[AttemptRail] = []
     if BudgetRail.wanted(config):  # a provider's or tenant's budget, or a model's daily token cap
-        rails.append(BudgetRail(state.budgets, config.budgets, clock))
+        rails.append(BudgetRail(state.budgets, config.budgets, clock, on_outage=config.state.on_state_outage))
     limits = config.limits
-    lease = LeaseRail(state.leases, limits, clock) if limits.max_in_flight is not None or limits.per_provider else None
+    lease_outage = config.state.on_lease_outage or config.state.on_state_outage
+    wanted = limits.max_in_flight is not None or limits.per_provider
+    lease = LeaseRail(state.leases, limits, clock, on_outage=lease_outage) if wanted else None
     if lease is not None:
         rails.append(lease)
     extra = {job: tuple(specs) for job, specs in verifiers.items()}
@@ -186,14 +193,14 @@ async def _renew_leases(lease: LeaseRail, stack: contextlib.AsyncExitStack) -> N
 
 def _provider_spec(
     name: str, cfg: ProviderConfig, options: TreeOptions, sim_url: str | None,
-    on_transition: BreakerLog,
+    on_transition: BreakerLog, signals: SharedSignals,
 ) -> ChildSpec:
     settings = ProviderSettings(
         max_concurrency=cfg.max_concurrency, slot_wait_s=cfg.slot_wait_ms / 1000.0,
         breaker=cfg.breaker, probe=cfg.probe, cooldown=cfg.cooldown,
     )
     environ, clock = options.environ, options.clock
-    state = ProviderState()  # one per provider, outside every incarnation of its actor
+    state = signals.provider_state(name)  # one per provider, outside every incarnation; shared with the fleet
 
     def start() -> ProviderActor:
         def adapter() -> ProviderAdapter:

@@ -34,9 +34,20 @@ _EXPORTS: dict[str, str] = {
     "ProviderHealth": "actors._provider_actor",
     "BreakerRecord": "_records",
     "LedgerStatistics": "actors._ledger_actor",
+    "Explanation": "policies._explain",
+    "BatchRun": "actors._batch",
+    "BatchProgress": "actors._batch",
+    "BatchNotEnded": "actors._batch",
+    "BatchPolling": "policies._batch_poll",
+    "ExplainedCandidate": "policies._explain",
+    "BudgetRoom": "policies._explain",
     "Verdict": "policies._verify",
     "CallableVerifier": "policies._verify",
     "msgspec_verifier": "policies._verify",
+    "EvalPrompt": "policies._eval",
+    "EvalReport": "policies._eval",
+    "EvalCandidate": "policies._eval",
+    "EvalCall": "policies._eval",
     # errors
     "ErrorClass": "_errors",
     "InterlockError": "_errors",
@@ -259,6 +270,9 @@ if TYPE_CHECKING:
     from ._types import (
         UsageEvent as UsageEvent,
     )
+    from .actors._batch import BatchNotEnded as BatchNotEnded
+    from .actors._batch import BatchProgress as BatchProgress
+    from .actors._batch import BatchRun as BatchRun
     from .actors._door import Door as Door
     from .actors._door import OpenDoor as OpenDoor
     from .actors._door import Prompt as Prompt
@@ -266,7 +280,15 @@ if TYPE_CHECKING:
     from .actors._ledger_actor import LedgerStatistics as LedgerStatistics
     from .actors._provider_actor import ProviderHealth as ProviderHealth
     from .adapters._config_file import load_config as load_config
+    from .policies._batch_poll import BatchPolling as BatchPolling
     from .policies._config import Config as Config
+    from .policies._eval import EvalCall as EvalCall
+    from .policies._eval import EvalCandidate as EvalCandidate
+    from .policies._eval import EvalPrompt as EvalPrompt
+    from .policies._eval import EvalReport as EvalReport
+    from .policies._explain import BudgetRoom as BudgetRoom
+    from .policies._explain import ExplainedCandidate as ExplainedCandidate
+    from .policies._explain import Explanation as Explanation
     from .policies._verify import CallableVerifier as CallableVerifier
     from .policies._verify import Verdict as Verdict
     from .policies._verify import msgspec_verifier as msgspec_verifier

@@ -12,6 +12,7 @@
     ├── privacy            PrivacyConfig    which classes may see PII (default: "local")
     ├── hedge_budget       HedgeBudgetConfig  the fleet's hedge throttle
     ├── ledger             LedgerConfig     SQLite path and batching
+    ├── alerts             AlertsConfig     the report's alert thresholds and demotion rule (_alerts)
     └── simulator          opaque table for the simulator adapter
 
 Each section is converted on its own so that an error names its full key path
@@ -25,11 +26,13 @@ from __future__ import annotations
 import copy
 import re
 import tomllib
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
 from interlock._errors import ConfigError
+from interlock.policies._alerts import AlertsConfig
 from interlock.policies._budget import BudgetConfig
 from interlock.policies._config_check import check_config
 from interlock.policies._config_sections import (
@@ -75,6 +78,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     budgets: BudgetConfig = msgspec.field(default_factory=BudgetConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     state: StateConfig = msgspec.field(default_factory=StateConfig)
+    alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
     # Opaque here on purpose: policies may not import the simulator adapter's types (the
     # dependency points the other way), so the actor layer converts this with msgspec.convert.
     simulator: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -100,6 +104,7 @@ _SINGLE: dict[str, type[msgspec.Struct]] = {
     "budgets": BudgetConfig,
     "limits": LimitsConfig,
     "state": StateConfig,
+    "alerts": AlertsConfig,
 }
 _TOP_KEYS = (*_NAMED, "rules", *_SINGLE, "simulator")
 _MSGSPEC_AT = re.compile(r"^(?P<msg>.*?)(?: - at (?P<iskey>`key` in )?`\$(?P<path>[^`]*)`)?$", re.DOTALL)
@@ -116,23 +121,77 @@ def parse_config(text: str, *, source: str = "<string>") -> Config:
     return check_config(_decode(raw))
 
 
-def _decode(raw: dict[str, Any]) -> Config:
+class DecodeProblems:
+    """What a collecting decode found wrong: every error, the entries it left out, the sections it defaulted.
+
+    ``dropped`` holds the names of the entries that failed and ``classes`` the classes a failed
+    model declared, so the cross-checks that follow can tell an error of their own from the echo
+    of a missing entry.
+    """
+
+    def __init__(self) -> None:
+        self.errors: list[ConfigError] = []
+        self.dropped: set[str] = set()
+        self.classes: set[str] = set()
+        self.broken: set[str] = set()
+
+    def add(
+        self, error: ConfigError, *, dropped: str | None = None, model_class: Any = None, broken: str | None = None
+    ) -> None:
+        """Keep ``error``; note the entry left out (and its model class), or the section decoded as its default."""
+        self.errors.append(error)
+        if dropped is not None:
+            self.dropped.add(dropped)
+        if isinstance(model_class, str):
+            self.classes.add(model_class)
+        if broken is not None:
+            self.broken.add(broken)
+
+
+def _raise(error: ConfigError, **noted: Any) -> None:
+    raise error
+
+
+def _decode(raw: dict[str, Any], problems: DecodeProblems | None = None) -> Config:
+    """Decode every section; the first error raises, or with ``problems`` every one is kept there.
+
+    A collecting decode leaves out an entry that fails, decodes a failing section as its default
+    and goes on, so one pass finds every shape error of the file.
+    """
+    note = _raise if problems is None else problems.add
     for key in raw:
         if key not in _TOP_KEYS:
-            raise ConfigError(key, f"unknown key; expected one of {', '.join(_TOP_KEYS)}")
+            note(ConfigError(key, f"unknown key; expected one of {', '.join(_TOP_KEYS)}"))
     fields: dict[str, Any] = {}
-    for provider in _table(raw, "providers").values():
+    providers = raw.get("providers")
+    for provider in providers.values() if isinstance(providers, dict) else ():
         _int_keys(provider, "command", "exit_codes")
     for section, kind in _NAMED.items():
-        table = _table(raw, section)
-        fields[section] = {name: _convert(value, kind, f"{section}.{name}") for name, value in table.items()}
+        entries: dict[str, Any] = {}
+        for name, value in _table(raw, section, note).items():
+            try:
+                entries[name] = _convert(value, kind, f"{section}.{name}")
+            except ConfigError as exc:
+                model_class = value.get("class") if section == "models" and isinstance(value, dict) else None
+                note(exc, dropped=name, model_class=model_class)
+        fields[section] = entries
     for section, kind in _SINGLE.items():
-        fields[section] = _convert(_table(raw, section), kind, section)
+        try:
+            fields[section] = _convert(_table(raw, section, note), kind, section)
+        except ConfigError as exc:
+            note(exc, broken=section)
     rules = raw.get("rules", [])
     if not isinstance(rules, list):
-        raise ConfigError("rules", "expected an array of tables ([[rules]])")
-    fields["rules"] = tuple(_convert(rule, Rule, f"rules[{i}]") for i, rule in enumerate(rules))
-    fields["simulator"] = _table(raw, "simulator")
+        note(ConfigError("rules", "expected an array of tables ([[rules]])"), broken="rules")
+        rules = []
+    fields["rules"] = []
+    for i, rule in enumerate(rules):
+        try:
+            fields["rules"].append(_convert(rule, Rule, f"rules[{i}]"))
+        except ConfigError as exc:
+            note(exc, broken="rules")  # the rules after it would be checked under shifted indexes
+    fields["rules"] = tuple(fields["rules"])
+    fields["simulator"] = _table(raw, "simulator", note)
     return Config(**fields)
 
 
@@ -145,10 +204,12 @@ def _int_keys(raw: Any, *path: str) -> None:
             raw[int(key)] = raw.pop(key)
 
 
-def _table(raw: dict[str, Any], key: str) -> dict[str, Any]:
+def _table(raw: dict[str, Any], key: str, note: Callable[..., None] = _raise) -> dict[str, Any]:
+    """The table at ``key`` (empty when absent); anything else is an error, noted as a section left empty."""
     value = raw.get(key, {})
     if not isinstance(value, dict):
-        raise ConfigError(key, "expected a table")
+        note(ConfigError(key, "expected a table"), broken=key)
+        return {}
     return value
 
 

@@ -10,6 +10,7 @@ pinned versions, and that no key was pasted where a variable name belongs. Each 
 from __future__ import annotations
 
 import re
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -50,27 +51,65 @@ def looks_like_key(value: str) -> bool:
     return len(value) >= 32 and any(c.isdigit() for c in value) and any(c.islower() for c in value)
 
 
-def check_config(config: Config) -> Config:
-    """Check names and cross-references; returns the config with per-kind defaults filled in."""
+def check_config(config: Config, errors: list[ConfigError] | None = None, *, more_classes: Names = ()) -> Config:
+    """Check names and cross-references; returns the config with per-kind defaults filled in.
+
+    The first failure raises; with ``errors`` every failure is appended there instead and the
+    checks go on (at most one error per entry checked: a model, a job, a rule, ...).
+    ``more_classes`` are known classes with no model here (those of models that failed to decode).
+    """
+    gather = _Gather(errors)
     for section in ("providers", "models", "jobs", "tenants"):
         for name in getattr(config, section):
-            if not _NAME.match(name):
-                raise ConfigError(f"{section}.{name}", "a name must be letters, digits, '_', '.', ':' or '-'")
-    providers = {name: _check_provider(name, p) for name, p in config.providers.items()}
-    classes = config.classes
+            with gather:
+                if not _NAME.match(name):
+                    raise ConfigError(f"{section}.{name}", "a name must be letters, digits, '_', '.', ':' or '-'")
+    providers = dict(config.providers)
+    for name, p in config.providers.items():
+        with gather:
+            providers[name] = _check_provider(name, p)
+    classes = {**dict.fromkeys(more_classes, ()), **config.classes}
     for name, model in config.models.items():
-        _check_model(name, model, config, classes)
+        with gather:
+            _check_model(name, model, config, classes)
     for name, job in config.jobs.items():
-        _check_job(name, job, config, classes)
+        with gather:
+            _check_job(name, job, config, classes)
     for i, rule in enumerate(config.rules):
-        _check_rule(f"rules[{i}]", rule, config, classes)
+        with gather:
+            _check_rule(f"rules[{i}]", rule, config, classes)
     for name, tenant in config.tenants.items():
-        _check_tenant(f"tenants.{name}", tenant, config)
+        with gather:
+            _check_tenant(f"tenants.{name}", tenant, config)
     for cls in config.privacy.pii_classes or ():
-        _known_class("privacy.pii_classes", cls, classes)
-    _check_budgets_and_limits(config)
-    _check_store_urls(config)
+        with gather:
+            _known_class("privacy.pii_classes", cls, classes)
+    with gather:
+        _check_budgets_and_limits(config)
+    with gather:
+        _check_store_urls(config)
+    with gather:
+        _check_pii_detection(config)
     return msgspec.structs.replace(config, providers=providers)
+
+
+class _Gather:
+    """A ``with`` block whose ``ConfigError`` is appended to ``errors`` (ending the block) instead of raised.
+
+    With ``errors`` None it changes nothing: the error propagates as it would without it.
+    """
+
+    def __init__(self, errors: list[ConfigError] | None) -> None:
+        self.errors = errors
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
+        if self.errors is None or not isinstance(exc, ConfigError):
+            return False
+        self.errors.append(exc)
+        return True
 
 
 def _check_provider(name: str, p: ProviderConfig) -> ProviderConfig:
@@ -243,6 +282,12 @@ def _check_rule(key: str, rule: Rule, config: Config, classes: dict[str, Names])
     tiers = {t.tier for t in config.tenants.values()} | {DEFAULT_TIER}  # unknown tenants may get the default
     if when.tenant_tier is not None and when.tenant_tier not in tiers:
         raise ConfigError(f"{key}.when.tenant_tier", f"no tenant has tier {when.tenant_tier!r}; tiers: {_list(tiers)}")
+    costs = {t.cost_sensitivity for t in config.tenants.values()} | {"balanced"}  # unknown tenants: the default
+    if when.cost_sensitivity is not None and when.cost_sensitivity not in costs:
+        raise ConfigError(
+            f"{key}.when.cost_sensitivity",
+            f"no tenant has cost_sensitivity {when.cost_sensitivity!r}; tenants have: {_list(costs)}",
+        )
     low, high = when.min_input_tokens, when.max_input_tokens
     if low is not None and high is not None and low > high:
         raise ConfigError(f"{key}.when.min_input_tokens", f"must not exceed max_input_tokens ({high})")
@@ -284,3 +329,20 @@ def _check_store_urls(config: Config) -> None:
         parse_store_url(config.state.url, key="state.url", allowed=STATE_KINDS)
     if config.ledger.url is not None:
         parse_store_url(config.ledger.url, key="ledger.url", allowed=LEDGER_KINDS)
+
+
+def _check_pii_detection(config: Config) -> None:
+    """A detector list names at least one detector (``false`` turns the scan off); phone regions are known."""
+    from interlock.policies._pii_checks import known_region
+
+    settings: list[tuple[str, object]] = [(f"tenants.{n}", t.pii_detection) for n, t in config.tenants.items()]
+    settings += [(f"jobs.{n}", j.pii_detection) for n, j in config.jobs.items()]
+    for key, setting in settings:
+        if setting == ():
+            raise ConfigError(f"{key}.pii_detection", "an empty list scans for nothing; write false to turn it off")
+    for name, tenant in config.tenants.items():
+        for region in tenant.pii_phone_regions:
+            if not known_region(region):
+                raise ConfigError(
+                    f"tenants.{name}.pii_phone_regions", f"unknown region {region!r}; expected codes like 'US' or 'GB'"
+                )

@@ -17,6 +17,7 @@ from interlock.policies._command_spec import CommandSpec
 from interlock.policies._config_check import DEFAULT_TIER
 from interlock.policies._health import CooldownConfig, ProbeConfig
 from interlock.policies._hedge import HedgeDelay
+from interlock.policies._pii import DEFAULT_PHONE_REGIONS, PiiDetection
 from interlock.policies._pricing import Price
 from interlock.policies._verify import VerifierSpec
 
@@ -25,6 +26,7 @@ WireFormat = Literal["openai", "anthropic", "gemini"]
 PosInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
 Names = tuple[str, ...]
+CostSensitivity = Literal["free", "balanced", "premium"]  # a tenant's, matched by rules (``policies._routing``)
 
 
 class Timeouts(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -73,6 +75,8 @@ class ModelConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     max_output_tokens: PosInt
     lab: str = ""
     price: Price | None = None
+    # What the provider's batch API charges (its discount); None: batch calls cost ``price``.
+    batch_price: Price | None = None
     billing: Literal["metered", "subscription"] = "metered"
     token_cap_per_day: PosInt | None = None
     allow_floating: bool = False
@@ -124,6 +128,8 @@ class JobConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     # Routing beyond the table: a per-request chain by classifier, or an ensemble of models.
     classifier: ClassifierConfig | None = None
     ensemble: EnsembleConfig | None = None
+    # The personal-data scan of unmarked requests (``policies._pii``); None keeps the tenant's setting.
+    pii_detection: PiiDetection | None = None
 
     @property
     def hedge_delay(self) -> HedgeDelay | None:
@@ -149,6 +155,7 @@ class RuleWhen(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     task: str | None = None
     min_input_tokens: NonNegInt | None = None
     max_input_tokens: NonNegInt | None = None
+    cost_sensitivity: CostSensitivity | None = None  # the tenant's ``cost_sensitivity``
 
 
 class Rule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -166,6 +173,12 @@ class TenantConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     tier: str = DEFAULT_TIER
     allowed_providers: Names | None = None
     pinned: dict[str, str] = msgspec.field(default_factory=dict)
+    # How much the tenant minds the bill (matched by rules' ``when.cost_sensitivity``).
+    cost_sensitivity: CostSensitivity = "balanced"
+    # The personal-data scan of its unmarked requests (``policies._pii``): on, off, or these detectors;
+    # the national phone formats that count (a number with its +country code always does).
+    pii_detection: PiiDetection = True
+    pii_phone_regions: Names = DEFAULT_PHONE_REGIONS
 
 
 class PrivacyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -206,3 +219,15 @@ class StateConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
     path: str | None = None
     url: str | None = None  # redis://... or sqlite:///path; $INTERLOCK_STATE_URL wins (``_store_url``)
+    # Redis only: every key lives under "<key_prefix>:", so several deployments can share a server.
+    key_prefix: Annotated[str, msgspec.Meta(pattern=r"^\S+$")] = "interlock"
+    cache_max_entries: PosInt = 100_000  # Redis only: the response cache's bound (soonest expiries go first)
+    timeout_ms: PosInt = 500  # Redis only: each call's connect and reply deadline
+    # When the state store cannot be reached: "closed" refuses the call (a retryable 503),
+    # "open" serves it without the rail. Budgets follow on_state_outage; leases follow
+    # on_lease_outage, or on_state_outage when it is unset; the cache always degrades to a miss.
+    on_state_outage: Literal["closed", "open"] = "closed"
+    on_lease_outage: Literal["closed", "open"] | None = None
+    # How often each process reads its peers' breaker and cooldown signals from a SQLite state file
+    # (Redis pushes them; there it bounds the wait of one read). A peer's open breaker holds here within this.
+    signals_refresh_ms: PosInt = 250

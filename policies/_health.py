@@ -161,6 +161,19 @@ def cooldown_after(
     return None
 
 
+def merge_cooldown(
+    until: float, cause: ErrorClass | None, peer_until: float, peer_cause: ErrorClass
+) -> tuple[float, ErrorClass | None]:
+    """This process's cooldown after a peer's: the later instant wins, with its cause; never shortened.
+
+    A 429 that one process of a fleet saw is the provider's (or the shared key's) answer to all
+    of them, so a peer's cooldown pauses this process's admissions until the peer's instant.
+    """
+    if peer_until > until:
+        return peer_until, peer_cause
+    return until, cause
+
+
 def cooling_down(until: float | None, now: float) -> bool:
     """Whether a cooldown that ends at ``until`` is still running at ``now``."""
     return until is not None and now < until

@@ -7,6 +7,14 @@ refilling it, so hedging cannot double the load on a fleet that is already strug
 also takes a token per failed call: ``on_failure`` does that, for an actor that wants failures
 to throttle hedges as well. Tokens are kept in thousandths (gRPC supports three decimals of
 ``token_ratio``), so repeated additions of 0.1 never drift.
+
+Each process keeps its own buckets, also when a fleet shares its state store (breakers and
+cooldowns are shared; this is not). The throttle bounds hedges by a ratio of the successes
+its holder saw: every process's hedges stay within ``token_ratio`` of its own successes (plus
+its half-bucket), so the fleet's stay within the same ratio of the fleet's, which is the bound
+a shared bucket would give, and a provider in trouble stops refilling every process's bucket
+alike. A shared bucket would cost a store round trip on each hedge decision, made while a
+request waits for its first token, for no tighter bound.
 """
 
 from __future__ import annotations

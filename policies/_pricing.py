@@ -73,3 +73,12 @@ def estimate_cents(input_tokens: int, max_output_tokens: int, price: Price, *, m
     input_price = max(price.input, price.cache_write_price) if may_write_cache else price.input
     usd_micro = max(input_tokens, 0) * input_price + max(max_output_tokens, 0) * price.output
     return usd_micro / _PER_MILLION * _CENTS_PER_USD
+
+
+def batch_rate(price: Price | None, batch_price: Price | None) -> Price | None:
+    """The price a provider batch call is charged at: ``batch_price``, else the interactive ``price``.
+
+    OpenAI and Anthropic quote batch work at half their interactive prices; a model whose
+    config names no batch price is charged its interactive one, never a guessed discount.
+    """
+    return price if batch_price is None else batch_price

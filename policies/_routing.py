@@ -7,8 +7,9 @@ Pure: a function of the config, the request and its input-token estimate. The st
    the whole chain; a pin with an explicit ``request.task`` is followed by that job's chain.
    ``request.model_class`` asks one class directly. Otherwise ``request.task`` (or the job
    ``default``) gives the chain, and the tenant's pinned model for that job goes first.
-2. Rules that match (sensitivity, tenant tier, task, input-token bounds) may replace the
-   job's chain (the first ``use_chain`` wins; never a pin) and filter every candidate by class.
+2. Rules that match (sensitivity, tenant tier, the tenant's cost sensitivity, task, input-token
+   bounds) may replace the job's chain (the first ``use_chain`` wins; never a pin) and filter
+   every candidate by class.
 3. Classes expand to their models in config order; a model appears once, at its first place.
    The first of them is the request's first choice (``Resolution.first_choice``): an answer from
    any other model is degraded (``policies._failover.is_degraded``).
@@ -38,6 +39,7 @@ from interlock._errors import RequestError
 from interlock._types import ChatRequest
 from interlock.policies._config import Config, JobConfig, ModelConfig, Names, Rule, RuleWhen, TenantConfig
 from interlock.policies._failover import accepts_prefill
+from interlock.policies._pii import PiiDetector, enabled
 
 SkipReason = Literal["capability", "sensitivity", "rule", "tenant_allow_list", "context_window", "costlier_not_allowed"]
 Operation = Literal["chat", "embed"]
@@ -76,6 +78,8 @@ class Resolution(msgspec.Struct, frozen=True, kw_only=True):
     ``pinned`` names the model pinned by the request or the tenant, if any. ``first_choice`` is
     the first model of the chain (pins first, a rule's ``use_chain`` applied, classes expanded)
     before any gate left a model out: the model the plan meant to answer, whether or not it may.
+    ``order`` is every model of that chain (its ``degrade`` ones after) in the order they were
+    considered, and ``rules`` the keys (``rules[i]``) of the rules that matched: what ``explain`` shows.
     """
 
     job: str
@@ -85,6 +89,8 @@ class Resolution(msgspec.Struct, frozen=True, kw_only=True):
     skipped: tuple[Skipped, ...] = ()
     pinned: str | None = None
     first_choice: str = ""
+    order: Names = ()
+    rules: Names = ()
 
 
 class _Selection(msgspec.Struct, frozen=True, kw_only=True):
@@ -155,6 +161,8 @@ def resolve(
         skipped=tuple(skipped),
         pinned=pins[0] if pins else None,
         first_choice=names[0] if names else "",
+        order=(*names, *extra),
+        rules=tuple(key for key, _ in matched),
     )
 
 
@@ -207,6 +215,7 @@ def _matches(when: RuleWhen, request: ChatRequest, tenant: TenantConfig, job: st
     return (
         (when.sensitivity is None or when.sensitivity == request.sensitivity)
         and (when.tenant_tier is None or when.tenant_tier == tenant.tier)
+        and (when.cost_sensitivity is None or when.cost_sensitivity == tenant.cost_sensitivity)
         and (when.task is None or when.task == job)
         and (when.min_input_tokens is None or input_tokens >= when.min_input_tokens)
         and (when.max_input_tokens is None or input_tokens <= when.max_input_tokens)
@@ -257,6 +266,18 @@ def _gate(
         detail = f"{input_tokens} input + {output} output > {model.context_window}"
         return Skipped(model=name, reason="context_window", detail=detail)
     return None
+
+
+def pii_scan(config: Config, tenant: str, job: str) -> tuple[tuple[PiiDetector, ...], Names]:
+    """The detectors to run on an unmarked request of ``tenant`` for ``job``, and its phone regions.
+
+    The job's ``pii_detection``, when set, wins over the tenant's (an unknown tenant gets the
+    ``default`` tenant's settings, as for routing); no detectors means no scan.
+    """
+    tenant_cfg = _tenant(config, tenant)
+    job_cfg = config.jobs.get(job)
+    setting = job_cfg.pii_detection if job_cfg is not None and job_cfg.pii_detection is not None else None
+    return enabled(tenant_cfg.pii_detection if setting is None else setting), tenant_cfg.pii_phone_regions
 
 
 def _names(names: dict[str, JobConfig]) -> str:

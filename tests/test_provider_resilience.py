@@ -124,6 +124,10 @@ price = {{ input = 1.0, output = 2.0 }}
 
 [jobs.default]
 chain = ["m"]
+
+# One process: the fleet's signal reader sleeps through the test (its FakeClock sleeps counted once).
+[state]
+signals_refresh_ms = 3600000
 """)
 
 

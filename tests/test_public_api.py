@@ -31,6 +31,9 @@ INTENDED = {
     "RefusalDelta", "Reasoning", "ToolCallDelta", "ToolCallDone", "UsageEvent", "Finish", "StreamEvent", "ToolCall",
     "AttemptSummary", "SkippedCandidate", "Route", "RouteEvent", "ChatResponse", "EmbedRequest", "EmbedResponse",
     "AttemptRecord", "RequestRecord", "LedgerRecord",
+    # evidence: eval, explain, batch
+    "EvalPrompt", "EvalReport", "EvalCandidate", "EvalCall", "Explanation", "ExplainedCandidate", "BudgetRoom",
+    "BatchRun", "BatchProgress", "BatchNotEnded", "BatchPolling",
 }
 
 

@@ -5,7 +5,10 @@ with a heavy latency tail and one that rate-limits; on it the demo scripts an ou
 (``DEMO_OUTAGE``: the embedded default itself has none, so a fresh ``interlock serve`` answers
 from its first request). The demo drives jobs and tenants through the door with a live progress
 bar, then prints ``interlock report`` from the SQLite ledger it wrote, where fallbacks, hedges,
-the breaker trip and degraded labels show.
+the breaker trip and degraded labels show, and then the quality loop: the reviewer's verdicts on
+``extract`` per job and model, and the model its verdicts flag as a demotion candidate (the demo
+scripts its reviewers' odds, ``DEMO_REVIEWS``; verdicts of a reviewer that could not run are
+counted apart as unjudged and flag nobody).
 """
 
 from __future__ import annotations
@@ -38,11 +41,30 @@ DEMO_OUTAGE: dict[str, Any] = {
 }
 
 
+# The demo's reviewers, scripted: sim-flagship-1 (flagship_anthropic, which reviews the OpenAI and
+# Google authors of ``extract``) accepts about half of what it reads, sim-flagship-2
+# (flagship_openai, the one reviewer from another lab than tail's) nearly all. So the verdicts,
+# not an outage, set mini below tail on extract: the quality report flags mini as a demotion
+# candidate. Its rate limits are rarer here, so that tail's reviews mostly run rather than
+# being unjudged while sim_openai cools down.
+DEMO_REVIEWS: dict[str, dict[str, Any]] = {
+    "sim-flagship-1": {"review_accept_p": 0.4},
+    "sim-flagship-2": {
+        "review_accept_p": 0.97, "faults": [{"p": 0.03, "fault": {"kind": "rate_limit", "retry_after": 0.5}}],
+    },
+}
+
+
 def demo_config() -> Config:
-    """The embedded default with the demo's scripted outage added."""
+    """The embedded default with the demo's scripted outage and reviewers (``DEMO_REVIEWS``) added."""
     config = default_config()
     outages = [*config.simulator.get("outages", []), DEMO_OUTAGE]
-    return msgspec.structs.replace(config, simulator={**config.simulator, "outages": outages})
+    models = dict(config.simulator.get("models", {}))
+    for model_id, behaviour in DEMO_REVIEWS.items():
+        models[model_id] = {**models.get(model_id, {}), **behaviour}
+    simulator = {**config.simulator, "outages": outages, "models": models}
+    return msgspec.structs.replace(config, simulator=simulator)
+
 
 _TOPICS = ["the quarterly numbers", "a customer email", "a failing test", "the onboarding doc", "a pull request"]
 # (task, tenant, sensitivity, weight)
@@ -53,7 +75,7 @@ _MIX = [
     ("hard_reasoning", "acme", "internal", 8),
     ("hard_reasoning", "globex", "internal", 4),
     ("review", "acme", "internal", 5),
-    ("extract", "acme", "internal", 12),
+    ("extract", "acme", "internal", 36),
     ("default", "globex", "pii", 8),
 ]
 
@@ -134,8 +156,12 @@ def _run(args: argparse.Namespace) -> int:
                 console.print(f"  {name:<14} breaker={h.breaker:<9} healthy={h.healthy} "
                               f"transitions={h.breaker_transitions}")
             await door.flush()
-        await print_report(ledger, console=console, model_ids={name: m.id for name, m in config.models.items()})
-        await print_report(ledger, console=console, quality=True)
+        ids = {name: m.id for name, m in config.models.items()}
+        await print_report(ledger, console=console, model_ids=ids, alerts=config.alerts)
+        await print_report(ledger, console=console, quality=True, alerts=config.alerts)
+        console.print(
+            f"\nSee it as pictures: [bold]interlock dashboard --ledger {ledger}[/], then open http://127.0.0.1:4100/ui"
+        )
 
     anyio.run(run)
     return 0

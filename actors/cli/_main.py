@@ -25,7 +25,12 @@ _UNOPENABLE: Final = "unable to open database file"  # SQLite's word for any pat
 
 # subcommand -> (module, function, help); each function takes the remaining argv and returns an exit code
 _COMMANDS: dict[str, tuple[str, str, str]] = {
+    "batch": ("interlock.actors.cli._batch", "main", "submit, watch, collect or cancel a provider batch"),
+    "check": ("interlock.actors.cli._check", "main", "validate a config (every error at once) and summarize it"),
+    "dashboard": ("interlock.actors.cli._dashboard", "main", "serve the read-only dashboard over a ledger file"),
     "demo": ("interlock.actors.cli._demo", "main", "run a mixed workload on the simulated fleet and print the report"),
+    "eval": ("interlock.actors.cli._eval", "main", "compare candidate models on your own prompts (JSONL)"),
+    "explain": ("interlock.actors.cli._explain", "main", "show where a request would go and why, calling no model"),
     "report": ("interlock.actors.cli._report", "main", "print the rollup of a ledger"),
     "serve": ("interlock.actors.cli._serve", "main", "serve the OpenAI-compatible gateway"),
     "simulate": ("interlock.adapters.simulator._server", "main", "run the loopback provider simulator"),

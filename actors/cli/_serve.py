@@ -153,6 +153,7 @@ def _supervise(ns: argparse.Namespace, config: Config, keys: dict[str, VirtualKe
 
     def announce(pids: list[int]) -> None:
         _say(f"listening on {url}; OpenAI base URL {url}/v1, Anthropic base URL {url}")
+        _say(f"dashboard at {url}/ui")
         _say(f"{len(pids)} workers (pids {', '.join(map(str, pids))}) sharing the port, state and ledger")
         _banner_tail(ns, keys, ", ".join(enabled) or "none (set the providers' key variables)")
 
@@ -178,7 +179,7 @@ async def _serve(ns: argparse.Namespace, config: Config, keys: dict[str, Virtual
                 await _announce(door, keys, ns, _url(ns.host, port))
 
     async with open_door(config, ledger_path=ns.ledger) as door:
-        app = build_app(door, virtual_keys=keys, max_body_bytes=ns.max_body_bytes)
+        app = build_app(door, virtual_keys=keys, max_body_bytes=ns.max_body_bytes, dashboard_ledger=ns.ledger)
         server = uvicorn.Config(
             app, host=ns.host, port=ns.port, log_level=ns.log_level, lifespan="off", ws="none",
             timeout_graceful_shutdown=ns.grace, server_header=False,

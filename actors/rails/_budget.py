@@ -10,6 +10,11 @@ state store, so concurrent calls cannot overspend what was reserved. A refusal i
 Leaving settles whatever ``attempt.usage`` holds: the provider's own counts, or the estimate the
 request run puts there when a stream broke after delivering text without reporting usage. Only
 an attempt with no usage at all is released unbilled.
+
+When the state store fails, ``on_outage`` decides (``[state] on_state_outage``): ``closed``, the
+default, refuses the attempt as ``AdmissionRejected(budget_state_unavailable)``; ``open`` serves
+it unreserved. A settlement that cannot be written is let go (its reservation expires by its
+TTL). Each decision is recorded by the rail's ``StateOutage`` (``_state_outage``).
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import msgspec
 
 from interlock._clock import Clock
 from interlock._types import ChatRequest, Usage
+from interlock.actors.rails._state_outage import OutageChoice, StateOutage
 from interlock.actors.request._attempt import Attempt
+from interlock.adapters.stores._state_schema import StateStoreError
 from interlock.adapters.stores._state_store import BudgetStore
 from interlock.policies._budget import (
     BudgetConfig,
@@ -56,10 +63,13 @@ class BudgetRail:
 
     name = "budget"
 
-    def __init__(self, store: BudgetStore, config: BudgetConfig, clock: Clock) -> None:
+    def __init__(
+        self, store: BudgetStore, config: BudgetConfig, clock: Clock, *, on_outage: OutageChoice = "closed"
+    ) -> None:
         self._store = store
         self._config = config
         self._clock = clock
+        self.outage = StateOutage(self.name, on_outage)
 
     @staticmethod
     def wanted(config: Config) -> bool:
@@ -91,12 +101,27 @@ class BudgetRail:
         try:
             for plan in plans:
                 held.append((await self._reserve(plan), plan.unit))
+        except StateStoreError as exc:
+            await self._let_go(held)
+            refusal = self.outage.refusal(candidate.provider, exc)
+            if refusal is not None:
+                raise refusal from exc
+            return  # open: served without a reservation, as the config asks
         except BaseException:
-            with anyio.CancelScope(shield=True):  # a refusal or a cancel must not strand the cents held
-                for reservation_id, _ in held:
-                    await self._store.release(reservation_id)
+            await self._let_go(held)
             raise
+        if self.outage.down:
+            self.outage.recovered()
         attempt.holds[self.name] = BudgetHold(tuple(held))
+
+    async def _let_go(self, held: list[tuple[str, Unit]]) -> None:
+        """Release what a refused (or cancelled) attempt held; a refusal or a cancel must not strand the cents."""
+        with anyio.CancelScope(shield=True):
+            for reservation_id, _ in held:
+                try:
+                    await self._store.release(reservation_id)
+                except StateStoreError as exc:
+                    self.outage.lost(exc, "release")
 
     async def _reserve(self, plan: BudgetPlan) -> str:
         wall = self._clock.wall()
@@ -118,7 +143,10 @@ class BudgetRail:
         usage = attempt.usage
         billed = _billed(usage)
         for reservation_id, unit in held.reservations:
-            if billed:
-                await self._store.settle(reservation_id, settle_amount(unit, usage, attempt.candidate.model.price))
-            else:
-                await self._store.release(reservation_id)
+            try:
+                if billed:
+                    await self._store.settle(reservation_id, settle_amount(unit, usage, attempt.candidate.model.price))
+                else:
+                    await self._store.release(reservation_id)
+            except StateStoreError as exc:
+                self.outage.lost(exc, "settlement" if billed else "release")

@@ -4,7 +4,14 @@ Each attempt takes a lease per capped scope (``all``, ``provider:<name>``); leas
 renewed, and a renewal loop in the door's tree keeps the held ones alive every third of their TTL.
 Each lease records the process holding it, so when a process dies its slots are free at once to
 the next process that finds the scope full (``interlock.adapters.stores._lease_store``); the TTL
-is left for what that check cannot see (a hung process, a holder in another pid namespace).
+is left for what that check cannot see (a hung process, a holder in another pid namespace), and
+is the whole of the recovery on a Redis store, whose holders run on other machines.
+
+When the state store fails, ``on_outage`` decides (``[state] on_lease_outage``, else
+``on_state_outage``): ``closed`` refuses the attempt as ``AdmissionRejected(lease_state_unavailable)``;
+``open`` serves it without a machine-wide slot (the provider's own ``max_concurrency`` still
+holds). A release or renewal that cannot be written is let go to the TTL. Each decision is
+recorded by the rail's ``StateOutage`` (``_state_outage``).
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ import msgspec
 from interlock._clock import Clock
 from interlock._errors import AdmissionRejected
 from interlock._types import ChatRequest
+from interlock.actors.rails._state_outage import OutageChoice, StateOutage
 from interlock.actors.request._attempt import Attempt
+from interlock.adapters.stores._state_schema import StateStoreError
 from interlock.adapters.stores._state_store import LeaseStore
 from interlock.policies._config import LimitsConfig
 
@@ -32,11 +41,14 @@ class LeaseRail:
 
     name = "lease"
 
-    def __init__(self, store: LeaseStore, limits: LimitsConfig, clock: Clock) -> None:
+    def __init__(
+        self, store: LeaseStore, limits: LimitsConfig, clock: Clock, *, on_outage: OutageChoice = "closed"
+    ) -> None:
         self._store = store
         self._limits = limits
         self._clock = clock
         self._held: set[str] = set()
+        self.outage = StateOutage(self.name, on_outage)
 
     def _scopes(self, provider: str) -> list[tuple[str, int]]:
         scopes: list[tuple[str, int]] = []
@@ -53,14 +65,23 @@ class LeaseRail:
             return
         taken: list[str] = []
         now, ttl = self._clock.wall(), float(self._limits.lease_ttl_s)
-        for scope, limit in scopes:
-            lease_id = f"{scope}|{uuid.uuid4().hex}"
-            if not await self._store.acquire(scope, limit, lease_id, now, ttl):
-                for done in taken:
-                    await self._release(done)
-                raise AdmissionRejected(attempt.candidate.provider, "no_slot")
-            taken.append(lease_id)
-            self._held.add(lease_id)
+        provider = attempt.candidate.provider
+        try:
+            for scope, limit in scopes:
+                lease_id = f"{scope}|{uuid.uuid4().hex}"
+                if not await self._store.acquire(scope, limit, lease_id, now, ttl):
+                    await self._release_all(taken)
+                    raise AdmissionRejected(provider, "no_slot")
+                taken.append(lease_id)
+                self._held.add(lease_id)
+        except StateStoreError as exc:
+            await self._release_all(taken)
+            refusal = self.outage.refusal(provider, exc)
+            if refusal is not None:
+                raise refusal from exc
+            return  # open: served without a machine-wide slot, as the config asks
+        if self.outage.down:
+            self.outage.recovered()
         attempt.holds[self.name] = LeaseHold(tuple(taken))
 
     async def leave(self, attempt: Attempt) -> None:
@@ -69,9 +90,16 @@ class LeaseRail:
             for lease_id in held.lease_ids:
                 await self._release(lease_id)
 
+    async def _release_all(self, lease_ids: list[str]) -> None:
+        for lease_id in lease_ids:
+            await self._release(lease_id)
+
     async def _release(self, lease_id: str) -> None:
         self._held.discard(lease_id)
-        await self._store.release(lease_id)
+        try:
+            await self._store.release(lease_id)
+        except StateStoreError as exc:
+            self.outage.lost(exc, "release")
 
     async def renew_forever(self) -> None:
         """Keep held leases alive; runs in the tree's task group while the door is open."""
@@ -80,4 +108,7 @@ class LeaseRail:
             await self._clock.sleep(ttl / 3.0)
             now = self._clock.wall()
             for lease_id in list(self._held):
-                await self._store.renew(lease_id, now, ttl)
+                try:
+                    await self._store.renew(lease_id, now, ttl)
+                except StateStoreError as exc:
+                    self.outage.lost(exc, "renewal")

@@ -13,6 +13,7 @@ from interlock._types import ChatRequest, ChatResponse, Route, SkippedCandidate,
 from interlock.actors.request._attempt import Attempt, _ms
 from interlock.actors.request._run import RequestRun
 from interlock.policies import _failover as failover
+from interlock.policies import _pii as pii
 
 _encode: Final = msgspec.json.Encoder().encode
 
@@ -176,6 +177,7 @@ def request_record(
 
     ``aux`` are its auxiliary calls (reviews, classifier, judge): their tokens and cost count in
     the row's, their cost apart in ``aux_cost_cents`` too, and they are not among its ``attempts``.
+    ``pii_detected`` names the detectors that marked the request (``policies._pii``), never a value.
     """
     attempts = [*run.attempts, *aux] if run is not None else list(aux)
     if len(attempts) == 1:  # the common case: no sums over one attempt
@@ -216,6 +218,7 @@ def request_record(
         served_model=winner.served_model if winner is not None else "",
         skipped=_skipped_json(skipped_of(run)) if run is not None else "",
         usage_estimated=any(a.usage_estimated for a in attempts),
+        pii_detected=pii.detected(request),
     )
 
 
@@ -249,5 +252,5 @@ def cache_hit_record(request: ChatRequest, task: str, ts: float, hit: ChatRespon
         request_id=request.request_id, ts=ts, tenant=request.tenant, caller=request.caller, task=task,
         model=route.model, provider=route.provider, model_class=route.model_class, outcome="ok", cache_hit=True,
         ttft_ms=0.0, ttlt_ms=0.0, first_choice=route.first_choice, served_model=route.served_model,
-        degraded=route.degraded, degraded_reason=route.degraded_reason,
+        degraded=route.degraded, degraded_reason=route.degraded_reason, pii_detected=pii.detected(request),
     )  # fmt: skip

@@ -331,6 +331,7 @@ class RequestRun:
             if wait > 0:
                 await self._clock.sleep(wait)  # a same-provider retry honours its Retry-After
             attempt = Attempt(candidate, len(self.attempts) + 1, next(_call_ids), self._clock.now(), hedge=hedge)
+            attempt.purpose = self.request.metadata.get("interlock.purpose", "")  # "eval" for interlock eval
             self.attempts.append(attempt)
             ref = self._providers(candidate.provider)
             if ref is None:

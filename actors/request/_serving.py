@@ -221,8 +221,8 @@ class Serving:
     async def _plan(self) -> tuple[ChatRequest, Plan, str | None, str]:
         """The router's plan (re-planned on the job classifier's pick), with the job's prompt-cache marks."""
         ctx = self._ctx
-        request = self.request
-        plan: Plan = await ctx.router.ask(RouteRequest(request), timeout=None)
+        plan: Plan = await ctx.router.ask(RouteRequest(self.request), timeout=None)
+        request = plan.request  # marked "pii" when the router's scan found personal data in it
         label: str | None = None
         detail = ""
         if plan.resolution.policy.classifier is not None:

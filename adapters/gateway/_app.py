@@ -28,7 +28,9 @@ provider healthy, breaker not open). Every error is OpenAI's ``{"error": {...}}`
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import anyio
 import msgspec
@@ -40,6 +42,8 @@ from starlette.routing import Route
 
 from interlock._clock import Clock, RealClock
 from interlock._errors import InterlockError
+from interlock.adapters.dashboard._access import admin_key_from
+from interlock.adapters.dashboard._app import dashboard_routes
 from interlock.adapters.gateway._answers import Answer, ChunkWriter, stream_headers
 from interlock.adapters.gateway._edge import (
     CLIENT_GONE,
@@ -81,10 +85,14 @@ def build_app(
     virtual_keys: Mapping[str, VirtualKey] | None = None,
     max_body_bytes: int = 8 * 1024 * 1024,
     clock: Clock | None = None,
+    dashboard_ledger: str | Path | None = None,
+    admin_key: str | None = None,
 ) -> Starlette:
     """The gateway over ``door``; ``virtual_keys=None`` serves everyone as tenant ``default``.
 
     Every API route is served with and without the ``/v1`` prefix, as other gateways accept.
+    The read-only dashboard is at ``/ui`` over ``dashboard_ledger`` (default: the config's ledger
+    file), for the virtual keys and the admin key (default: ``$INTERLOCK_ADMIN_KEY``).
     """
     edge = Edge(door, virtual_keys, max_body_bytes, clock or RealClock())
     gw = _Gateway(edge)
@@ -103,6 +111,14 @@ def build_app(
         *api,
         Route("/healthz", gw.healthz, methods=["GET"]),
         Route("/readyz", gw.readyz, methods=["GET"]),
+        *dashboard_routes(
+            dashboard_ledger or door.config.ledger.path,
+            virtual_keys=virtual_keys,
+            admin_key=admin_key if admin_key is not None else admin_key_from(os.environ),
+            budgets=door.config.budgets,
+            health=door.health,
+            clock=clock,
+        ),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_exception, 500: _internal})
 

@@ -12,10 +12,10 @@ from typing import Final
 
 import msgspec
 from rich.console import Console
-from rich.table import Table
 
+from interlock.adapters.report._fit import DEFAULT_LAYOUT, Column, Layout, Sheet, print_sheet
 from interlock.adapters.report._render import pct, utc
-from interlock.policies._quality import QualityRollup
+from interlock.policies._quality import DemotionCandidate, QualityRollup, QualityStats
 
 _ENCODER: Final = msgspec.json.Encoder()
 _DASH: Final = "—"
@@ -26,49 +26,55 @@ def quality_json(rollup: QualityRollup) -> bytes:
     return _ENCODER.encode(rollup)
 
 
-def _models_table(rollup: QualityRollup) -> Table:
+_TASK: Final = Column("task", "task")
+_MODEL: Final = Column("model", "model")
+
+
+def verdicts_sheet(rollup: QualityRollup) -> Sheet:
+    """Verdicts by job and model: judged, accepted, the accept rate, unjudged, rejects by verifier, the flag."""
     flagged = {(d.task, d.model) for d in rollup.demotions}
-    table = Table(title="Verdicts by job and model", title_justify="left")
-    table.add_column("task")
-    table.add_column("model")
-    for name in ("judged", "accepted", "accept %", "unjudged"):
-        table.add_column(name, justify="right")
-    table.add_column("rejects by verifier")
-    table.add_column("flag")
-    for s in rollup.models:
-        rejects = ", ".join(f"{name} {count}" for name, count in s.rejects_by_verifier.items()) or _DASH
-        table.add_row(
-            s.task or _DASH,
-            s.model or _DASH,
-            str(s.judged),
-            str(s.accepted),
-            pct(s.accept_rate),
-            str(s.unjudged),
-            rejects,
+    columns = (
+        Column("judged", "judged", "right"), Column("accepted", "accepted", "right"),
+        Column("accept %", "accept_rate", "right"), Column("unjudged", "unjudged", "right"),
+        Column("flag", "flag"), Column("rejects by verifier", "rejects_by_verifier", wrap=True),
+    )  # fmt: skip
+
+    def row(s: QualityStats) -> tuple[str, ...]:
+        return (
+            s.task or _DASH, s.model or _DASH, str(s.judged), str(s.accepted), pct(s.accept_rate), str(s.unjudged),
             "demote?" if (s.task, s.model) in flagged else "",
-        )
-    return table
+            ", ".join(f"{name} {count}" for name, count in s.rejects_by_verifier.items()) or _DASH,
+        )  # fmt: skip
+
+    rows = [row(s) for s in rollup.models]
+    return Sheet("Verdicts by job and model", (_TASK, _MODEL), columns, rows)
 
 
-def _demotions_table(rollup: QualityRollup) -> Table:
-    table = Table(title="Demotion candidates", title_justify="left")
-    for name in ("task", "model", "accept %", "better model", "its accept %", "difference", "z", "p"):
-        table.add_column(name, justify="left" if "model" in name or name == "task" else "right")
-    for d in rollup.demotions:
-        table.add_row(
-            d.task or _DASH,
-            d.model,
-            f"{pct(d.accept_rate)} of {d.judged}",
-            d.better_model,
-            f"{pct(d.better_accept_rate)} of {d.better_judged}",
-            f"{d.difference * 100:+.1f} pts",
-            f"{d.z:.2f}",
-            f"{d.p_value:.3g}",
-        )
-    return table
+def demotions_sheet(rollup: QualityRollup) -> Sheet:
+    """Demotion candidates: each flagged model beside the better model of its task, and the test's figures."""
+    columns = (
+        Column("accept %", "accept_rate", "right"), Column("better model", "better_model"),
+        Column("its accept %", "better_accept_rate", "right"), Column("difference", "difference", "right"),
+        Column("z", "z", "right"), Column("p", "p", "right"),
+    )  # fmt: skip
+
+    def row(d: DemotionCandidate) -> tuple[str, ...]:
+        return (
+            d.task or _DASH, d.model, f"{pct(d.accept_rate)} of {d.judged}", d.better_model,
+            f"{pct(d.better_accept_rate)} of {d.better_judged}", f"{d.difference * 100:+.1f} pts",
+            f"{d.z:.2f}", f"{d.p_value:.3g}",
+        )  # fmt: skip
+
+    rows = [row(d) for d in rollup.demotions]
+    return Sheet("Demotion candidates", (_TASK, _MODEL), columns, rows)
 
 
-def render_quality(rollup: QualityRollup, console: Console) -> None:
+def quality_sheets(rollup: QualityRollup) -> list[Sheet]:
+    """Both tables of the quality report (empty ones included): what ``--columns`` chooses from."""
+    return [verdicts_sheet(rollup), demotions_sheet(rollup)]
+
+
+def render_quality(rollup: QualityRollup, console: Console, layout: Layout = DEFAULT_LAYOUT) -> None:
     """Print the quality report: a summary line, the verdict table, then demotion flags (or that there are none)."""
     window = f"since {utc(rollup.since)}" if rollup.since is not None else "all records"
     s = rollup.settings
@@ -80,13 +86,13 @@ def render_quality(rollup: QualityRollup, console: Console) -> None:
     if not rollup.models:
         console.print("No judged attempts in this window.")
         return
-    console.print(_models_table(rollup))
+    print_sheet(console, verdicts_sheet(rollup), layout)
     rule = (
         f"at least {s.min_judged} judged each, {s.margin * 100:.0f} points apart, "
         f"significant at {s.confidence * 100:g}%"
     )
     if rollup.demotions:
-        console.print(_demotions_table(rollup))
+        print_sheet(console, demotions_sheet(rollup), layout)
         console.print(f"A model is flagged when another model of its task beats it: {rule}.")
     else:
         console.print(f"No demotion candidates ({rule}).")

@@ -7,6 +7,10 @@ Models a floating alias served as another id (the provider's own model id differ
 one) follow the provider table as a footnote, one line each: ``alias: gpt-x -> gpt-x-2025-06-01``.
 The breaker transitions the ledger keeps (when, which provider, from, to, why) follow as their own
 table, and as the ``breaker_transitions`` key of the JSON form (``report_json``).
+
+Each table is first built as a ``Sheet`` (its cells as text) and then fitted to the console's
+width by ``_fit``: no cell is ever cut, the columns that do not fit go to a continuation table,
+and ``Layout`` carries ``--wide`` and ``--columns``.
 """
 
 from __future__ import annotations
@@ -17,15 +21,18 @@ from typing import Final
 
 import msgspec
 from rich.console import Console
-from rich.table import Table
 
 from interlock._records import BreakerRecord
+from interlock.adapters.report._fit import DEFAULT_LAYOUT, Column, Layout, Sheet, print_sheet
 from interlock.policies._rollup import (
     Alert,
+    AttemptStats,
     CostOutlier,
     DegradedShare,
+    ModelStats,
     Rollup,
     SpendSpike,
+    TaskStats,
 )
 
 _ENCODER: Final = msgspec.json.Encoder()
@@ -70,81 +77,73 @@ def utc_seconds(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def _models_table(rollup: Rollup) -> Table:
-    table = Table(title="Jobs x models", title_justify="left")
-    for name in ("task", "model"):
-        table.add_column(name)
-    for name in ("calls", "ok", "degraded", "hedged", "TTFT p50", "TTFT p95", "TTLT p50", "TTLT p95"):
-        table.add_column(name, justify="right")
-    for name in ("cost ¢", "mean ¢", "prompt cache"):
-        table.add_column(name, justify="right")
-    for m in rollup.models:
-        table.add_row(
-            m.task,
-            m.model or _DASH,
-            str(m.calls),
-            pct(m.success_rate),
-            pct(m.degraded_rate),
-            pct(m.hedged_rate),
-            ms(m.ttft_p50_ms),
-            ms(m.ttft_p95_ms),
-            ms(m.ttlt_p50_ms),
-            ms(m.ttlt_p95_ms),
-            cents(m.cost_cents),
-            cents(m.mean_cost_cents),
-            pct(m.prompt_cache_hit_rate),
-        )
-    return table
+_TASK: Final = Column("task", "task")
+_MODEL: Final = Column("model", "model")
 
 
-def _tasks_table(rollup: Rollup) -> Table:
-    table = Table(title="Tasks", title_justify="left")
-    table.add_column("task")
-    for name in ("calls", "cache hits", "degraded", "cost ¢", "mean ¢"):
-        table.add_column(name, justify="right")
-    for t in rollup.tasks:
-        table.add_row(
-            t.task,
-            str(t.calls),
-            f"{t.cache_hits} ({pct(t.cache_hit_rate)})",
-            f"{t.degraded} ({pct(t.degraded_rate)})",
-            cents(t.cost_cents),
-            cents(t.mean_cost_cents),
-        )
-    return table
+def _right(header: str, key: str) -> Column:
+    return Column(header, key, justify="right")
 
 
-def _spenders_table(rollup: Rollup) -> Table:
-    table = Table(title="Spend by tenant and caller", title_justify="left")
-    table.add_column("tenant")
-    table.add_column("caller")
-    table.add_column("calls", justify="right")
-    table.add_column("cost ¢", justify="right")
-    for s in rollup.spenders:
-        table.add_row(s.tenant, s.caller, str(s.calls), cents(s.cost_cents))
-    return table
+def models_sheet(rollup: Rollup) -> Sheet:
+    """Jobs x models: calls, outcome rates, cost, latency percentiles and the prompt-cache rate."""
+    columns = (
+        _right("calls", "calls"), _right("ok", "ok"), _right("degraded", "degraded"), _right("hedged", "hedged"),
+        _right("cost ¢", "cost"), _right("mean ¢", "mean_cost"), _right("TTFT p50", "ttft_p50"),
+        _right("TTFT p95", "ttft_p95"), _right("TTLT p50", "ttlt_p50"), _right("TTLT p95", "ttlt_p95"),
+        _right("prompt cache", "prompt_cache"),
+    )  # fmt: skip
+
+    def row(m: ModelStats) -> tuple[str, ...]:
+        return (
+            m.task, m.model or _DASH, str(m.calls), pct(m.success_rate), pct(m.degraded_rate), pct(m.hedged_rate),
+            cents(m.cost_cents), cents(m.mean_cost_cents), ms(m.ttft_p50_ms), ms(m.ttft_p95_ms),
+            ms(m.ttlt_p50_ms), ms(m.ttlt_p95_ms), pct(m.prompt_cache_hit_rate),
+        )  # fmt: skip
+
+    rows = [row(m) for m in rollup.models]
+    return Sheet("Jobs x models", (_TASK, _MODEL), columns, rows)
 
 
-def _providers_table(rollup: Rollup) -> Table:
-    table = Table(title="Attempts by provider and model", title_justify="left")
-    table.add_column("provider")
-    table.add_column("model")
-    for name in ("attempts", "ok", "cancelled", "hedges", "cost ¢"):
-        table.add_column(name, justify="right")
-    table.add_column("errors")
-    for p in rollup.providers:
-        errors = ", ".join(f"{kind} {count}" for kind, count in p.errors.items()) or _DASH
-        table.add_row(
-            p.provider,
-            p.model,
-            str(p.attempts),
-            str(p.ok),
-            str(p.cancelled),
-            str(p.hedges),
-            cents(p.cost_cents),
-            errors,
-        )
-    return table
+def tasks_sheet(rollup: Rollup) -> Sheet:
+    """Tasks: calls, response-cache hits, degraded answers and spend."""
+    columns = (
+        _right("calls", "calls"), _right("cache hits", "cache_hits"), _right("degraded", "degraded"),
+        _right("cost ¢", "cost"), _right("mean ¢", "mean_cost"),
+    )  # fmt: skip
+
+    def row(t: TaskStats) -> tuple[str, ...]:
+        return (
+            t.task, str(t.calls), f"{t.cache_hits} ({pct(t.cache_hit_rate)})", f"{t.degraded} ({pct(t.degraded_rate)})",
+            cents(t.cost_cents), cents(t.mean_cost_cents),
+        )  # fmt: skip
+
+    rows = [row(t) for t in rollup.tasks]
+    return Sheet("Tasks", (_TASK,), columns, rows)
+
+
+def spenders_sheet(rollup: Rollup) -> Sheet:
+    """Spend by tenant and caller."""
+    rows = [(s.tenant, s.caller, str(s.calls), cents(s.cost_cents)) for s in rollup.spenders]
+    ident = (Column("tenant", "tenant"), Column("caller", "caller"))
+    return Sheet("Spend by tenant and caller", ident, (_right("calls", "calls"), _right("cost ¢", "cost")), rows)
+
+
+def providers_sheet(rollup: Rollup) -> Sheet:
+    """Attempts by provider and model: outcomes, hedges, cost and errors by class."""
+    columns = (
+        _right("attempts", "attempts"), _right("ok", "ok"), _right("cancelled", "cancelled"),
+        _right("hedges", "hedges"), _right("cost ¢", "cost"), Column("errors", "errors", wrap=True),
+    )  # fmt: skip
+
+    def row(p: AttemptStats) -> tuple[str, ...]:
+        return (
+            p.provider, p.model, str(p.attempts), str(p.ok), str(p.cancelled), str(p.hedges), cents(p.cost_cents),
+            ", ".join(f"{kind} {count}" for kind, count in p.errors.items()) or _DASH,
+        )  # fmt: skip
+
+    rows = [row(p) for p in rollup.providers]
+    return Sheet("Attempts by provider and model", (Column("provider", "provider"), _MODEL), columns, rows)
 
 
 def alias_lines(rollup: Rollup) -> list[str]:
@@ -177,37 +176,43 @@ def describe_alert(alert: Alert) -> tuple[str, str, str]:
             return "cost outlier", f"{alert.task} {alert.request_id}", detail
 
 
-def _alerts_table(rollup: Rollup) -> Table:
-    table = Table(title="Alerts", title_justify="left")
-    for name in ("alert", "subject", "detail"):
-        table.add_column(name)
-    for alert in rollup.alerts[:MAX_ALERT_ROWS]:
-        table.add_row(*describe_alert(alert))
+def alerts_sheet(rollup: Rollup) -> Sheet:
+    """The alerts, at most ``MAX_ALERT_ROWS`` of them, then a row saying how many more ``--json`` holds."""
+    rows = [describe_alert(alert) for alert in rollup.alerts[:MAX_ALERT_ROWS]]
     if (more := len(rollup.alerts) - MAX_ALERT_ROWS) > 0:
-        table.add_row("…", f"{more} more", "see --json")
-    return table
+        rows.append(("more", f"{more} more alerts", "see --json"))
+    ident = (Column("alert", "alert", wrap=True), Column("subject", "subject", wrap=True))
+    return Sheet("Alerts", ident, (Column("detail", "detail", wrap=True),), rows)
 
 
-def _breakers_table(transitions: Sequence[BreakerRecord]) -> Table:
-    table = Table(title="Breaker transitions", title_justify="left")
-    for name in ("time", "provider", "from", "to", "cause"):
-        table.add_column(name)
-    for t in transitions:
-        table.add_row(utc_seconds(t.ts), t.provider, t.from_state, t.to_state, t.cause)
-    return table
+def breakers_sheet(transitions: Sequence[BreakerRecord]) -> Sheet:
+    """Breaker transitions: when, which provider, from, to, why."""
+    rows = [(utc_seconds(t.ts), t.provider, t.from_state, t.to_state, t.cause) for t in transitions]
+    ident = (Column("time", "time", wrap=True), Column("provider", "provider"))
+    columns = (Column("from", "from"), Column("to", "to"), Column("cause", "cause", wrap=True))
+    return Sheet("Breaker transitions", ident, columns, rows)
 
 
-def render_rollup(rollup: Rollup, console: Console, transitions: Sequence[BreakerRecord] = ()) -> None:
+def report_sheets(rollup: Rollup, transitions: Sequence[BreakerRecord] = ()) -> list[Sheet]:
+    """Every table the report may print, in order (empty ones included): what ``--columns`` chooses from."""
+    built = (models_sheet, tasks_sheet, spenders_sheet, providers_sheet, alerts_sheet)
+    return [*(build(rollup) for build in built), breakers_sheet(transitions)]
+
+
+def render_rollup(
+    rollup: Rollup, console: Console, transitions: Sequence[BreakerRecord] = (), layout: Layout = DEFAULT_LAYOUT
+) -> None:
     """Print the report: a summary line, the tables that have rows, the alerts, then the breaker transitions.
 
-    ``transitions`` are shown oldest first, whether or not the window holds any request.
+    ``transitions`` are shown oldest first, whether or not the window holds any request. Each
+    table is fitted to the console's width (``_fit``): whole cells, the rest in a continuation table.
     """
-    _render_tables(rollup, console)
+    _render_tables(rollup, console, layout)
     if transitions:
-        console.print(_breakers_table(transitions))
+        print_sheet(console, breakers_sheet(transitions), layout)
 
 
-def _render_tables(rollup: Rollup, console: Console) -> None:
+def _render_tables(rollup: Rollup, console: Console, layout: Layout) -> None:
     window = f"since {utc(rollup.since)}" if rollup.since is not None else "all records"
     console.print(
         f"interlock report, {window} until {utc(rollup.generated_at)}: {rollup.requests} requests, "
@@ -216,12 +221,12 @@ def _render_tables(rollup: Rollup, console: Console) -> None:
     if not rollup.requests and not rollup.attempts:
         console.print("No records in this window.")
         return
-    for build in (_models_table, _tasks_table, _spenders_table, _providers_table):
-        if (table := build(rollup)).row_count:
-            console.print(table)
+    for build in (models_sheet, tasks_sheet, spenders_sheet, providers_sheet):
+        if (sheet := build(rollup)).rows:
+            print_sheet(console, sheet, layout)
     for line in alias_lines(rollup):
         console.print(line, markup=False, highlight=False)
     if rollup.alerts:
-        console.print(_alerts_table(rollup))
+        print_sheet(console, alerts_sheet(rollup), layout)
     else:
         console.print("No alerts.")

@@ -62,6 +62,9 @@ from aiohttp import web
 from interlock._clock import Clock, RealClock
 from interlock._errors import ConfigError
 from interlock.adapters.simulator._anthropic import ANTHROPIC
+from interlock.adapters.simulator._batch_anthropic import add_anthropic_batch_routes
+from interlock.adapters.simulator._batch_openai import add_openai_batch_routes
+from interlock.adapters.simulator._batch_store import BatchStore
 from interlock.adapters.simulator._behaviour import (
     ACCEPT_WORD,
     REJECT_WORD,
@@ -152,6 +155,9 @@ class Simulator:
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/v1/messages", self._anthropic)
         add_embedding_routes(app, lambda model: self._forced(self._state(model), model))  # before Gemini's catch-all
+        self.batches = BatchStore(self._config, self._clock, lambda model: self._forced(self._state(model), model))
+        add_openai_batch_routes(app, self.batches)  # the batch APIs: _batch_openai, _batch_anthropic
+        add_anthropic_batch_routes(app, self.batches)
         app.router.add_post("/v1beta/models/{target}", self._gemini)
         app.router.add_post("/v1/models/{target}", self._gemini)
         app.router.add_get("/v1/models", self._list_models)
