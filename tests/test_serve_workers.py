@@ -39,7 +39,10 @@ class Gateway:
         assert self.process.stderr is not None
         with anyio.fail_after(timeout):
             while marker not in self.output or "\n" not in self.output.split(marker, 1)[1]:
-                self.output += (await self.process.stderr.receive()).decode()
+                try:
+                    self.output += (await self.process.stderr.receive()).decode()
+                except anyio.EndOfStream:
+                    pytest.fail(f"the supervisor closed stderr before {marker!r}; it printed:\n{self.output}")
         return self.output.split(marker, 1)[1].split("\n", 1)[0]
 
 

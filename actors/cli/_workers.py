@@ -106,7 +106,11 @@ class Supervisor:
     def _await_ready(self) -> bool:
         deadline = self._clock.now() + READY_TIMEOUT_S
         while not all(w.ready for w in self._workers):
-            if self._stopping or self._clock.now() > deadline:
+            if self._stopping:
+                _say("stopped by a signal before every worker listened")
+                return False
+            if self._clock.now() > deadline:
+                _say(f"the workers did not all listen within {READY_TIMEOUT_S:g} s")
                 return False
             for w in self._workers:
                 if not w.ready and w.process.poll() is not None:
@@ -160,7 +164,6 @@ class Supervisor:
             w.close()
             worst = worst or (0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else 1)
         return worst
-
 
 
 @contextlib.contextmanager
