@@ -187,6 +187,31 @@ async def test_a_server_restart_mid_run_spools_then_replays_every_row_once(
     assert pg.password not in output
 
 
+async def test_a_door_started_while_the_server_is_down_serves_and_its_rows_land_once_it_is_back(
+    pg: PgServer, url: str, tmp_path: Path
+) -> None:
+    """A gateway restarted during an outage comes up on its spool; the server back, every answer is one ok row."""
+    pg.stop()
+    async with worker(tmp_path, url, 4, stuck=False) as w:
+        await w.done(30)  # served with the server down from the start
+        assert spooled(tmp_path) > 0
+        pg.start_again()
+        await w.done(30)
+        await w.process.stdin.send(b"stop\n")  # type: ignore[union-attr]
+        while (line := await w.line()) is not None and line != "closed":
+            pass
+        assert line == "closed", await stderr_of(w.process)
+        assert await w.process.wait() == 0
+        output = "\n".join(w.lines) + await stderr_of(w.process)
+    printed = w.printed()
+    final = outcomes(url)
+    assert set(final) == printed
+    assert set(final.values()) == {"ok"}
+    assert on_server(url, "SELECT COUNT(*) FROM begun") == [(0,)]
+    assert spooled(tmp_path) == 0
+    assert pg.password not in output
+
+
 def request(request_id: str, **fields: object) -> RequestRecord:
     return RequestRecord(request_id=request_id, ts=1.0, tenant="acme", caller="c", task="t", **fields)  # type: ignore[arg-type]
 
@@ -363,3 +388,43 @@ async def test_a_restart_between_two_writes_costs_no_spooling(pg: PgServer, url:
         assert not store.spooling
         assert await store.spooled_batches() == 0
         assert [r.request_id for r in await store.fetch_requests()] == ["after", "before"]
+
+
+async def test_a_store_opened_while_the_server_is_down_spools_then_does_the_opening_first(
+    pg: PgServer, url: str, tmp_path: Path
+) -> None:
+    """Down at start: the store opens on its spool; back, the last process's spool and dead session go first."""
+    spool = tmp_path / "spool"
+    left = LedgerSpool(spool)  # what a process killed during an earlier outage left behind
+    begin_old = BeginRecord(request_id="old-open", ts=1.0, tenant="acme", caller="c", task="t")
+    left.append([begin_old, request("old-done")], "0123456789abcdef")
+    left.close()
+    pg.stop()
+    async with PostgresLedgerStore(url, spool=spool, retry_s=0.0) as store:
+        assert store.spooling
+        assert store.outage is not None
+        assert pg.password not in store.outage
+        assert store.recovered == 0  # nothing can be closed before the server answers
+        await store.write([BeginRecord(request_id="new-1", ts=2.0, tenant="acme", caller="c", task="t"),
+                           request("new-0")])  # fmt: skip
+        assert await store.spooled_batches() == 2
+        with pytest.raises(LedgerStoreError, match=r"postgresql://postgres:\*\*\*@127\.0\.0\.1:"):
+            await store.count_requests()  # reads need the server
+        pg.start_again()
+        await store.write([request("new-1")])
+        assert not store.spooling
+        assert (store.replayed, store.recovered, await store.spooled_batches()) == (2, 1, 0)
+        outcomes = {r.request_id: r.outcome for r in await store.fetch_requests()}
+        assert outcomes == {"old-done": "ok", "old-open": "interrupted", "new-0": "ok", "new-1": "ok"}
+        assert await store.count_begun() == 0  # new-1's begin (spooled on this session) went with its end
+
+
+async def test_a_server_that_refuses_at_start_is_an_error_not_an_outage(pg: PgServer, url: str, tmp_path: Path) -> None:
+    """A wrong password or a missing database is a configuration error at start, spool or not."""
+    wrong = url.replace(pg.password, "not-" + pg.password)
+    missing = url.rsplit("/", 1)[0] + "/no_such_database"
+    for bad in (wrong, missing):
+        with pytest.raises(LedgerStoreError, match="open failed") as caught:
+            async with PostgresLedgerStore(bad, spool=tmp_path / "spool"):
+                pass
+        assert pg.password not in str(caught.value)

@@ -15,7 +15,11 @@ oldest first (at most ``replay_batches`` per write, so one write never holds the
 and writes to the server again once the spool is empty. Opening the store replays whatever a
 previous process left in the spool before closing dead sessions, so an end that was spooled is
 never taken for an interruption. Natural keys and ``ON CONFLICT`` make every replay idempotent.
-Opening needs the server (the schema is checked and migrated there).
+A store with a spool opens while the server is down too (not when it answers and refuses: a
+wrong password, a missing database): it spools from the first batch, and does the opening's
+work (schema check and migration, the spool's replay, closing dead sessions) at the first write
+that reaches the server. Its reads fail until then; a store without a spool (a report) needs the
+server to open.
 
 The URL may hold a password (from ``$INTERLOCK_LEDGER_URL``); only ``StoreUrl.shown`` ever
 appears in a repr or an error, and server messages are scrubbed of the password too. psycopg
@@ -46,6 +50,24 @@ from interlock.adapters.stores._pg_session import PgWriter, connect
 from interlock.policies._store_url import StoreUrl, parse_store_url
 
 _UNAVAILABLE: Final = (psycopg.OperationalError, psycopg.InterfaceError)
+# What a server that answers a connection but cannot take it yet says (see ``_server_down``).
+_PASSING_STATES: Final = ("starting up", "shutting down", "in recovery", "too many clients", "not yet accepting")
+
+
+def _server_down(exc: BaseException) -> bool:
+    """Whether a failed first connection means the server is not there, rather than there and refusing.
+
+    Not there: refused, unreachable, timed out, or answering that it is starting, stopping, in
+    recovery or full. There and refusing (a wrong password, a missing database or role) is a
+    configuration error, reported at start rather than spooled around. libpq gives a connection
+    failure no SQLSTATE, only its text: a server that answered is quoted with its ``FATAL:``.
+    """
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    text = str(exc)
+    return "FATAL:" not in text or any(state in text for state in _PASSING_STATES)
+
+
 _R = TypeVar("_R", AttemptRecord, RequestRecord)
 
 _SELECT_REQUESTS: Final = select_sql("requests", REQUEST_COLUMNS).as_string()
@@ -102,6 +124,7 @@ class PostgresLedgerStore:
         self._lock = anyio.Lock()
         self._read_lock = anyio.Lock()
         self._spooling = False
+        self._recovery_due = False  # opened while the server was down: dead sessions not closed yet
         self._retry_at = 0.0
         self.recovered = 0
         self.replayed = 0
@@ -145,7 +168,17 @@ class PostgresLedgerStore:
             raise self._error("open failed", exc) from None  # not "cannot open": the CLI reads that as a bad file path
 
     def _open_sync(self) -> PgWriter:
-        writer = PgWriter(self._url, self.shown)
+        try:
+            writer = PgWriter(self._url, self.shown)
+        except _UNAVAILABLE as exc:
+            if self._spool is None or not _server_down(exc):
+                raise
+            # Down as this process starts: spool from the first batch, on a session chosen now; the
+            # opening's own work (replay what an earlier process left, close dead sessions) is done
+            # once the server answers, before this store's batches reach it.
+            self._recovery_due = True
+            self._unavailable(exc, self._clock.now())
+            return PgWriter(self._url, self.shown, connect_now=False)
         try:
             self._replay(writer, None)  # whatever a previous process left goes first, all of it
             self.recovered = writer.close_dead_sessions()
@@ -214,6 +247,9 @@ class PostgresLedgerStore:
                     if self._spooling:  # more left than one write replays: this batch queues behind them
                         self._to_spool(writer, batch)
                         return
+                if self._recovery_due:  # the server is back after a start without it: do the opening's work
+                    self.recovered += writer.close_dead_sessions()
+                    self._recovery_due = False
                 writer.write(batch)
                 return
             except _UNAVAILABLE as exc:

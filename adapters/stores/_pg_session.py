@@ -59,13 +59,18 @@ class PgWriter:
     write after it broke (the server restarted): the session takes its lock again on it.
     """
 
-    def __init__(self, url: str, shown: str) -> None:
+    def __init__(self, url: str, shown: str, *, connect_now: bool = True) -> None:
+        """Connect now (migrating the schema, claiming the session), or, with ``connect_now=False``,
+        at the first call that needs the server: the session id is chosen here either way, so
+        batches spooled before the server answered carry it.
+        """
         self._url = url
         self._shown = shown
         self.session = secrets.token_hex(8)
         self.opened: set[str] = set()  # requests whose begun rows this writer committed, not yet ended
         self._conn: psycopg.Connection[Any] | None = None
-        self.connection()  # migrates the schema on first use and claims the session
+        if connect_now:
+            self.connection()  # migrates the schema on first use and claims the session
         self.recovered = 0
 
     def connection(self) -> psycopg.Connection[Any]:
