@@ -3,10 +3,12 @@
 Run: ``python benchmarks/dashboard.py [--rows 1000000] [--ledger FILE] [--report]``. It builds a
 ledger file of ``--rows`` requests (one attempt each, a tenth with a hedge) spread over the last
 30 days, with the store's own schema (``migrate``) and plain ``executemany`` inserts (a few
-seconds per million rows; ``--ledger`` keeps and reuses the file). Then it adds the dashboard's
-indexes (``prepare_ledger``, timed: the first page view pays it once) and fetches every page, in
+seconds per million rows; ``--ledger`` keeps and reuses the file). Then it fetches every page, in
 process through the ASGI app, for the whole ledger, for the last day and for one job; each page
-is fetched ``--rounds`` times and the best time is kept.
+is fetched ``--rounds`` times and the best time is kept. The very first fetch is timed on its own:
+it builds the dashboard's summaries and its indexed copy of the latency and cost columns, in its
+own temporary database (``_summary``: the ledger file gets no index of the dashboard's), once per
+process; later views add only the rows appended since.
 
 Baselines, measured in the same run over the same file: ``SELECT COUNT(*) FROM requests``, and a
 full-table ``GROUP BY task, model`` with no index (what a page would cost without its indexes);
@@ -32,7 +34,7 @@ from pathlib import Path
 import httpx
 
 from interlock.adapters.dashboard._app import dashboard_app
-from interlock.adapters.dashboard._ledger_sql import prepare_ledger
+from interlock.adapters.dashboard._ledger_sql import check_ledger
 from interlock.adapters.stores._ledger_schema import migrate
 
 PAGES = ("/ui", "/ui/models", "/ui/tenants", "/ui/providers", "/ui/quality")
@@ -123,11 +125,14 @@ def baselines(path: Path, rounds: int) -> dict[str, float]:
     return {"count_ms": count_ms, "group_by_scan_ms": scan_ms}
 
 
-async def pages(path: Path, rounds: int) -> dict[str, float]:
-    """The best time of each page and window, fetched through the dashboard's ASGI app."""
+async def pages(path: Path, rounds: int) -> tuple[float, dict[str, float]]:
+    """The first view's seconds, and the best time of each page and window, through the dashboard's ASGI app."""
     out: dict[str, float] = {}
     transport = httpx.ASGITransport(app=dashboard_app(path))
-    async with httpx.AsyncClient(transport=transport, base_url="http://dashboard", timeout=120) as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://dashboard", timeout=600) as client:
+        t0 = time.perf_counter()
+        assert (await client.get(PAGES[0])).status_code == 200
+        first_s = time.perf_counter() - t0
         for page in PAGES:
             for query in QUERIES:
                 times = []
@@ -138,7 +143,7 @@ async def pages(path: Path, rounds: int) -> dict[str, float]:
                     assert answer.status_code == 200, (page, query, answer.status_code)
                     assert "<svg" in answer.text, (page, query)
                 out[page + query] = min(times)
-    return out
+    return first_s, out
 
 
 def report_ms(path: Path) -> float:
@@ -174,14 +179,12 @@ def main(argv: list[str] | None = None) -> int:
             build(path, args.rows)
             built_s = time.perf_counter() - t0
         rows = sqlite3.connect(path).execute("SELECT COUNT(*) FROM requests").fetchone()[0]
-        t0 = time.perf_counter()
-        prepare_ledger(path)
-        index_s = time.perf_counter() - t0
+        check_ledger(path)
         base = baselines(path, args.rounds)
-        timed = asyncio.run(pages(path, args.rounds))
+        first_s, timed = asyncio.run(pages(path, args.rounds))
         report = report_ms(path) if args.report else None
     slowest = max(timed, key=lambda k: timed[k])
-    print(f"ledger: {rows:,} requests (built in {built_s:.1f} s; dashboard indexes added in {index_s:.1f} s)")
+    print(f"ledger: {rows:,} requests (built in {built_s:.1f} s); first page view (summaries built): {first_s:.1f} s")
     print(f"baseline COUNT(*): {base['count_ms']:.1f} ms; unindexed GROUP BY scan: {base['group_by_scan_ms']:.1f} ms")
     if report is not None:
         print(f"baseline interlock report --json: {report:,.0f} ms")
@@ -189,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {page:<26} {ms:8.1f} ms   {ms / base['group_by_scan_ms']:5.2f}x the unindexed scan")
     print(f"slowest page: {slowest} at {timed[slowest]:.1f} ms (target < 1000 ms)")
     summary = {
-        "rows": rows, "index_s": round(index_s, 2), "count_ms": round(base["count_ms"], 2),
+        "rows": rows, "first_view_s": round(first_s, 2), "count_ms": round(base["count_ms"], 2),
         "group_by_scan_ms": round(base["group_by_scan_ms"], 2), "report_ms": None if report is None else round(report),
         "slowest_page": slowest, "slowest_page_ms": round(timed[slowest], 1),
         "slowest_vs_scan": round(timed[slowest] / base["group_by_scan_ms"], 3),

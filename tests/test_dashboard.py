@@ -14,6 +14,7 @@ import json
 import math
 import random
 import re
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -33,7 +34,7 @@ from interlock.adapters._config_file import default_config
 from interlock.adapters.dashboard import _figures as figures
 from interlock.adapters.dashboard._app import dashboard_app
 from interlock.adapters.dashboard._detail import sql_quality
-from interlock.adapters.dashboard._ledger_sql import prepare_ledger
+from interlock.adapters.dashboard._ledger_sql import check_ledger
 from interlock.adapters.dashboard._pages import jobs_models_data, overview_data, tenants_data
 from interlock.adapters.dashboard._pages_ops import providers_data, quality_data
 from interlock.adapters.dashboard._summary import LATENCY_EDGES, Summary
@@ -98,7 +99,7 @@ def _records(rng: random.Random) -> list[RequestRecord | AttemptRecord | Breaker
 
 @pytest.fixture(scope="module")
 def ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A ledger file the real store wrote, with the dashboard's indexes added."""
+    """A ledger file the real store wrote, checked as the dashboard checks it."""
     path = tmp_path_factory.mktemp("dashboard") / "ledger.sqlite"
 
     async def write() -> None:
@@ -106,7 +107,7 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
             await store.write(_records(random.Random(18)))
 
     anyio.run(write)
-    assert prepare_ledger(path)
+    check_ledger(path)
     return path
 
 
@@ -306,6 +307,35 @@ async def test_every_page_draws_the_reports_figures_over_http(ledger: Path, caps
     assert missing.status_code == 404
     assert css.status_code == 200
     assert css.headers["content-type"].startswith("text/css")
+
+
+def ledger_indexes(path: Path) -> set[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return {str(n) for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    finally:
+        conn.close()
+
+
+async def test_the_dashboard_adds_no_index_to_the_ledger_and_old_ones_are_dropped(tmp_path: Path) -> None:
+    """Every page served leaves the ledger's indexes as its schema made them; migration 12 drops the old dashboard_*."""
+    path = tmp_path / "ledger.sqlite"
+    async with SqliteLedgerStore(path) as store:
+        await store.write(_records(random.Random(7)))
+    schema_only = ledger_indexes(path)
+    async with serving(dashboard_app(path)) as url, httpx.AsyncClient(base_url=url) as client:
+        for page in ("", "/models", "/tenants", "/providers", "/quality", "/request/r00003"):
+            assert (await client.get(f"/ui{page}")).status_code == 200, page
+    assert ledger_indexes(path) == schema_only
+    # A ledger an earlier dashboard indexed (migration 11 and its dashboard_* indexes) sheds them on open.
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE INDEX dashboard_requests_ttft ON requests (task, model, ttft_ms, ts, tenant)")
+    conn.execute("CREATE INDEX dashboard_requests_cost ON requests (task, cost_cents)")
+    conn.execute("DELETE FROM schema_version WHERE version = 12")
+    conn.close()
+    async with SqliteLedgerStore(path):
+        pass
+    assert ledger_indexes(path) == schema_only
 
 
 async def test_keys_sessions_and_a_tenants_own_view(ledger: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -33,7 +33,7 @@ from interlock.adapters.dashboard import _pages_ops as ops
 from interlock.adapters.dashboard import _pages_request as req
 from interlock.adapters.dashboard._access import COOKIE, SESSION_S, Access, Viewer
 from interlock.adapters.dashboard._html import BASE, esc, filters, message_page, page
-from interlock.adapters.dashboard._ledger_sql import LedgerUnreadable, prepare_ledger
+from interlock.adapters.dashboard._ledger_sql import LedgerUnreadable, check_ledger
 from interlock.adapters.dashboard._summary import Summary
 from interlock.adapters.dashboard._window import BadFilter, Window, read_window
 from interlock.adapters.gateway._edge import VirtualKey
@@ -84,7 +84,7 @@ class Dashboard:
     async def _ready(self) -> Summary:
         async with self._prepare_lock:
             if self._summary is None:
-                await anyio.to_thread.run_sync(prepare_ledger, self.ledger)
+                await anyio.to_thread.run_sync(check_ledger, self.ledger)
                 self._summary = Summary(self.ledger)
             return self._summary
 

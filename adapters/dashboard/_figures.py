@@ -17,7 +17,16 @@ import math
 import sqlite3
 from collections import defaultdict
 
-from interlock.adapters.dashboard._summary import ATTEMPTS, FINE_EDGES, REQUESTS, TTFT, TTLT, Table, source
+from interlock.adapters.dashboard._summary import (
+    ATTEMPTS,
+    FINE_EDGES,
+    LATENCY,
+    REQUESTS,
+    TTFT,
+    TTLT,
+    Table,
+    source,
+)
 from interlock.adapters.dashboard._window import Window
 from interlock.policies._rollup import (
     HOUR,
@@ -70,7 +79,7 @@ def nearest_rank(
     above = bins[b] - 1 - below
     order, offset = ("ASC", below) if below <= above else ("DESC", above)
     sql = (
-        f"SELECT {column} FROM requests WHERE task = ? AND model = ? AND {column} IS NOT NULL AND {where}"
+        f"SELECT {column} FROM {LATENCY} WHERE task = ? AND model = ? AND {column} IS NOT NULL AND {where}"
         f" ORDER BY {column} {order} LIMIT 1 OFFSET ?"
     )
     row = conn.execute(sql, [*group, *params, *bounds, offset]).fetchone()
@@ -228,10 +237,10 @@ def cost_outliers(
     ``cost > factor * (total - cost) / (n - 1)`` holds exactly when ``cost > factor * total / (n - 1 + factor)``:
     that bound finds the few candidates through the cost index, and the report's own test decides.
     """
-    where, params = window.where()
+    where, params = window.where("l")
     sql = (
-        "SELECT request_id, ts, task, model, tenant, caller, cost_cents FROM requests"
-        f" WHERE task = ? AND cost_cents > ? AND {where}"
+        "SELECT r.request_id, r.ts, r.task, r.model, r.tenant, r.caller, r.cost_cents"
+        f" FROM {LATENCY} l JOIN requests r ON r.rowid = l.rid WHERE l.task = ? AND l.cost_cents > ? AND {where}"
     )
     found = []
     for t in tasks:

@@ -17,6 +17,7 @@ import msgspec
 from interlock.adapters.dashboard._summary import (
     ATTEMPTS,
     HOUR,
+    LATENCY,
     LATENCY_EDGES,
     REQUESTS,
     TTFT,
@@ -82,11 +83,13 @@ def _bucket_p95(conn: sqlite3.Connection, window: Window, start: float, size: fl
     rank = max(1, -(-95 * present // 100))
     where, params = window.where()
     bucket = [round(start / size)]
+    table = LATENCY  # an hour or a day: the copy's index walks the bucket's values from the top
     if size < HOUR:  # no index holds finer buckets: the time range finds the bucket, the CAST keeps its edges
         where += " AND ts >= ? AND ts < ?"
         params = [*params, start - size, start + 2 * size]
+        table = "requests"  # the ledger's own time index finds the range
     sql = (
-        f"SELECT ttft_ms FROM requests WHERE {_bucket_expr(size)} = ? AND ttft_ms IS NOT NULL AND {where}"
+        f"SELECT ttft_ms FROM {table} WHERE {_bucket_expr(size)} = ? AND ttft_ms IS NOT NULL AND {where}"
         " ORDER BY ttft_ms DESC LIMIT 1 OFFSET ?"
     )
     row = conn.execute(sql, [*bucket, *params, present - rank]).fetchone()

@@ -104,6 +104,11 @@ CREATE TABLE attempts (
 )
 """
 
+# What earlier dashboards added to the ledger file (now in the dashboard's own database: ``_summary``).
+_OLD_DASHBOARD_INDEXES: Final = (
+    "requests_ttft", "requests_ttlt", "requests_hour_ttft", "requests_day_ttft", "attempts_request", "requests_cost",
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
         1,
@@ -223,6 +228,11 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "ALTER TABLE attempts ADD COLUMN batch_id TEXT NOT NULL DEFAULT ''",
             "ALTER TABLE requests ADD COLUMN pii_detected TEXT NOT NULL DEFAULT ''",
         ),
+    ),
+    Migration(
+        12,
+        "no dashboard index in the ledger: each cost every write a b-tree insert; the dashboard keeps its own",
+        tuple(f"DROP INDEX IF EXISTS dashboard_{name}" for name in _OLD_DASHBOARD_INDEXES),
     ),
 )
 
