@@ -34,7 +34,7 @@ from interlock.adapters.dashboard import _pages_request as req
 from interlock.adapters.dashboard._access import COOKIE, SESSION_S, Access, Viewer
 from interlock.adapters.dashboard._html import BASE, esc, filters, message_page, page
 from interlock.adapters.dashboard._ledger_sql import LedgerUnreadable, check_ledger
-from interlock.adapters.dashboard._summary import Summary
+from interlock.adapters.dashboard._summary import DISTINCT_COLUMNS, Summary
 from interlock.adapters.dashboard._window import BadFilter, Window, read_window
 from interlock.adapters.gateway._edge import VirtualKey
 from interlock.policies._budget import BudgetConfig
@@ -208,13 +208,10 @@ class Dashboard:
 
 
 def distinct(conn: sqlite3.Connection, column: str) -> list[str]:
-    """The distinct values of an indexed ``requests`` column, in order: one index seek per value, not a scan."""
-    sql = (
-        f"WITH RECURSIVE seen(v) AS (SELECT MIN({column}) FROM requests UNION ALL"
-        f" SELECT (SELECT MIN({column}) FROM requests WHERE {column} > seen.v) FROM seen WHERE seen.v IS NOT NULL)"
-        " SELECT v FROM seen WHERE v IS NOT NULL"
-    )
-    return [str(v) for (v,) in conn.execute(sql)]
+    """The distinct values of a ``requests`` column the summary keeps (``DISTINCT_COLUMNS``), in order."""
+    if column not in DISTINCT_COLUMNS:
+        raise ValueError(f"no distinct values kept for {column!r}")
+    return [str(v) for (v,) in conn.execute(f"SELECT v FROM seen_{column} ORDER BY v")]
 
 
 def _local(target: str) -> str:

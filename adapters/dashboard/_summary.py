@@ -167,6 +167,7 @@ _LATENCY_INDEXES: Final = (
     # Cost outliers: the few requests of a job above a bound, without reading the others.
     f"CREATE INDEX IF NOT EXISTS req_lat_cost ON {LATENCY} (task, cost_cents)",
 )
+DISTINCT_COLUMNS: Final = ("task", "tenant")  # ``seen_<column>``: each value the requests hold, kept at refresh
 _COPY: Final = (
     f"INSERT INTO {LATENCY} (rid, {', '.join(_LATENCY_COLUMNS)})"
     f" SELECT rowid, {', '.join(_LATENCY_COLUMNS)} FROM ledger.requests WHERE rowid > ? AND rowid <= ?"
@@ -191,6 +192,8 @@ class Summary:
             self._conn.execute(table.create())
         columns = "task TEXT, model TEXT, tenant TEXT, ts REAL NOT NULL, ttft_ms REAL, ttlt_ms REAL, cost_cents REAL"
         self._conn.execute(f"CREATE TABLE {LATENCY} (rid INTEGER PRIMARY KEY, {columns})")
+        for column in DISTINCT_COLUMNS:  # the filter bar's choices, without an index of the ledger's
+            self._conn.execute(f"CREATE TABLE seen_{column} (v TEXT PRIMARY KEY) WITHOUT ROWID")
         self._seen = {"requests": 0, "attempts": 0}
         self._lock = threading.Lock()
 
@@ -202,6 +205,12 @@ class Summary:
         if tops["requests"] > self._seen["requests"]:
             # The first copy goes in before its indexes (one sort each beats a million inserts into five).
             self._conn.execute(_COPY, [self._seen["requests"], tops["requests"]])
+            for column in DISTINCT_COLUMNS:
+                self._conn.execute(
+                    f"INSERT OR IGNORE INTO seen_{column} SELECT DISTINCT {column} FROM {LATENCY}"
+                    f" WHERE rid > ? AND {column} IS NOT NULL",
+                    [self._seen["requests"]],
+                )
             for statement in _LATENCY_INDEXES:
                 self._conn.execute(statement)
         self._seen = tops

@@ -234,6 +234,14 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         "no dashboard index in the ledger: each cost every write a b-tree insert; the dashboard keeps its own",
         tuple(f"DROP INDEX IF EXISTS dashboard_{name}" for name in _OLD_DASHBOARD_INDEXES),
     ),
+    Migration(
+        13,
+        "the time index alone on requests and attempts: the (task, ts) and (tenant, ts) ones cost every write"
+        " a fifth of its time and served only filtered reports, which the time index serves too",
+        tuple(
+            f"DROP INDEX IF EXISTS {table}_{key}_ts" for table in ("requests", "attempts") for key in ("task", "tenant")
+        ),
+    ),
 )
 
 SCHEMA_VERSION: Final[int] = MIGRATIONS[-1].version
