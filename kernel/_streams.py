@@ -37,6 +37,56 @@ def _wake(future: asyncio.Future[None] | None) -> None:
         future.set_result(None)
 
 
+# A wait's deadline shares one loop timer with every other wait whose deadline falls in the same
+# slot, so a timed wait costs a set insert and a discard rather than a timer of its own: a
+# ``call_later`` and its ``cancel`` cost about 3 us, a tenth of a request's ledger work when every
+# request waits for its commit (measured). A deadline fires up to one slot late.
+DEADLINE_SLOT_S = 0.01
+
+
+@final
+class _Deadlines:
+    """One event loop's shared deadline timers: waiters by the slot their deadline falls in."""
+
+    __slots__ = ("loop", "slots")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.slots: dict[int, set[asyncio.Future[None]]] = {}
+
+    def add(self, waiter: asyncio.Future[None], timeout: float) -> int:
+        """Wake ``waiter`` once ``timeout`` seconds have passed (up to a slot later); its slot's key."""
+        key = math.ceil((self.loop.time() + max(timeout, 0.0)) / DEADLINE_SLOT_S)
+        slot = self.slots.get(key)
+        if slot is None:
+            slot = self.slots[key] = set()
+            self.loop.call_at(key * DEADLINE_SLOT_S, self._fire, key)
+        slot.add(waiter)
+        return key
+
+    def discard(self, key: int, waiter: asyncio.Future[None]) -> None:
+        """``waiter`` no longer needs waking (it was answered first)."""
+        slot = self.slots.get(key)
+        if slot is not None:
+            slot.discard(waiter)
+
+    def _fire(self, key: int) -> None:
+        for waiter in self.slots.pop(key, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+_deadlines: _Deadlines | None = None  # the running loop's (a new loop gets its own)
+
+
+def _deadlines_of(loop: asyncio.AbstractEventLoop) -> _Deadlines:
+    global _deadlines
+    found = _deadlines
+    if found is None or found.loop is not loop:
+        found = _deadlines = _Deadlines(loop)
+    return found
+
+
 @final
 class Reply(Generic[T]):
     """A one-shot answer slot; the first ``set`` or ``fail`` wins, later ones are ignored."""
@@ -71,13 +121,19 @@ class Reply(Generic[T]):
         if not self._done:
             loop = asyncio.get_running_loop()
             waiter = self._waiter = loop.create_future()
-            timer = loop.call_later(timeout, _wake, waiter) if timeout is not None else None
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-                if timer is not None:
-                    timer.cancel()
+            if timeout is None or timeout == math.inf:
+                try:
+                    await waiter
+                finally:
+                    self._waiter = None
+            else:
+                deadlines = _deadlines_of(loop)
+                key = deadlines.add(waiter, timeout)
+                try:
+                    await waiter
+                finally:
+                    self._waiter = None
+                    deadlines.discard(key, waiter)
             if not self._done:
                 raise TimeoutError
         if self._error is not None:

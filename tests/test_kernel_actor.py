@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from interlock import (
@@ -18,7 +20,7 @@ from interlock import (
     MailboxFull,
     Runtime,
 )
-from interlock._streams import event_channel
+from interlock._streams import DEADLINE_SLOT_S, Reply, event_channel
 
 pytestmark = pytest.mark.anyio
 
@@ -328,3 +330,31 @@ async def test_light_tasks_end_with_their_actor_and_their_errors_crash_it() -> N
         await ref.ask("hang")  # the restarted actor takes messages again
         await anyio.wait_all_tasks_blocked()
     assert log.count("ended hang") == 2  # the runtime's stop ended the second one too
+
+
+async def test_timed_waits_share_one_timer_per_deadline_slot_and_never_end_early() -> None:
+    """A thousand replies waited on with one timeout cost a timer or two, not a thousand; each times out, none early."""
+    loop = asyncio.get_running_loop()
+    before = len(loop._scheduled)  # the loop's timer heap: asyncio's own, read here only
+    replies: list[Reply[int]] = [Reply() for _ in range(1000)]
+    outcomes: list[str] = []
+    started = loop.time()
+
+    async def wait(reply: Reply[int]) -> None:
+        try:
+            await reply.wait(0.05)
+            outcomes.append("answered")
+        except TimeoutError:
+            outcomes.append("timed out")
+
+    async with anyio.create_task_group() as tg:
+        for reply in replies:
+            tg.start_soon(wait, reply)
+        await anyio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
+        assert len(loop._scheduled) - before <= 2  # the slots their deadline falls in
+        replies[0].set(1)  # answered before the deadline: its wait ends at once, answered
+    assert outcomes.count("answered") == 1
+    assert outcomes.count("timed out") == 999
+    assert loop.time() - started >= 0.05  # a shared deadline fires late by up to a slot, never early
+    assert DEADLINE_SLOT_S <= 0.01
