@@ -3,9 +3,9 @@
 Each attempt takes a lease per capped scope (``all``, ``provider:<name>``); leases expire unless
 renewed, and a renewal loop in the door's tree keeps the held ones alive every third of their TTL.
 Each lease records the process holding it, so when a process dies its slots are free at once to
-the next process that finds the scope full (``interlock.adapters.stores._lease_store``); the TTL
-is left for what that check cannot see (a hung process, a holder in another pid namespace), and
-is the whole of the recovery on a Redis store, whose holders run on other machines.
+the next process of its host that finds the scope full (``_lease_store`` for SQLite,
+``_redis_leases`` for Redis); the TTL is left for what that check cannot see: a hung process, a
+holder in another pid namespace or, on a Redis store, on another machine.
 
 When the state store fails, ``on_outage`` decides (``[state] on_lease_outage``, else
 ``on_state_outage``): ``closed`` refuses the attempt as ``AdmissionRejected(lease_state_unavailable)``;

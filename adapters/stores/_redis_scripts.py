@@ -144,13 +144,15 @@ return #rids
 """
 )
 
-# ARGV: prefix, scope, limit, lease id, now, expires_at. Reply: 1 taken (or renewed), 0 full.
+# ARGV: prefix, scope, limit, lease id, now, expires_at, holder. Reply: 1 taken (or renewed), 0 full.
+# ``holder`` is the taker's identity (``_holder.Holder`` as JSON), kept in ``<prefix>:l:who``.
 ACQUIRE: Final = """
 local p, scope, lid = ARGV[1], ARGV[2], ARGV[4]
-local z, ids = p .. ':l:s:' .. scope, p .. ':l:ids'
+local z, ids, who = p .. ':l:s:' .. scope, p .. ':l:ids', p .. ':l:who'
 for _, gone in ipairs(redis.call('ZRANGEBYSCORE', z, '-inf', ARGV[5])) do
   redis.call('ZREM', z, gone)
   redis.call('HDEL', ids, gone)
+  redis.call('HDEL', who, gone)
 end
 local others = redis.call('ZCARD', z)
 if redis.call('ZSCORE', z, lid) then others = others - 1 end
@@ -159,7 +161,21 @@ local old = redis.call('HGET', ids, lid)
 if old and old ~= scope then redis.call('ZREM', p .. ':l:s:' .. old, lid) end
 redis.call('ZADD', z, ARGV[6], lid)
 redis.call('HSET', ids, lid, scope)
+redis.call('HSET', who, lid, ARGV[7])
 return 1
+"""
+
+# ARGV: prefix, scope, now. Reply: lease id, holder, lease id, holder... of the scope's unexpired
+# leases ('' for a lease taken without a holder).
+SCOPE_HOLDERS: Final = """
+local p = ARGV[1]
+local lids = redis.call('ZRANGEBYSCORE', p .. ':l:s:' .. ARGV[2], '(' .. ARGV[3], '+inf')
+local out = {}
+for _, lid in ipairs(lids) do
+  out[#out + 1] = lid
+  out[#out + 1] = redis.call('HGET', p .. ':l:who', lid) or ''
+end
+return out
 """
 
 # ARGV: prefix, lease id, now, expires_at. Reply: 1 renewed, 0 expired or unknown.
@@ -180,6 +196,7 @@ local scope = redis.call('HGET', ids, ARGV[2])
 if not scope then return 0 end
 redis.call('ZREM', ARGV[1] .. ':l:s:' .. scope, ARGV[2])
 redis.call('HDEL', ids, ARGV[2])
+redis.call('HDEL', ARGV[1] .. ':l:who', ARGV[2])
 return 1
 """
 
