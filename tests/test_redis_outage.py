@@ -18,10 +18,12 @@ from pathlib import Path
 
 import anyio
 import msgspec
+import openai
 import pytest
 from child_process import child
 from redis_lease_worker import CONFIG as LEASE_CONFIG
 from redis_server import RedisServer
+from test_gateway import serving
 
 import interlock
 from interlock._clock import RealClock
@@ -31,6 +33,7 @@ from interlock.actors.rails._budget import BudgetRail
 from interlock.actors.rails._lease import LeaseRail
 from interlock.actors.rails._state_outage import RETRY_AFTER_S
 from interlock.actors.request._attempt import Attempt
+from interlock.adapters.gateway._app import VirtualKey
 from interlock.adapters.gateway._failures import http_failure
 from interlock.adapters.stores import _redis_leases
 from interlock.adapters.stores._holder import Holder
@@ -234,3 +237,60 @@ async def test_a_redis_lease_of_another_host_is_left_to_its_ttl(
                 assert await state.leases.acquire("other", 1, "dead", now, 600.0)
             assert await state.leases.acquire("other", 1, "alive", now + 1.0, 600.0)
             assert await state.leases.holders("other", now + 2.0) == 1
+
+
+RESPONSES_CONFIG = """
+[providers.sim]
+kind = "simulator"
+format = "openai"
+probe = {{ interval_s = 3600 }}
+
+[models.solo]
+provider = "sim"
+id = "sim-solo-1"
+class = "fast"
+context_window = 100000
+max_output_tokens = 100
+price = {{ input = 1.0, output = 1.0 }}
+
+[jobs.default]
+chain = ["solo"]
+
+[state]
+url = "{url}"
+
+[simulator.default]
+output_tokens = {{ kind = "fixed", value = 3 }}
+"""
+
+
+async def test_stored_responses_while_redis_is_down_answer_and_refuse_truthfully(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis down: a new answer still reaches the caller (not stored, logged); reading or continuing one is a 503."""
+    keys = {"sk-resp-0123456789abcdef": VirtualKey(tenant="acme", caller="svc")}
+    with RedisServer(tmp_path / "redis") as server:
+        config = parse_config(RESPONSES_CONFIG.format(url=server.url))
+        async with interlock.open(config, ledger_path=tmp_path / "ledger.sqlite") as door, serving(
+            door, virtual_keys=keys
+        ) as url:
+            client = openai.AsyncOpenAI(base_url=url + "/v1", api_key=next(iter(keys)), max_retries=0)
+            kept = await client.responses.create(model="default", input="remember me")
+            assert (await client.responses.retrieve(kept.id)).id == kept.id
+            server.stop()
+            fresh = await client.responses.create(model="default", input="and this one?")
+            assert fresh.output_text  # made and paid for: the caller gets it
+            assert any("was answered but not stored" in r.getMessage() for r in caplog.records)
+            for call in (
+                client.responses.retrieve(kept.id),
+                client.responses.create(model="default", input="go on", previous_response_id=kept.id),
+            ):
+                with pytest.raises(openai.APIStatusError) as refused:
+                    await call
+                assert refused.value.status_code == 503  # a dependency down: retry, not a bug (500)
+                assert refused.value.response.headers["retry-after"] == "1"
+            server.start()  # persistence off: a new, empty server; storing and continuing work again
+            again = await client.responses.create(model="default", input="remember me again")
+            follow = await client.responses.create(model="default", input="go on", previous_response_id=again.id)
+            assert follow.output_text
+            await client.close()

@@ -23,6 +23,7 @@ import msgspec
 from interlock._errors import (
     AdmissionRejected,
     ChainExhausted,
+    ErrorClass,
     InterlockError,
     PolicyRefused,
     ProviderError,
@@ -152,9 +153,16 @@ def _chain_kind(exc: ChainExhausted) -> tuple[str, str | None]:
     return "chain_exhausted", None
 
 
+# The wait suggested for an ``overloaded`` failure that carries no hint of its own (a shared
+# state store that is down): the rails' own refusals for that outage ask for the same second.
+_OVERLOADED_RETRY_S = 1.0
+
+
 def _retry_after(exc: InterlockError) -> float | None:
     if isinstance(exc, ProviderError | AdmissionRejected | ChainExhausted):
         return exc.retry_after
+    if exc.kind is ErrorClass.OVERLOADED:
+        return _OVERLOADED_RETRY_S
     return None
 
 

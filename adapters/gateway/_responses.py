@@ -28,6 +28,7 @@ first choice on a stream's headers (the rest at its end: ``_responses_answers``)
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from typing import Any
@@ -38,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as HttpRoute
 
-from interlock._errors import RequestError
+from interlock._errors import InterlockError, RequestError
 from interlock._types import (
     ChatRequest,
     ImagePart,
@@ -92,6 +93,8 @@ _UNSUPPORTED: tuple[tuple[str, Callable[[w.ResponsesRequest], bool]], ...] = (
     ("context_management", lambda b: b.context_management is not None),
     ("text.verbosity", lambda b: b.text is not None and b.text.verbosity is not None),
 )
+
+_log = logging.getLogger("interlock.gateway")
 
 
 def responses_routes(edge: Edge) -> list[HttpRoute]:
@@ -169,7 +172,12 @@ class Responses:
     def _keeper(self, tenant: str, conversation: tuple[Message, ...]) -> Keep:
         async def keep(response: w.ResponseOut, answer: Message | None) -> None:
             turn = (answer,) if answer is not None else ()
-            await self._store.put(tenant, Stored(response, (*conversation, *turn)))
+            try:
+                await self._store.put(tenant, Stored(response, (*conversation, *turn)))
+            except InterlockError as exc:
+                # The answer is made and paid for: it still goes to the caller. Only a later
+                # retrieve or continuation of it finds nothing (a 404), and the log says why.
+                _log.warning("response %s was answered but not stored: %s", response.id, exc)
 
         return keep
 

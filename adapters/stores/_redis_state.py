@@ -29,6 +29,7 @@ from redis.exceptions import AuthenticationError, BusyLoadingError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from interlock._errors import ErrorClass
 from interlock.adapters.stores._redis_budgets import RedisBudgets
 from interlock.adapters.stores._redis_cache import RedisCache
 from interlock.adapters.stores._redis_leases import RedisLeases
@@ -41,7 +42,15 @@ _CLOSE_GRACE_S: Final = 5.0
 
 
 class StateStoreUnavailable(StateStoreError):
-    """The state server could not be reached (refused, reset, timed out, still loading): the store is down."""
+    """The state server could not be reached (refused, reset, timed out, still loading): the store is down.
+
+    Its kind is ``overloaded``: to a client, a dependency that is down is a retryable 503, the
+    answer the rails give when they refuse for the same outage, not a 500 (a bug of ours).
+    """
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(path, problem)
+        self.kind = ErrorClass.OVERLOADED
 
 
 @final
