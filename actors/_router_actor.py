@@ -119,10 +119,11 @@ class RouterActor(Actor[RouterMsg]):
         a ``RequestError`` naming the tool, never a call paid for upstream. An embed's context
         window bounds each text alone: its estimate is the longest text's.
 
-        A chat the caller did not mark is scanned for personal data here, the one place every
-        plan is made (``policies._pii``): when a detector fires it is re-resolved marked ``pii``.
-        A marked request costs one comparison; the scan runs only with its tenant's or job's
-        detectors on.
+        A chat or an embed the caller did not mark is scanned for personal data here, the one
+        place every plan is made (``policies._pii``): when a detector fires it is re-resolved
+        marked ``pii`` (an embed's texts are what leaves for the provider, as a chat's messages
+        are). A marked request costs one comparison; the scan runs only with its tenant's or
+        job's detectors on.
         """
         if request.tools:
             check_tool_schemas(request.tools)
@@ -132,7 +133,7 @@ class RouterActor(Actor[RouterMsg]):
             tokens = estimate_input_tokens(request)
         resolution = resolve(self._config, request, tokens, chain, operation)
         found: tuple[str, ...] = ()
-        if operation == "chat" and unmarked(request):
+        if unmarked(request):
             detectors, regions = pii_scan(self._config, request.tenant, resolution.job)
             found = detect(request_texts(request), detectors, regions) if detectors else ()
             if found:

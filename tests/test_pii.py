@@ -300,3 +300,34 @@ def test_the_benchmark_runs_and_reports_its_figures_beside_its_baseline() -> Non
         assert summary[f"{kind}_scan_us_per_kb"] > 0
         assert summary[f"{kind}_scan_over_regex"] > 0
     assert "email,phone" in done.stdout  # the PII prompt's detectors, in the table
+
+
+@pytest.mark.anyio
+async def test_texts_to_embed_are_scanned_too_and_personal_data_is_embedded_locally(tmp_path: Path) -> None:
+    """An embed sends its texts to the provider as a chat sends its messages: the same scan, the same rule."""
+    ledger = tmp_path / "ledger.sqlite"
+    async with interlock.open(_config(), ledger_path=ledger, gc_tuning=False) as door:
+        plain = await door.embed(["the weather in Lisbon"], task="embed", request_id="plain")
+        found = await door.embed(["the weather", f"write to {_EMAIL}"], task="embed", request_id="found")
+    assert plain.route is not None
+    assert found.route is not None
+    assert plain.route.model_class == "specialist"
+    assert (found.route.model, found.route.model_class) == ("embed_local", "local")
+    assert len(found.vectors) == 2
+    assert await _rows(ledger) == {"plain": "", "found": "email"}
+    stored = b"".join(p.read_bytes() for p in sorted(tmp_path.iterdir()) if p.is_file())  # noqa: ASYNC240
+    assert _EMAIL.encode() not in stored
+
+
+@pytest.mark.anyio
+async def test_personal_data_to_embed_with_no_local_embedder_is_refused_naming_the_rule(tmp_path: Path) -> None:
+    """A job whose chain has no model allowed to see PII refuses, typed, before any provider sees the texts."""
+    config = _config(_EXTRA + '\n[jobs.cloud_embed]\nchain = ["specialist"]\n')
+    ledger = tmp_path / "ledger.sqlite"
+    async with interlock.open(config, ledger_path=ledger, gc_tuning=False) as door:
+        with pytest.raises(interlock.PolicyRefused) as refused:
+            await door.embed([f"write to {_EMAIL}"], task="cloud_embed", request_id="refused")
+    assert refused.value.rule == "pii"
+    requests, attempts = await read_ledger(ledger)
+    assert [(r.request_id, r.outcome, r.pii_detected) for r in requests] == [("refused", "error", "email")]
+    assert attempts == []  # no provider was asked

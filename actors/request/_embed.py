@@ -110,6 +110,7 @@ class Embedding:
             await tell_records(ctx.ledger, (begin_record(self._view, self._ts),))
             plan: Plan = await ctx.router.ask(RouteRequest(self._view, operation="embed"), timeout=None)
             self._task = plan.resolution.job
+            self._view = plan.request  # marked "pii" when the router's scan found personal data in the texts
             key = self._cache_key(plan)
             hit = await self._cached(key)
             if hit is not None:
