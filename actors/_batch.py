@@ -11,8 +11,11 @@ command at a time.
 Each item is planned by the router as an interactive request would be (rules, tenant
 allow-lists, pins, context windows); the batch goes to the first candidate of the first item's
 plan whose provider has a batch API and is enabled, and an item whose plan does not hold that
-model is refused with a ``RequestError`` naming it (a batch has one model). Budgets, the
-response cache and verifiers do not apply: the provider answers hours later, off the rails.
+model is refused with a ``RequestError`` naming it (a batch has one model). Budgets apply as
+to interactive calls: each item reserves its worst case at the batch rate before the batch is
+sent (one with no room is refused, ``BudgetExceeded``) and settles its real cost when the batch is
+collected (``_batch_budget``). The response cache and verifiers do not: the provider answers
+hours later, off the rails.
 
 Resumability: the submitted batch's ``BatchHandle`` goes to the state store (the rails' shared
 cache, kept 30 days) under ``batch:<id>``, and under ``batch-for:<hash of the inputs and
@@ -27,14 +30,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any, final
 
 import msgspec
 
 from interlock._errors import ConfigError, ErrorClass, InterlockError, ProviderError, RequestError
-from interlock._records import LedgerRecord
-from interlock._types import ChatRequest, ChatResponse
+from interlock._records import AttemptRecord, LedgerRecord
+from interlock._types import ChatRequest, ChatResponse, Usage
+from interlock.actors._batch_budget import BatchBudgets
 from interlock.actors._batch_clients import batch_wire, make_client
 from interlock.actors._batch_records import (
     BatchHandle,
@@ -94,9 +98,10 @@ class BatchRun:
     def __init__(
         self, ctx: ServingContext, cache: CacheStore, inputs: Sequence[Any], options: Mapping[str, Any],
         build: Build, sim_url: str | None, *, batch_id: str = "", polling: BatchPolling | None = None,
-        environ: Mapping[str, str] | None = None,
+        environ: Mapping[str, str] | None = None, budgets: BatchBudgets | None = None,
     ) -> None:  # fmt: skip
         self._ctx, self._cache, self._build, self._sim_url = ctx, cache, build, sim_url
+        self._budgets = budgets  # None when the config has no budget to keep
         self._inputs, self._options, self._batch_id = tuple(inputs), dict(options), batch_id
         self._polling = polling or BatchPolling()
         self._environ = os.environ if environ is None else environ
@@ -185,6 +190,10 @@ class BatchRun:
         for refused in handle.refused:
             results[refused.index] = (refused_error(refused), refused_rows(handle, refused))
         if not handle.collected:
+            if self._budgets is not None:  # each item's reservations become what it cost, at the batch rate
+                price = self._price(handle)
+                for item in handle.items:
+                    await self._budgets.settle(item.request_id, _usage_of(results[item.index][1]), price)
             await self._write(tuple(row for index in sorted(results) for row in results[index][1]))
             self._handle = handle = msgspec.structs.replace(handle, collected=True)
             if handle.batch_id:
@@ -217,6 +226,12 @@ class BatchRun:
         items: list[tuple[BatchItem, ChatRequest]] = []
         for index, request, plan in plans:
             problem = self._problem(plan, chosen)
+            if problem is None and chosen is not None and self._budgets is not None:
+                rate = batch_rate(chosen.model.price, chosen.model.batch_price)
+                try:  # a batch fits its budgets as interactive calls do: each item's worst case, held
+                    await self._budgets.reserve(request, chosen, rate)
+                except InterlockError as exc:
+                    problem = exc
             if problem is not None:
                 refused.append(refusal_of(index, request.request_id, problem))
                 continue
@@ -226,13 +241,23 @@ class BatchRun:
         handle = _handle_for(chosen, first, plans, len(self._inputs), key, self._ctx.clock.wall())
         if chosen is None or not items:
             return msgspec.structs.replace(handle, refused=tuple(refused))
-        async with self._client(handle) as client:
-            sent = await client.submit([(i.request_id, r) for i, r in items], chosen.model.id)
+        try:
+            async with self._client(handle) as client:
+                sent = await client.submit([(i.request_id, r) for i, r in items], chosen.model.id)
+        except BaseException:
+            await self._release(i.request_id for i, _ in items)  # nothing was sent: nothing is owed
+            raise
+        await self._release(i.request_id for i, _ in items if i.request_id in sent.refused)
         for item, _ in items:
             if item.request_id in sent.refused:
                 refused.append(refusal_of(item.index, item.request_id, sent.refused[item.request_id], attempted=True))
         kept = tuple(i for i, _ in items if i.request_id not in sent.refused)
         return msgspec.structs.replace(handle, batch_id=sent.batch_id, items=kept, refused=tuple(refused))
+
+    async def _release(self, request_ids: Iterable[str]) -> None:
+        if self._budgets is not None:
+            for request_id in request_ids:
+                await self._budgets.release(request_id)
 
     def _batchable(self, plan: Plan) -> Candidate | None:
         """The first candidate of ``plan`` whose provider has a batch API and is enabled."""
@@ -346,6 +371,17 @@ def _content_key(
         digest.update(b"%d!" % item.index + item.message.encode() + b"\n")
     digest.update(repr(sorted(options)).encode())
     return digest.hexdigest()
+
+
+def _usage_of(rows: tuple[LedgerRecord, ...]) -> Usage:
+    """What an item's attempt row says it used (nothing, for an item that never ran)."""
+    attempt = next((r for r in rows if type(r) is AttemptRecord), None)
+    if attempt is None:
+        return Usage()
+    return Usage(
+        input_tokens=attempt.input_tokens, output_tokens=attempt.output_tokens,
+        cache_read_tokens=attempt.cache_read_tokens, cache_write_tokens=attempt.cache_write_tokens,
+    )  # fmt: skip
 
 
 def _progress(handle: BatchHandle, status: BatchStatus | None) -> BatchProgress:

@@ -35,11 +35,13 @@ from interlock._types import (
     ToolSpec,
 )
 from interlock.actors._batch import BatchPolling, BatchRun
+from interlock.actors._batch_budget import BatchBudgets
 from interlock.actors._explain import explain
 from interlock.actors._ledger_actor import Flush, LedgerStatistics
 from interlock.actors._provider_actor import GetHealth, ProviderHealth
 from interlock.actors._router_actor import new_request_id
 from interlock.actors._tree import Opened, TreeParts, tree_options
+from interlock.actors.rails._budget import BudgetRail
 from interlock.actors.request._assemble import collect
 from interlock.actors.request._embed import embed
 from interlock.actors.request._serving import serve
@@ -213,9 +215,12 @@ class Door:
         """
         sim = self._sim.url if self._sim is not None else None
         state = self._state.cache
+        budgets = None
+        if BudgetRail.wanted(self._context.config):
+            budgets = BatchBudgets(self._state.budgets, self._context.config, self._context.clock)
         return BatchRun(
             self._context, state, inputs, options, build_request, sim, batch_id=batch_id, polling=poll,
-            environ=self._environ,
+            environ=self._environ, budgets=budgets,
         )
 
     async def evaluate(

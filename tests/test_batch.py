@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from pathlib import Path
 
 import anyio
@@ -21,7 +22,9 @@ from interlock._errors import ErrorClass, ProviderError, RequestError
 from interlock.actors import _batch as batch_module
 from interlock.actors._batch_records import BatchHandle
 from interlock.adapters.providers._batch import BatchCounts, BatchPhase, BatchStatus
+from interlock.adapters.stores._state_store import SqliteStateStore
 from interlock.policies._batch_poll import BatchPolling, poll_delay
+from interlock.policies._budget import BudgetScope, day_bucket
 from interlock.policies._config import parse_config
 from interlock.policies._pricing import Price, batch_rate, cost_cents
 from interlock.testing import Normal, ServerError, read_ledger
@@ -374,3 +377,46 @@ async def test_an_item_routed_where_no_batch_api_is_refused_alone(tmp_path: Path
     assert len(attempts) == 2
     assert all(a.batch_id for a in attempts)
     assert {r.request_id for r in requests} > {a.request_id for a in attempts}
+
+
+async def test_a_batch_keeps_its_budgets_and_settles_what_it_cost_at_the_batch_rate(tmp_path: Path) -> None:
+    """Each item holds its worst case before sending: past the room, items are refused; the rest settle exactly."""
+    # 0.5 cents a day; each item's worst case (1,000 output tokens at $2/M) holds 0.2: two fit, not three.
+    config = parse_config(TWO_WIRES + '\n[budgets.tenants.acme]\nusd_per_day = 0.005\n')
+    ledger = tmp_path / "ledger.sqlite"
+    async with interlock.open(config, ledger_path=ledger) as door:
+        results = await door.batch(["one", "two", "three", "four"], task="on_oa", tenant="acme", poll=FAST)
+    answers = [r for r in results if isinstance(r, ChatResponse)]
+    refused = [r for r in results if isinstance(r, InterlockError)]
+    assert (len(answers), len(refused)) == (2, 2)
+    assert all(r.kind is ErrorClass.BUDGET and "tenant:acme: limit 0.5 cents" in str(r) for r in refused)
+    requests, attempts = await read_ledger(ledger)
+    assert len(requests) == 4  # every item has its row, the refused ones too
+    assert sorted(r.outcome for r in requests) == ["error", "error", "ok", "ok"]
+    assert len(attempts) == 2  # nothing was sent for the refused ones
+    async with SqliteStateStore(ledger) as state:
+        scope, now = BudgetScope.tenant("acme").key, time.time()
+        spent = await state.budgets.spent(scope, day_bucket(now))
+        held = await state.budgets.reserved(scope, day_bucket(now), now)
+    assert spent == pytest.approx(sum(a.route.cost_cents for a in answers if a.route))  # the batch rate, booked
+    assert held == 0.0  # every reservation settled or released
+
+
+async def test_a_batch_submitted_by_one_door_settles_its_reservations_when_another_collects_it(
+    tmp_path: Path,
+) -> None:
+    """The reservations are named after the items: whoever collects the batch books them, nothing is left held."""
+    config = parse_config(TWO_WIRES + '\n[budgets.tenants.acme]\nusd_per_day = 1.0\n')
+    ledger = tmp_path / "ledger.sqlite"
+    prompts = ["one", "two", "three"]
+    async with interlock.open(config, ledger_path=ledger) as door:
+        batch_id = await door.batch(prompts, task="on_oa", tenant="acme", poll=FAST).submit()
+    scope, now = BudgetScope.tenant("acme").key, time.time()
+    async with SqliteStateStore(ledger) as state:
+        assert await state.budgets.reserved(scope, day_bucket(now), now) > 0  # held while the batch runs
+    async with interlock.open(config, ledger_path=ledger) as door:
+        answers = _answers(await door.batch(batch_id=batch_id, poll=FAST))
+    async with SqliteStateStore(ledger) as state:
+        assert await state.budgets.reserved(scope, day_bucket(now), now) == 0.0
+        spent = await state.budgets.spent(scope, day_bucket(now))
+    assert spent == pytest.approx(sum(a.route.cost_cents for a in answers if a.route))
