@@ -12,6 +12,11 @@ The figures, per candidate:
   With no verifier at all, every answer is accepted, so the rate is the answer rate.
 - its **95% confidence interval**, the Wilson score interval (``wilson_interval``): unlike the
   normal approximation it stays inside [0, 1] and is honest at 0 or n successes and small n.
+  With ``--repeat K`` the K judgements of one prompt are not independent (a prompt a model gets
+  wrong it tends to get wrong every time), so the interval and the significance test use the
+  calls' **effective** number of judgements (``effective_judged``): the judged count shrunk by
+  the cluster-robust variance of the accept rate, prompt by prompt, never below the number of
+  prompts nor above the judged count. With one judgement per prompt it is the judged count.
 - **cost per call** (every call's billed cents over the calls) and **per accepted answer** (the
   same cents over the accepted answers: rejected answers are paid for too).
 - **p50 / p95 TTFT and TTLT** of the answered calls, by nearest rank (``RollingLatency``).
@@ -117,6 +122,7 @@ class EvalCandidate(msgspec.Struct, frozen=True, kw_only=True):
     ttlt_p95_ms: float | None
     failures: dict[str, int]
     resumed: int
+    effective_judged: float = 0.0  # what the judgements are worth independently (``effective_judged``)
 
 
 class EvalReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -169,14 +175,46 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, flo
         raise ValueError(f"need 0 <= successes <= n, got {successes} of {n}")
     if n == 0:
         return 0.0, 1.0
-    p = successes / n
+    return wilson_of(successes / n, n, z)
+
+
+def wilson_of(p: float, n: float, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of the proportion ``p`` worth ``n`` (maybe fractional) independent trials."""
+    if n <= 0:
+        return 0.0, 1.0
     z2 = z * z
     denominator = 1 + z2 / n
     centre = (p + z2 / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denominator
-    low = 0.0 if successes == 0 else max(0.0, min(p, centre - half))
-    high = 1.0 if successes == n else min(1.0, max(p, centre + half))
+    low = 0.0 if p == 0 else max(0.0, min(p, centre - half))
+    high = 1.0 if p == 1 else min(1.0, max(p, centre + half))
     return low, high
+
+
+def effective_judged(calls: Sequence[EvalCall]) -> float:
+    """How many independent judgements ``calls`` are worth, counting each prompt's repeats as one cluster.
+
+    ``n / design effect``: ``p(1 - p)`` over the cluster-robust variance of the accept rate
+    ``p`` (``k / (k - 1) * sum((a_i - p m_i)^2) / n^2`` over the ``k`` prompts, ``a_i`` accepted
+    of ``m_i`` judged), kept within ``[k, n]``. One judgement per prompt: ``n``. Repeats that all
+    agree (every call accepted, or none) cannot show they are independent: ``k``.
+    """
+    clusters: dict[str, list[int]] = {}
+    for call in calls:
+        if call.outcome != "unjudged":
+            clusters.setdefault(call.prompt_id, []).append(call.outcome == "accepted")
+    n = sum(len(c) for c in clusters.values())
+    k = len(clusters)
+    if n == k:
+        return float(n)
+    accepted = sum(sum(c) for c in clusters.values())
+    p = accepted / n
+    if p in (0.0, 1.0) or k < 2:
+        return float(k)
+    variance = k / (k - 1) * sum((sum(c) - p * len(c)) ** 2 for c in clusters.values()) / (n * n)
+    if variance <= 0:
+        return float(n)
+    return min(float(n), max(float(k), p * (1 - p) / variance))
 
 
 def significantly_worse(successes: int, n: int, best_successes: int, best_n: int, z: float = Z_95) -> bool:
@@ -187,10 +225,14 @@ def significantly_worse(successes: int, n: int, best_successes: int, best_n: int
     """
     if n == 0 or best_n == 0:
         return False
-    p, best = successes / n, best_successes / best_n
-    if p >= best:
+    return worse_rate(successes / n, n, best_successes / best_n, best_n, z)
+
+
+def worse_rate(p: float, n: float, best: float, best_n: float, z: float = Z_95) -> bool:
+    """``significantly_worse`` for rates worth ``n`` and ``best_n`` (maybe fractional) independent judgements."""
+    if n <= 0 or best_n <= 0 or p >= best:
         return False
-    pooled = (successes + best_successes) / (n + best_n)
+    pooled = (p * n + best * best_n) / (n + best_n)
     spread = math.sqrt(pooled * (1 - pooled) * (1 / n + 1 / best_n))
     return spread > 0 and (best - p) / spread > z
 
@@ -210,7 +252,8 @@ def summarize(model: str, model_id: str, calls: Sequence[EvalCall]) -> EvalCandi
     counts = Counter(call.outcome for call in calls)
     accepted, unjudged = counts["accepted"], counts["unjudged"]
     judged = len(calls) - unjudged
-    low, high = wilson_interval(accepted, judged)
+    worth = effective_judged(calls)
+    low, high = wilson_of(accepted / judged, worth) if judged else (0.0, 1.0)
     cost = sum(call.cost_cents for call in calls)
     failures = Counter(call.failure or "rejected" for call in calls if call.outcome in ("failed", "rejected"))
     ttft = [c.ttft_ms for c in calls if c.ttft_ms is not None]
@@ -225,6 +268,7 @@ def summarize(model: str, model_id: str, calls: Sequence[EvalCall]) -> EvalCandi
         ttft_p50_ms=percentile(ttft, 50), ttft_p95_ms=percentile(ttft, 95),
         ttlt_p50_ms=percentile(ttlt, 50), ttlt_p95_ms=percentile(ttlt, 95),
         failures=dict(sorted(failures.items())), resumed=sum(call.resumed for call in calls),
+        effective_judged=worth,
     )  # fmt: skip
 
 
@@ -257,7 +301,7 @@ def recommend(candidates: Sequence[EvalCandidate]) -> Recommendation:
     eligible = [
         c
         for c in candidates
-        if c.accepted > 0 and not significantly_worse(c.accepted, c.judged, best.accepted, best.judged)
+        if c.accepted > 0 and not _worse(c, best)
     ]
     pick = min(
         eligible,
@@ -292,6 +336,19 @@ def toml_change(job: str, chain: Sequence[str], first_choice: str, model: str | 
 def _toml_key(name: str) -> str:
     bare = name.replace("_", "").replace("-", "").isalnum() and name.isascii()
     return name if bare else msgspec.json.encode(name).decode()
+
+
+def _worse(candidate: EvalCandidate, best: EvalCandidate) -> bool:
+    """The z-test on the two accept rates, each worth its candidate's effective judgements."""
+    if candidate.accept_rate is None or best.accept_rate is None:
+        return False
+    worth, best_worth = _worth(candidate), _worth(best)
+    return worse_rate(candidate.accept_rate, worth, best.accept_rate, best_worth)
+
+
+def _worth(candidate: EvalCandidate) -> float:
+    # A candidate built without calls' clusters (``effective_judged`` 0) is worth its judged count.
+    return candidate.effective_judged or float(candidate.judged)
 
 
 def _per_accepted(candidate: EvalCandidate) -> float:

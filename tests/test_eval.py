@@ -37,6 +37,7 @@ from interlock.policies._eval import (
     EvalPrompt,
     EvalReport,
     best_candidate,
+    effective_judged,
     recommend,
     significantly_worse,
     summarize,
@@ -384,3 +385,36 @@ def test_the_toml_change_is_empty_when_the_job_already_asks_the_pick_first() -> 
     moved = toml_change("hard_reasoning", chain, first, "flagship_openai")
     assert moved == '[jobs.hard_reasoning]\nchain = ["flagship_openai", "flagship_anthropic"]'
     assert _first_choice(config, "cheap_bulk") == "mini"  # the first model of its first class
+
+
+def _repeated(name: str, always: int, never: int, repeats: int, cents: float = 1.0) -> list[EvalCall]:
+    """``always`` prompts accepted on every repeat, ``never`` prompts rejected on every repeat."""
+    return [
+        EvalCall(prompt_id=f"p{i}", candidate=name, repeat=r, outcome="accepted" if i < always else "rejected",
+                 cost_cents=cents)
+        for i in range(always + never)
+        for r in range(repeats)
+    ]  # fmt: skip
+
+
+def test_repeats_of_one_prompt_count_as_one_cluster_not_as_independent_judgements() -> None:
+    """Repeats that always agree are worth one judgement per prompt; repeats that vary within each prompt, all."""
+    assert effective_judged(_repeated("m", 5, 5, repeats=1)) == 10.0  # one per prompt: as they are
+    assert effective_judged(_repeated("m", 5, 5, repeats=5)) == 10.0  # 50 calls, 10 prompts of evidence
+    varying = [
+        EvalCall(prompt_id=f"p{i}", candidate="m", repeat=r, outcome="accepted" if r % 2 == 0 else "rejected")
+        for i in range(10)
+        for r in range(4)
+    ]  # every prompt half accepted: the prompts agree, the repeats carry the information
+    assert effective_judged(varying) == 40.0
+    clustered = summarize("m", "m", _repeated("m", 5, 5, repeats=5))
+    naive_low, naive_high = wilson_interval(25, 50)
+    assert clustered.accept_high - clustered.accept_low > naive_high - naive_low  # wider: honest about 10 prompts
+
+
+def test_a_cheaper_candidate_is_not_called_worse_on_repeats_that_only_echo_their_prompts() -> None:
+    """9/10 prompts against 6/10, each repeated 5 times: 45/50 against 30/50 looks significant, 10 prompts are not."""
+    best = summarize("best", "best", _repeated("best", 9, 1, repeats=5, cents=1.0))
+    cheap = summarize("cheap", "cheap", _repeated("cheap", 6, 4, repeats=5, cents=0.1))
+    assert significantly_worse(cheap.accepted, cheap.judged, best.accepted, best.judged)  # counted as independent
+    assert recommend([best, cheap]).model == "cheap"  # counted as what they are
