@@ -1,7 +1,8 @@
 """A batch's budgets: each item reserves its worst case, at the batch rate, before the batch is sent,
 and settles what it really cost when the batch is collected.
 
-The rules are the budget rail's (``rails._budget``, ``policies._budget``): the input's token bound
+The rules are the budget rail's, with its very description of a call (``rails._budget.budgeted_call``,
+``policies._budget``): the input's token bound
 and every output token the item may produce, on caller, tenant and provider, and the model's
 daily token cap, all at once or not at all. An item that does not fit is refused before sending,
 as ``BudgetExceeded`` with its rows, so a batch cannot spend past a budget any more than
@@ -25,13 +26,13 @@ import anyio
 
 from interlock._clock import Clock
 from interlock._types import ChatRequest, Usage
+from interlock.actors.rails._budget import billed, budgeted_call
 from interlock.adapters.stores._state_schema import StateStoreError
 from interlock.adapters.stores._state_store import BudgetStore
-from interlock.policies._budget import BudgetedCall, Unit, day_bucket, plan_reservations, settle_amount
+from interlock.policies._budget import Unit, day_bucket, plan_reservations, settle_amount
 from interlock.policies._config import Config
 from interlock.policies._pricing import Price
 from interlock.policies._routing import Candidate
-from interlock.policies._tokens import input_token_bound
 
 RESERVATION_S: Final = 2 * 86_400.0
 _UNITS: Final[tuple[Unit, ...]] = ("cents", "tokens")
@@ -53,16 +54,10 @@ class BatchBudgets:
 
     async def reserve(self, request: ChatRequest, candidate: Candidate, price: Price | None) -> None:
         """Hold the item's worst case in every budget it touches; ``BudgetExceeded`` when one has no room."""
-        model = candidate.model
-        call = BudgetedCall(
-            provider=candidate.provider, model=candidate.name, tenant=request.tenant, caller=request.caller,
-            billing=model.billing, price=price, token_cap_per_day=model.token_cap_per_day,
-            input_tokens=input_token_bound(request), max_output_tokens=request.max_tokens or model.max_output_tokens,
-        )  # fmt: skip
         wall = self._clock.wall()
         held: list[str] = []
         try:
-            for plan in plan_reservations(self._config.budgets, call):
+            for plan in plan_reservations(self._config.budgets, budgeted_call(request, candidate, price)):
                 rid = reservation_id(request.request_id, plan.unit)
                 await self._store.reserve(
                     plan.limits, day=day_bucket(wall), amount=plan.amount, reservation_id=rid, now=wall,
@@ -80,10 +75,9 @@ class BatchBudgets:
 
     async def settle(self, request_id: str, usage: Usage, price: Price | None) -> None:
         """Book what the item cost (its reservations settled), or free them when it was never billed."""
-        billed = bool(usage.input_tokens or usage.output_tokens or usage.cache_read_tokens or usage.cache_write_tokens)
         for unit in _UNITS:
             rid = reservation_id(request_id, unit)
-            if billed:
+            if billed(usage):
                 await self._store.settle(rid, settle_amount(unit, usage, price))
             else:
                 await self._store.release(rid)

@@ -121,18 +121,13 @@ class Reply(Generic[T]):
         if not self._done:
             loop = asyncio.get_running_loop()
             waiter = self._waiter = loop.create_future()
-            if timeout is None or timeout == math.inf:
-                try:
-                    await waiter
-                finally:
-                    self._waiter = None
-            else:
-                deadlines = _deadlines_of(loop)
-                key = deadlines.add(waiter, timeout)
-                try:
-                    await waiter
-                finally:
-                    self._waiter = None
+            deadlines = None if timeout is None or timeout == math.inf else _deadlines_of(loop)
+            key = 0 if deadlines is None else deadlines.add(waiter, timeout or 0.0)
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if deadlines is not None:
                     deadlines.discard(key, waiter)
             if not self._done:
                 raise TimeoutError

@@ -82,6 +82,16 @@ class Worker:
             assert line is not None, f"the worker ended: {self.lines[-3:]}"
             seen += line.startswith("done ")
 
+    async def stop(self) -> str:
+        """Ask the worker to stop, wait until its door closed and it exited 0; everything it printed."""
+        assert self.process.stdin is not None
+        await self.process.stdin.send(b"stop\n")
+        while (line := await self.line()) is not None and line != "closed":
+            pass
+        assert line == "closed", await stderr_of(self.process)
+        assert await self.process.wait() == 0
+        return "\n".join(self.lines) + await stderr_of(self.process)
+
     def printed(self) -> set[str]:
         return {line.split()[1] for line in self.lines if line.startswith("done ")}
 
@@ -170,12 +180,7 @@ async def test_a_server_restart_mid_run_spools_then_replays_every_row_once(
         assert spooled(tmp_path) > 0
         pg.start_again()
         await w.done(30)
-        await w.process.stdin.send(b"stop\n")  # type: ignore[union-attr]
-        while (line := await w.line()) is not None and line != "closed":
-            pass
-        assert line == "closed", await stderr_of(w.process)
-        assert await w.process.wait() == 0
-        output = "\n".join(w.lines) + await stderr_of(w.process)
+        output = await w.stop()
     printed = w.printed()
     final = outcomes(url)
     assert set(final) == printed  # every request served, and nothing else
@@ -197,12 +202,7 @@ async def test_a_door_started_while_the_server_is_down_serves_and_its_rows_land_
         assert spooled(tmp_path) > 0
         pg.start_again()
         await w.done(30)
-        await w.process.stdin.send(b"stop\n")  # type: ignore[union-attr]
-        while (line := await w.line()) is not None and line != "closed":
-            pass
-        assert line == "closed", await stderr_of(w.process)
-        assert await w.process.wait() == 0
-        output = "\n".join(w.lines) + await stderr_of(w.process)
+        output = await w.stop()
     printed = w.printed()
     final = outcomes(url)
     assert set(final) == printed

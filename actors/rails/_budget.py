@@ -40,6 +40,8 @@ from interlock.policies._budget import (
     settle_amount,
 )
 from interlock.policies._config import Config
+from interlock.policies._pricing import Price
+from interlock.policies._routing import Candidate
 from interlock.policies._tokens import input_token_bound
 
 
@@ -54,8 +56,29 @@ def _may_write_cache(request: ChatRequest) -> bool:
     return request.cache_system or request.cache_tools or any(m.cache_breakpoint for m in request.messages)
 
 
-def _billed(usage: Usage) -> bool:
+def billed(usage: Usage) -> bool:
+    """Whether ``usage`` counts anything to bill (else a reservation is released, not settled)."""
     return bool(usage.input_tokens or usage.output_tokens or usage.cache_read_tokens or usage.cache_write_tokens)
+
+
+def budgeted_call(request: ChatRequest, candidate: Candidate, price: Price | None) -> BudgetedCall:
+    """What the budgets need to know of ``request`` on ``candidate`` at ``price``, its input as a bound.
+
+    ``price`` is the model's own for an interactive call, its batch rate for a batch item (``_batch_budget``).
+    """
+    model = candidate.model
+    return BudgetedCall(
+        provider=candidate.provider,
+        model=candidate.name,
+        tenant=request.tenant,
+        caller=request.caller,
+        billing=model.billing,
+        price=price,
+        token_cap_per_day=model.token_cap_per_day,
+        input_tokens=input_token_bound(request),
+        max_output_tokens=request.max_tokens or model.max_output_tokens,
+        may_write_cache=_may_write_cache(request),
+    )
 
 
 class BudgetRail:
@@ -81,20 +104,7 @@ class BudgetRail:
     async def enter(self, request: ChatRequest, attempt: Attempt, input_tokens: int) -> None:
         # ``input_tokens`` is the router's estimate, right for context windows and wrong for money.
         candidate = attempt.candidate
-        model = candidate.model
-        call = BudgetedCall(
-            provider=candidate.provider,
-            model=candidate.name,
-            tenant=request.tenant,
-            caller=request.caller,
-            billing=model.billing,
-            price=model.price,
-            token_cap_per_day=model.token_cap_per_day,
-            input_tokens=input_token_bound(request),
-            max_output_tokens=request.max_tokens or model.max_output_tokens,
-            may_write_cache=_may_write_cache(request),
-        )
-        plans = plan_reservations(self._config, call)
+        plans = plan_reservations(self._config, budgeted_call(request, candidate, candidate.model.price))
         if not plans:
             return
         held: list[tuple[str, Unit]] = []
@@ -141,12 +151,12 @@ class BudgetRail:
         if not isinstance(held, BudgetHold):
             return
         usage = attempt.usage
-        billed = _billed(usage)
+        billed_usage = billed(usage)
         for reservation_id, unit in held.reservations:
             try:
-                if billed:
+                if billed_usage:
                     await self._store.settle(reservation_id, settle_amount(unit, usage, attempt.candidate.model.price))
                 else:
                     await self._store.release(reservation_id)
             except StateStoreError as exc:
-                self.outage.lost(exc, "settlement" if billed else "release")
+                self.outage.lost(exc, "settlement" if billed_usage else "release")
